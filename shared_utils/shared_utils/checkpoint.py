@@ -1,0 +1,163 @@
+"""Crash-safe checkpoints: one layout for every project.
+
+    run_dir/checkpoints/
+        step_00001200/          one complete checkpoint, never modified after it is published
+            model.safetensors   weights (tied tensors stored once)
+            state.pt            optimizer, scheduler, step, RNG states, data position, ...
+            config.json         the resolved config, so eval rebuilds the model from the folder alone
+            <extra files>       e.g. tokenizer.json
+        latest                  text file: the name of the newest checkpoint
+        best                    text file: the name of the best checkpoint (optional)
+
+A checkpoint is written into a temporary folder, every file fsynced, then renamed into place; the pointer
+files are replaced atomically afterwards. A crash at any point leaves the previous ``latest`` intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model, save_model
+
+from .errors import UserError
+
+WEIGHTS = "model.safetensors"
+STATE = "state.pt"
+CONFIG = "config.json"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, then ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+@dataclass
+class Checkpoint:
+    """A published checkpoint folder and its small files, already read."""
+
+    path: Path
+    config: dict[str, Any]
+    state: dict[str, Any]
+
+    def load_weights(self, model: torch.nn.Module, strict: bool = True) -> None:
+        """Load ``model.safetensors`` into ``model`` (which must have been built from :attr:`config`)."""
+        load_model(model, self.path / WEIGHTS, strict=strict)
+
+    def read_text(self, name: str) -> str:
+        return (self.path / name).read_text(encoding="utf-8")
+
+
+def save_checkpoint(
+    run_dir: str | Path,
+    tag: str,
+    *,
+    model: torch.nn.Module,
+    state: dict[str, Any],
+    config: dict[str, Any],
+    extra_files: dict[str, str | bytes] | None = None,
+    keep_last: int = 2,
+) -> Path:
+    """Publish ``run_dir/checkpoints/<tag>`` atomically, point ``latest`` at it and prune old ones.
+
+    ``keep_last`` newest checkpoints are kept, plus whichever one ``best`` points to.
+    """
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / tag
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{tag}."))
+    try:
+        save_model(model, str(tmp / WEIGHTS))
+        torch.save(state, tmp / STATE)
+        (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
+        for name, data in (extra_files or {}).items():
+            (tmp / name).write_bytes(data.encode() if isinstance(data, str) else data)
+        for file in tmp.iterdir():
+            with file.open("rb") as f:
+                os.fsync(f.fileno())
+        if final.exists():  # re-saving the same tag (e.g. a resumed run): swap the old one out first
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(root)
+    atomic_write(root / "latest", tag)
+    _prune(root, keep_last)
+    return final
+
+
+def mark_best(run_dir: str | Path, tag: str) -> None:
+    """Point ``best`` at an already published checkpoint."""
+    root = Path(run_dir) / "checkpoints"
+    if not (root / tag).is_dir():
+        raise UserError(f"cannot mark missing checkpoint {root / tag} as best")
+    atomic_write(root / "best", tag)
+
+
+def _pointer(root: Path, name: str) -> str | None:
+    file = root / name
+    return file.read_text().strip() if file.is_file() else None
+
+
+def _prune(root: Path, keep_last: int) -> None:
+    published = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    protected = {_pointer(root, "latest"), _pointer(root, "best")}
+    for old in published[:-keep_last] if keep_last > 0 else published:
+        if old.name not in protected:
+            shutil.rmtree(old, ignore_errors=True)
+    for stale in root.glob(".*.*"):  # temp folders left by a crash mid-write
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint folder (or a run folder, meaning its ``latest``); clear error when it is not one."""
+    path = Path(path)
+    if (path / "checkpoints").is_dir() and not (path / WEIGHTS).exists():
+        found = load_latest(path)
+        if found is None:
+            raise UserError(f"{path} holds no published checkpoint")
+        return found
+    if not path.is_dir():
+        raise UserError(f"checkpoint not found: {path}")
+    missing = [n for n in (WEIGHTS, STATE, CONFIG) if not (path / n).is_file()]
+    if missing:
+        raise UserError(f"{path} is not a checkpoint folder (missing {', '.join(missing)})")
+    config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+    state = torch.load(path / STATE, map_location="cpu", weights_only=False)
+    return Checkpoint(path, config, state)
+
+
+def load_latest(run_dir: str | Path, which: str = "latest") -> Checkpoint | None:
+    """The checkpoint that ``latest`` (or ``best``) points to, or ``None`` for a fresh run."""
+    root = Path(run_dir) / "checkpoints"
+    tag = _pointer(root, which) if root.is_dir() else None
+    return load_checkpoint(root / tag) if tag else None

@@ -1,0 +1,289 @@
+"""Readers for the three record kinds the projects use, from local files or the Hugging Face hub.
+
+| kind      | local format                           | record           | loader           |
+|-----------|----------------------------------------|------------------|------------------|
+| parallel  | TSV ``src<TAB>tgt``, no header         | :class:`Pair`    | :func:`load_parallel` |
+| labelled  | CSV with header ``label,text``         | :class:`Example` | :func:`load_labelled` |
+| documents | JSONL objects with ``document``, ``summary`` | :class:`Doc` | :func:`load_documents` |
+
+``source`` is a path or ``hf:<name>[:<config>[:<split>]]``. Every bad row raises :class:`DataError` naming
+``file:line`` and the reason, unless ``skip_bad=True``, in which case it is counted per reason in
+:attr:`Loaded.skipped`. Blank lines are never errors: they are skipped and counted as ``"empty line"``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from .errors import DataError, UserError
+from .hub import load_hub_dataset
+
+R = TypeVar("R")
+
+HUB_PREFIX = "hf:"
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One sentence pair: source (e.g. Finnish) and target (e.g. English)."""
+
+    src: str
+    tgt: str
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled text (class id in ``range(num_labels)``)."""
+
+    label: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Doc:
+    """One document/summary pair; ``source`` is the sub-corpus name when the file has one."""
+
+    document: str
+    summary: str
+    source: str = ""
+    id: str = ""
+
+
+@dataclass
+class Loaded(Generic[R]):
+    """The records read from one source, plus how many rows were skipped and why."""
+
+    source: str
+    records: list[R]
+    skipped: Counter = field(default_factory=Counter)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[R]:
+        return iter(self.records)
+
+    def __getitem__(self, i):
+        return self.records[i]
+
+    def summary(self) -> str:
+        """One line for logs, e.g. ``train.tsv: 59931 records (skipped 2: empty line x2)``."""
+        text = f"{self.source}: {len(self.records)} records"
+        if self.skipped:
+            why = ", ".join(f"{reason} x{n}" for reason, n in sorted(self.skipped.items()))
+            text += f" (skipped {sum(self.skipped.values())}: {why})"
+        return text
+
+
+def parse_hub_source(source: str) -> tuple[str, str | None, str]:
+    """``hf:name[:config[:split]]`` -> ``(name, config, split)``; split defaults to ``train``."""
+    parts = source[len(HUB_PREFIX):].split(":")
+    if not parts[0] or len(parts) > 3:
+        raise UserError(f"bad hub source '{source}': expected hf:<name>[:<config>[:<split>]]")
+    name = parts[0]
+    config = parts[1] if len(parts) > 1 and parts[1] else None
+    split = parts[2] if len(parts) > 2 and parts[2] else "train"
+    return name, config, split
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, text)`` with 1-based numbers; undecodable bytes raise with the line number."""
+    if not path.is_file():
+        raise DataError(str(path), None, "file not found" if not path.exists() else "not a regular file")
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                yield number, raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as exc:
+                raise DataError(str(path), number, f"invalid UTF-8 at byte {exc.start}") from None
+
+
+class _Collector(Generic[R]):
+    """Accumulates records; routes each bad row to an exception or to the skip counter."""
+
+    def __init__(self, source: str, skip_bad: bool):
+        self.loaded: Loaded[R] = Loaded(source, [])
+        self.skip_bad = skip_bad
+
+    def bad(self, line: int | None, reason: str, *, kind: str) -> None:
+        if not self.skip_bad:
+            raise DataError(self.loaded.source, line, reason)
+        self.loaded.skipped[kind] += 1
+
+    def empty(self) -> None:
+        self.loaded.skipped["empty line"] += 1
+
+
+def _check_text(col: _Collector, line: int, name: str, value: object) -> str | None:
+    if not isinstance(value, str):
+        col.bad(line, f"field '{name}' must be a string, got {type(value).__name__}", kind=f"bad {name}")
+        return None
+    value = value.strip()
+    if not value:
+        col.bad(line, f"empty field '{name}'", kind=f"empty {name}")
+        return None
+    return value
+
+
+# ---------------------------------------------------------------------------------------------- parallel
+def load_parallel(
+    source: str | Path,
+    *,
+    skip_bad: bool = False,
+    src_key: str = "fi",
+    tgt_key: str = "en",
+    local_hint: str = "pass a local TSV file (source<TAB>target) instead",
+) -> Loaded[Pair]:
+    """Read sentence pairs from a TSV file or ``hf:...`` dataset.
+
+    Hub rows are read as ``row["translation"][src_key]`` (OPUS-style) or ``row[src_key]`` (flat columns).
+    """
+    source = str(source)
+    col: _Collector[Pair] = _Collector(source, skip_bad)
+    if source.startswith(HUB_PREFIX):
+        for i, row in enumerate(_hub_rows(source, local_hint), start=1):
+            fields = row.get("translation", row)
+            src = _check_text(col, i, src_key, fields.get(src_key))
+            tgt = _check_text(col, i, tgt_key, fields.get(tgt_key))
+            if src is not None and tgt is not None:
+                col.loaded.records.append(Pair(src, tgt))
+        return col.loaded
+    for number, text in _lines(Path(source)):
+        if not text.strip():
+            col.empty()
+            continue
+        cells = text.split("\t")
+        if len(cells) != 2:
+            col.bad(number, f"expected 2 tab-separated columns, found {len(cells)}", kind="wrong column count")
+            continue
+        src = _check_text(col, number, "source", cells[0])
+        tgt = _check_text(col, number, "target", cells[1])
+        if src is not None and tgt is not None:
+            col.loaded.records.append(Pair(src, tgt))
+    return col.loaded
+
+
+# ---------------------------------------------------------------------------------------------- labelled
+def load_labelled(
+    source: str | Path,
+    *,
+    num_labels: int,
+    skip_bad: bool = False,
+    local_hint: str = "pass a local CSV file (header label,text) instead",
+) -> Loaded[Example]:
+    """Read labelled texts from a ``label,text`` CSV (header required) or ``hf:...`` dataset."""
+    source = str(source)
+    col: _Collector[Example] = _Collector(source, skip_bad)
+
+    def add(line: int, label: object, text: object) -> None:
+        try:
+            value = int(str(label).strip())
+        except ValueError:
+            value = None
+        if value is None or not 0 <= value < num_labels:
+            col.bad(line, f"bad label {label!r}: expected an integer in 0..{num_labels - 1}", kind="bad label")
+            return
+        clean = _check_text(col, line, "text", text)
+        if clean is not None:
+            col.loaded.records.append(Example(value, clean))
+
+    if source.startswith(HUB_PREFIX):
+        for i, row in enumerate(_hub_rows(source, local_hint), start=1):
+            add(i, row.get("label"), row.get("text"))
+        return col.loaded
+
+    numbered = list(_lines(Path(source)))
+    if not numbered or [c.strip() for c in next(csv.reader([numbered[0][1]]))] != ["label", "text"]:
+        raise DataError(source, 1, "expected the header 'label,text'")
+    reader = csv.reader(text + "\n" for _, text in numbered[1:])
+    for cells in reader:
+        line = reader.line_num + 1  # +1 for the header; line_num counts the physical lines consumed
+        if not cells or all(not c.strip() for c in cells):
+            col.empty()
+            continue
+        if len(cells) != 2:
+            col.bad(line, f"expected 2 columns (label,text), found {len(cells)}", kind="wrong column count")
+            continue
+        add(line, cells[0], cells[1])
+    return col.loaded
+
+
+# --------------------------------------------------------------------------------------------- documents
+def load_documents(
+    source: str | Path,
+    *,
+    skip_bad: bool = False,
+    document_key: str = "document",
+    summary_key: str = "summary",
+    local_hint: str = "pass a local JSONL file (keys document, summary) instead",
+) -> Loaded[Doc]:
+    """Read document/summary pairs from JSONL or ``hf:...``; optional ``source`` and ``id`` keys are kept."""
+    source = str(source)
+    col: _Collector[Doc] = _Collector(source, skip_bad)
+
+    def add(line: int, row: dict) -> None:
+        doc = _check_text(col, line, document_key, row.get(document_key))
+        if doc is None:
+            return
+        summ = _check_text(col, line, summary_key, row.get(summary_key))
+        if summ is not None:
+            col.loaded.records.append(Doc(doc, summ, str(row.get("source", "")), str(row.get("id", ""))))
+
+    if source.startswith(HUB_PREFIX):
+        for i, row in enumerate(_hub_rows(source, local_hint), start=1):
+            add(i, row)
+        return col.loaded
+    for number, text in _lines(Path(source)):
+        if not text.strip():
+            col.empty()
+            continue
+        try:
+            row = json.loads(text)
+        except json.JSONDecodeError as exc:
+            col.bad(number, f"invalid JSON ({exc.msg} at column {exc.colno})", kind="invalid JSON")
+            continue
+        if not isinstance(row, dict):
+            col.bad(number, f"expected a JSON object, got {type(row).__name__}", kind="not an object")
+            continue
+        add(number, row)
+    return col.loaded
+
+
+def _hub_rows(source: str, local_hint: str) -> Iterable[dict]:
+    name, config, split = parse_hub_source(source)
+    return load_hub_dataset(name, config, split, local_hint=local_hint)
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def dedupe(records: Iterable[R], key: Callable[[R], Hashable] = lambda r: r) -> list[R]:
+    """Keep the first occurrence of each key, in input order (deterministic)."""
+    seen: set[Hashable] = set()
+    out: list[R] = []
+    for record in records:
+        k = key(record)
+        if k not in seen:
+            seen.add(k)
+            out.append(record)
+    return out
+
+
+def train_dev_split(records: Sequence[R], dev_size: int | float, *, seed: int = 0) -> tuple[list[R], list[R]]:
+    """Seeded random split; ``dev_size`` is a count (int) or a fraction (float in (0, 1)).
+
+    Both halves keep the input order, so the same seed always yields the same files.
+    """
+    n = len(records)
+    n_dev = round(dev_size * n) if isinstance(dev_size, float) else int(dev_size)
+    if not 0 <= n_dev <= n:
+        raise UserError(f"dev_size {dev_size} is out of range for {n} records")
+    dev_idx = set(random.Random(seed).sample(range(n), n_dev))
+    train = [r for i, r in enumerate(records) if i not in dev_idx]
+    dev = [r for i, r in enumerate(records) if i in dev_idx]
+    return train, dev
