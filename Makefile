@@ -12,8 +12,18 @@ PROJECTS := $(patsubst %/requirements.txt,%,$(wildcard translation/requirements.
 TEST_DIRS := shared_utils/tests $(wildcard $(addsuffix /tests,$(PROJECTS)))
 PYTEST_ARGS ?=
 
+# quantization: QUANT_DATA=hub (default: GPT-2 Large + hub AG News, wants a GPU) or local (MiniLM, ../shared files)
+QUANT_DATA ?= hub
+LOCAL_AGNEWS ?= ../shared/data/agnews
+QUANT_PRESET ?= $(if $(filter local,$(QUANT_DATA)),minilm,gpt2-large)
+QUANT_TRAIN ?= $(if $(filter local,$(QUANT_DATA)),$(LOCAL_AGNEWS)/train.csv,hf:ag_news::train)
+QUANT_DEV ?= $(if $(filter local,$(QUANT_DATA)),$(LOCAL_AGNEWS)/dev.csv,hf:ag_news::test)
+QUANT_RUN ?= runs/quant-$(QUANT_PRESET)
+QUANT_NAME ?= bench
+MOE_DATA ?= ../shared/data/summarization/train.jsonl
+
 .DEFAULT_GOAL := help
-.PHONY: help install test lint
+.PHONY: help install test lint quant-bench moe-bench
 
 help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -32,3 +42,10 @@ test: install ## Run every test (shared_utils and all projects) on the CPU
 
 lint: install ## Lint the whole repository with ruff
 	$(VENV)/bin/ruff check .
+
+quant-bench: install ## Train the fp32 classifier, then benchmark every precision (QUANT_DATA=local: offline MiniLM)
+	$(PY) -m quantization.train --preset $(QUANT_PRESET) --train $(QUANT_TRAIN) --dev $(QUANT_DEV) --out $(QUANT_RUN)
+	$(PY) -m quantization.bench --checkpoint $(QUANT_RUN) --train $(QUANT_TRAIN) --dev $(QUANT_DEV) --name $(QUANT_NAME)
+
+moe-bench: install ## Benchmark the MoE layer (speed vs dense/HF, balance under each balancer) -> moe_summarization/results
+	$(PY) -m moe_summarization.bench_moe --data $(MOE_DATA)

@@ -98,10 +98,12 @@ def save_checkpoint(
         torch.save(state, tmp / STATE)
         (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
         for name, data in (extra_files or {}).items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_bytes(data.encode() if isinstance(data, str) else data)
-        for file in tmp.iterdir():
-            with file.open("rb") as f:
-                os.fsync(f.fileno())
+        for file in tmp.rglob("*"):
+            if file.is_file():
+                with file.open("rb") as f:
+                    os.fsync(f.fileno())
         if final.exists():  # re-saving the same tag (e.g. a resumed run): swap the old one out first
             shutil.rmtree(final)
         os.replace(tmp, final)

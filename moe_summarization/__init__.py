@@ -1,0 +1,1 @@
+"""Sparse Mixture-of-Experts from scratch, and an MoE summarizer built on it."""

@@ -1,0 +1,228 @@
+"""Benchmark of the MoE layer: speed against a dense FFN and Hugging Face's MoE blocks, and expert balance
+under each balancing setting in a short real training run. Writes ``results/moe_layer.{json,md}`` and plots.
+
+    python moe_summarization/bench_moe.py            # full run (~15 min on 2 CPU cores)
+    python moe_summarization/bench_moe.py --quick    # smoke run (seconds), does not overwrite results/
+
+Speed: forward+backward of one layer on (batch x seq) tokens, every variant timed in turn within each repeat
+(interleaved, so machine noise hits all of them alike); medians reported. Ratios are ours / theirs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from moe_summarization.config import BALANCERS, MoEConfig, with_balancer
+from moe_summarization.experiment import DEFAULT_DATA, ExperimentConfig, late_summary, run
+from moe_summarization.moe import FFN, MoELayer
+from shared_utils.errors import cli_main
+from shared_utils.runtime import seed_everything
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def hf_switch(d: int, f: int, experts: int, seq: int, cf: float) -> nn.Module:
+    from transformers import SwitchTransformersConfig
+    from transformers.models.switch_transformers.modeling_switch_transformers import SwitchTransformersSparseMLP
+
+    config = SwitchTransformersConfig(d_model=d, d_ff=f, num_experts=experts, dense_act_fn="gelu",
+                                      expert_capacity=math.ceil(cf * seq / experts), dropout_rate=0.0)
+    return SwitchTransformersSparseMLP(config)
+
+
+def hf_mixtral(d: int, f: int, experts: int, k: int) -> nn.Module:
+    from transformers import MixtralConfig
+    from transformers.models.mixtral.modeling_mixtral import MixtralSparseMoeBlock
+
+    config = MixtralConfig(hidden_size=d, intermediate_size=f, num_local_experts=experts, num_experts_per_tok=k,
+                           hidden_act="silu")
+    block = MixtralSparseMoeBlock(config)
+    for p in block.parameters():  # MixtralExperts leaves its 3-D weights uninitialised (torch.empty)
+        nn.init.normal_(p, std=0.02)
+    return block
+
+
+def step_fn(module: nn.Module, x: torch.Tensor, grad: torch.Tensor):
+    """One forward+backward; our layer's aux loss (and statistics) are part of its cost."""
+
+    def step():
+        module.zero_grad(set_to_none=True)
+        out = module(x)
+        if isinstance(out, tuple) and hasattr(out, "aux_loss"):
+            loss = (out.out * grad).sum() + out.aux_loss
+        else:
+            loss = ((out[0] if isinstance(out, tuple) else out) * grad).sum()
+        loss.backward()
+
+    return step
+
+
+def interleaved_ms(fns: dict[str, callable], warmup: int, repeats: int) -> dict[str, float]:
+    """Median milliseconds per call, each repeat running every function once in turn."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def speed(batch: int, seq: int, d: int, f: int, experts: int, warmup: int, repeats: int) -> dict:
+    seed_everything(0)
+    x = torch.randn(batch, seq, d)
+    grad = torch.randn(batch, seq, d)
+    base = dict(d_model=d, d_ff=f, num_experts=experts)
+    # load balancing in the timed layers matches a trained balanced router: switch aux on
+    moe = {
+        "moe_top1_cf1.25": MoELayer(with_balancer(MoEConfig(**base, k=1, capacity_factor=1.25), "switch_aux")),
+        "moe_top1_dropless": MoELayer(with_balancer(MoEConfig(**base, k=1, capacity_factor=None), "switch_aux")),
+        "moe_top2_cf1.25": MoELayer(with_balancer(MoEConfig(**base, k=2, capacity_factor=1.25), "switch_aux")),
+        "moe_top2_dropless": MoELayer(with_balancer(MoEConfig(**base, k=2, capacity_factor=None), "switch_aux")),
+        "moe_swiglu_top2_dropless": MoELayer(MoEConfig(**base, k=2, capacity_factor=None, activation="swiglu")),
+    }
+    modules = {
+        "dense_ffn_f": FFN(d, f),  # the active parameters of top-1
+        "dense_ffn_2f": FFN(d, 2 * f),  # the active parameters of top-2
+        **moe,
+        "hf_switch_top1_cf1.25": hf_switch(d, f, experts, seq, 1.25),
+        "hf_mixtral_top2": hf_mixtral(d, f, experts, 2),
+    }
+    ms = interleaved_ms({n: step_fn(m, x, grad) for n, m in modules.items()}, warmup, repeats)
+    return {
+        "shape": {"batch": batch, "seq": seq, "tokens": batch * seq, "d_model": d, "d_ff": f, "experts": experts},
+        "fwd_bwd_ms": ms,
+        "time_ratio_vs_dense": ms["moe_top1_cf1.25"] / ms["dense_ffn_f"],
+        "time_ratio_top1_dropless_vs_dense": ms["moe_top1_dropless"] / ms["dense_ffn_f"],
+        "time_ratio_top2_vs_dense_2f": ms["moe_top2_cf1.25"] / ms["dense_ffn_2f"],
+        "time_ratio_top2_dropless_vs_dense_2f": ms["moe_top2_dropless"] / ms["dense_ffn_2f"],
+        "time_ratio_vs_hf_switch": ms["moe_top1_cf1.25"] / ms["hf_switch_top1_cf1.25"],
+        "time_ratio_vs_hf_mixtral": ms["moe_swiglu_top2_dropless"] / ms["hf_mixtral_top2"],
+    }
+
+
+def balance(cfg: ExperimentConfig) -> tuple[dict, dict]:
+    summaries, histories = {}, {}
+    for name in BALANCERS:
+        history = run(cfg, name)
+        histories[name] = history
+        summaries[name] = {**late_summary(history), "final_lm_loss": history["loss"][-1],
+                           "train_seconds": history["seconds"]}
+    return summaries, histories
+
+
+def write_markdown(result: dict, path: Path) -> None:
+    s, b = result["speed"], result["balance"]
+    shape = s["shape"]
+    lines = [
+        f"# MoE layer benchmark ({result['device']})",
+        "",
+        f"Reproduce: `{result['command']}`",
+        "",
+        f"## Speed: forward+backward, {shape['tokens']} tokens (batch {shape['batch']} x seq {shape['seq']}), "
+        f"d_model {shape['d_model']}, d_ff {shape['d_ff']}, {shape['experts']} experts",
+        "",
+        "| layer | ms (median) |",
+        "| --- | ---: |",
+        *[f"| {name} | {ms:.1f} |" for name, ms in s["fwd_bwd_ms"].items()],
+        "",
+        "| ratio (ours / theirs; < 1 is faster) | value |",
+        "| --- | ---: |",
+        *[f"| {k} | {v:.2f} |" for k, v in s.items() if k.startswith("time_ratio")],
+        "",
+        f"## Balance: tiny MoE LM, {result['experiment']['steps']} steps, top-{result['experiment']['k']}, "
+        f"capacity factor {result['experiment']['capacity_factor']}, {result['experiment']['num_experts']} experts",
+        "",
+        "Load over the last 10% of steps, for the worst MoE layer: max/mean and CV of the tokens each expert "
+        "received in that window, and the same per single step (which adds one batch's sampling noise).",
+        "",
+        "| balancer | max/mean load | CV | max/mean per step | CV per step | dropped fraction | final LM loss |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *[f"| {n} | {v['max_over_mean_load']:.2f} | {v['cv']:.2f} | {v['max_over_mean_load_per_step']:.2f} | "
+          f"{v['cv_per_step']:.2f} | {v['dropped_fraction']:.3f} | {v['final_lm_loss']:.3f} |" for n, v in b.items()],
+        "",
+    ]
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def plot(result: dict, histories: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(histories), figsize=(4 * len(histories), 6.5), sharex=True)
+    for col, (name, history) in enumerate(histories.items()):
+        layer = max(history["layers"], key=lambda steps: sum(s["max_over_mean"] for s in steps[-10:]))
+        loads = torch.tensor([s["tokens_per_expert"] for s in layer], dtype=torch.float)  # (steps, E)
+        frac = (loads / loads.sum(1, keepdim=True)).numpy()
+        axes[0, col].stackplot(range(len(frac)), frac.T)
+        axes[0, col].set_title(f"{name}: share of tokens per expert")
+        axes[0, col].set_ylim(0, 1)
+        axes[1, col].plot([s["max_over_mean"] for s in layer])
+        axes[1, col].axhline(1.25, color="grey", ls="--", lw=0.8)
+        axes[1, col].set_yscale("log")
+        axes[1, col].set_title("max/mean load (worst layer)")
+        axes[1, col].set_xlabel("step")
+    fig.tight_layout()
+    fig.savefig(out / "expert_load.png", dpi=110)
+    plt.close(fig)
+
+    ms = result["speed"]["fwd_bwd_ms"]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.barh(list(ms), list(ms.values()), color=["grey" if n.startswith(("dense", "hf")) else "C0" for n in ms])
+    ax.set_xlabel("forward+backward ms (median)")
+    ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(out / "moe_speed.png", dpi=110)
+    plt.close(fig)
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes; writes to --out only if given")
+    parser.add_argument("--steps", type=int, default=600, help="training steps per balancing setting")
+    parser.add_argument("--data", default=DEFAULT_DATA, help="JSONL with a 'document' key for the balance run")
+    parser.add_argument("--out", type=Path, default=None, help=f"output folder (default {RESULTS})")
+    args = parser.parse_args(argv)
+    if args.quick:
+        sizes = dict(batch=2, seq=64, d=64, f=128, experts=8, warmup=1, repeats=3)
+        exp = ExperimentConfig(data=args.data, steps=min(args.steps, 20), documents=300, vocab_size=500,
+                               d_model=32, d_ff=64, seq_len=32, batch_size=4)
+    else:
+        sizes = dict(batch=8, seq=512, d=512, f=2048, experts=8, warmup=3, repeats=15)
+        exp = ExperimentConfig(data=args.data, steps=args.steps)
+    out = args.out or (None if args.quick else RESULTS)
+    result = {
+        "device": f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "command": "python moe_summarization/bench_moe.py" + (" --quick" if args.quick else ""),
+        "speed": speed(**sizes),
+        "experiment": exp.__dict__,
+    }
+    result["balance"], histories = balance(exp)
+    for key in ("time_ratio_vs_dense", "time_ratio_vs_hf_switch", "time_ratio_vs_hf_mixtral"):
+        result[key] = result["speed"][key]
+    print(json.dumps({k: result[k] for k in ("time_ratio_vs_dense", "time_ratio_vs_hf_switch",
+                                             "time_ratio_vs_hf_mixtral", "balance")}, indent=2))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "moe_layer.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+        write_markdown(result, out / "moe_layer.md")
+        plot(result, histories, out)
+
+
+if __name__ == "__main__":
+    main()

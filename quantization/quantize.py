@@ -1,0 +1,190 @@
+"""Layer 3 of 3: ``quantize_model(model, method)`` — one entry point for every precision we benchmark.
+
+Scratch methods replace each linear layer (nn.Linear or GPT-2 Conv1D) of the backbone with a module from
+``qlinear.py``; bitsandbytes methods replace them with ``bnb.nn.Linear8bitLt`` / ``bnb.nn.Linear4bit``.
+The classification head (``score`` / ``classifier``) stays in full precision, as is usual.
+
+The model is modified in place and returned. Memory is counted from the tensors that a ``state_dict``
+actually holds (:func:`state_bytes`), bitsandbytes' quantization statistics included.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from shared_utils.errors import UserError
+
+from .observers import OBSERVERS
+from .qlinear import Int8WeightOnlyLinear, W8A8Linear, is_linear, linear_weight
+
+HEAD_NAMES = ("score", "classifier")
+
+
+@dataclass(frozen=True)
+class Method:
+    kind: str  # "float" | "weight_only" | "w8a8" | "bnb_int8" | "bnb_4bit"
+    dtype: torch.dtype = torch.float32  # "float": the dtype of the whole model
+    per_channel: bool = True
+    symmetric: bool = True
+    observer: str = "minmax"
+    threshold: float = 6.0  # LLM.int8 outlier threshold (0.0 = pure int8)
+    quant_type: str = "nf4"
+    double_quant: bool = False
+
+
+METHODS: dict[str, Method] = {
+    "fp32": Method("float"),
+    "fp16": Method("float", dtype=torch.float16),
+    "bf16": Method("float", dtype=torch.bfloat16),
+    "int8_weight_per_tensor": Method("weight_only", per_channel=False),
+    "int8_weight_per_tensor_asym": Method("weight_only", per_channel=False, symmetric=False),
+    "int8_weight_per_channel": Method("weight_only"),
+    "int8_weight_per_channel_asym": Method("weight_only", symmetric=False),
+    "w8a8": Method("w8a8", observer="minmax"),
+    "w8a8_percentile": Method("w8a8", observer="percentile"),
+    "bnb_int8": Method("bnb_int8", threshold=6.0),
+    "bnb_int8_t0": Method("bnb_int8", threshold=0.0),
+    "bnb_nf4": Method("bnb_4bit", quant_type="nf4"),
+    "bnb_nf4_dq": Method("bnb_4bit", quant_type="nf4", double_quant=True),
+    "bnb_fp4": Method("bnb_4bit", quant_type="fp4"),
+    "bnb_fp4_dq": Method("bnb_4bit", quant_type="fp4", double_quant=True),
+}
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise UserError(f"--method: unknown method '{name}'; choose from {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def target_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Every linear layer of the backbone, by qualified name (the head excluded)."""
+    return {name: m for name, m in model.named_modules()
+            if is_linear(m) and name.split(".")[-1] not in HEAD_NAMES}
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+
+
+@torch.no_grad()
+def calibrate(model: nn.Module, batches: Iterable[dict], observer: str) -> dict[str, torch.Tensor]:
+    """Run ``batches`` (model kwargs) through the fp32 model, observing each target layer's input range."""
+    observers = {name: OBSERVERS[observer]() for name in target_layers(model)}
+    hooks = [module.register_forward_pre_hook(lambda _m, args, name=name: observers[name].observe(args[0]))
+             for name, module in target_layers(model).items()]
+    try:
+        for batch in batches:
+            model(**batch)
+    finally:
+        for h in hooks:
+            h.remove()
+    return {name: obs.bound() for name, obs in observers.items()}
+
+
+def quantize_model(model: nn.Module, method: str, *, calibration: Iterable[dict] | None = None,
+                   act_bounds: dict[str, torch.Tensor] | None = None) -> nn.Module:
+    """Quantize ``model`` in place with ``method`` (a key of :data:`METHODS`) and return it.
+
+    W8A8 needs activation ranges: either ``calibration`` batches (model kwargs) or precomputed ``act_bounds``
+    (e.g. when loading a saved checkpoint).
+    """
+    spec = get_method(method)
+    model.eval()
+    if spec.kind == "float":
+        return model.to(spec.dtype)
+    if spec.kind == "w8a8" and act_bounds is None:
+        if calibration is None:
+            raise UserError("w8a8 needs calibration batches (or saved activation bounds)")
+        act_bounds = calibrate(model, calibration, spec.observer)
+    for name, layer in target_layers(model).items():
+        if spec.kind == "weight_only":
+            new = Int8WeightOnlyLinear.from_float(layer, per_channel=spec.per_channel, symmetric=spec.symmetric)
+        elif spec.kind == "w8a8":
+            new = W8A8Linear.from_float(layer, act_bounds[name])
+        else:
+            new = _bnb_linear(layer, spec)
+        _replace(model, name, new)
+    return model
+
+
+def _bnb_linear(layer: nn.Module, spec: Method) -> nn.Module:
+    """A bitsandbytes module holding ``layer``'s weights. bitsandbytes quantizes inside ``.to(device)``, so
+    the module is moved to the layer's own device once its float weights are set."""
+    import bitsandbytes as bnb
+
+    weight, bias = linear_weight(layer)
+    n_out, n_in = weight.shape
+    device = weight.device
+    if spec.kind == "bnb_int8":
+        new = bnb.nn.Linear8bitLt(n_in, n_out, bias=bias is not None, has_fp16_weights=False,
+                                  threshold=spec.threshold)
+        new.weight = bnb.nn.Int8Params(weight.float().cpu().clone(), requires_grad=False, has_fp16_weights=False)
+    else:
+        new = bnb.nn.Linear4bit(n_in, n_out, bias=bias is not None, compute_dtype=torch.float32,
+                                compress_statistics=spec.double_quant, quant_type=spec.quant_type)
+        new.weight = bnb.nn.Params4bit(weight.float().cpu().clone(), requires_grad=False,
+                                       compress_statistics=spec.double_quant, quant_type=spec.quant_type)
+    if bias is not None:
+        new.bias = nn.Parameter(bias.float().cpu().clone(), requires_grad=False)
+    return new.to(device)
+
+
+def state_bytes(module: nn.Module) -> int:
+    """Bytes of every distinct tensor in ``module.state_dict()`` (what a checkpoint of it stores)."""
+    seen, total = set(), 0
+    for t in module.state_dict().values():
+        if isinstance(t, torch.Tensor):
+            key = (t.data_ptr(), t.numel(), t.dtype)
+            if key not in seen:
+                seen.add(key)
+                total += t.numel() * t.element_size()
+    return total
+
+
+def quantized_layer_bytes(model: nn.Module, layer_names: Iterable[str]) -> int:
+    """Bytes held by the named layers (after quantization, same names as before)."""
+    return sum(state_bytes(model.get_submodule(name)) for name in layer_names)
+
+
+# --------------------------------------------------------------------------------------- checkpoints
+SCRATCH_KINDS = ("float", "weight_only", "w8a8")
+
+
+def save_quantized(model: nn.Module, method: str, directory: str | Path) -> Path:
+    """Save a scratch-quantized model: ``quantized.safetensors`` + ``quantization.json``."""
+    from safetensors.torch import save_file
+
+    from shared_utils.checkpoint import atomic_write
+
+    if get_method(method).kind not in SCRATCH_KINDS:
+        raise UserError(f"saving is supported for the scratch methods, not '{method}' (bitsandbytes)")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    bounds = {k.removesuffix(".act_scale"): float(v) * 127 for k, v in tensors.items() if k.endswith(".act_scale")}
+    save_file(tensors, str(directory / "quantized.safetensors"))
+    atomic_write(directory / "quantization.json", json.dumps({"method": method, "act_bounds": bounds}, indent=2))
+    return directory
+
+
+def load_quantized(model: nn.Module, directory: str | Path) -> nn.Module:
+    """Rebuild the quantized structure on a float ``model`` of the same architecture, then load the tensors."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    meta_file = directory / "quantization.json"
+    if not meta_file.is_file():
+        raise UserError(f"{directory} is not a quantized checkpoint (missing quantization.json)")
+    meta = json.loads(meta_file.read_text())
+    bounds = {k: torch.tensor(v) for k, v in meta["act_bounds"].items()}
+    quantize_model(model, meta["method"], act_bounds=bounds if bounds else None)
+    model.load_state_dict(load_file(str(directory / "quantized.safetensors")))
+    return model

@@ -1,0 +1,94 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from quantization.config import make_config
+from quantization.eval import run_method
+from quantization.train import get_lr, train
+from shared_utils.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def agnews_csv(tmp_path):
+    topics = ["stocks fell as markets slid", "the team won the final match", "new chip speeds up phones",
+              "leaders met to discuss the war"]
+    labels = [2, 1, 3, 0]
+    rows = ["label,text"] + [f'{labels[i % 4]},"{topics[i % 4]} number {i}"' for i in range(64)]
+    path = tmp_path / "ag.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return str(path)
+
+
+def small_cfg(csv, **kw):
+    return make_config("tiny", train=csv, dev=csv, batch_size=8, epochs=0.5, eval_every=2, tiny_vocab=300,
+                       tiny_layers=1, tiny_d_model=32, tiny_heads=2, max_len=32, **kw)
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_lr_schedule_warms_up_then_decays_to_zero():
+    cfg = make_config("tiny", lr=1.0, warmup=0.1)
+    lrs = [get_lr(s, 100, cfg) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:])) and lrs[-1] == pytest.approx(1 / 90)
+
+
+def test_resume_after_interruption_continues_identically(agnews_csv, tmp_path):
+    torch.use_deterministic_algorithms(True)
+    try:
+        full = tmp_path / "full"
+        train(small_cfg(agnews_csv), full, torch.device("cpu"))
+        cut = tmp_path / "cut"
+        train(small_cfg(agnews_csv, time_budget_min=1e-9), cut, torch.device("cpu"))  # stops after step 1
+        assert [m["step"] for m in metrics(cut)] == [1]
+        train(small_cfg(agnews_csv), cut, torch.device("cpu"))  # resumes from the step-1 checkpoint
+    finally:
+        torch.use_deterministic_algorithms(False)
+    a, b = metrics(full), metrics(cut)
+    assert [m["step"] for m in b] == [1, 2, 3, 4]
+    assert [m["loss"] for m in a] == [m["loss"] for m in b]  # bit-identical losses after the resume
+
+
+def test_eval_rebuilds_from_the_checkpoint_and_quantizes(agnews_csv, tmp_path):
+    run = tmp_path / "run"
+    train(small_cfg(agnews_csv), run, torch.device("cpu"))
+    fp32 = run_method(str(run), "fp32", agnews_csv, None, latency_iters=1)
+    int8 = run_method(str(run), "int8_weight_per_channel", agnews_csv, None, latency_iters=1)
+    assert 0.0 <= fp32["accuracy"] <= 1.0 and len(fp32["predictions"]) == 64
+    assert int8["quantized_layer_bytes_ratio"] < 0.31 and int8["model_bytes"] < fp32["model_bytes"]
+    with pytest.raises(UserError, match="w8a8 needs --train"):
+        run_method(str(run), "w8a8", agnews_csv, None)
+
+
+def test_config_errors_are_clear():
+    with pytest.raises(UserError, match="--preset must be one of"):
+        make_config("huge")
+    with pytest.raises(UserError, match="divisible by --grad-accum"):
+        make_config("tiny", batch_size=10, grad_accum=3)
+
+
+def run_script(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}  # deterministic: never touch the network from tests
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+
+
+def test_scripts_have_help():
+    for script in ("quantization/train.py", "quantization/eval.py", "quantization/bench.py"):
+        proc = run_script(script, "--help")
+        assert proc.returncode == 0 and "usage:" in proc.stdout
+
+
+def test_unreachable_hub_data_fails_with_one_sentence(tmp_path):
+    proc = run_script("quantization/train.py", "--preset", "gpt2-large", "--out", str(tmp_path / "r"))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "--train ../shared/data/agnews/train.csv" in lines[0]
