@@ -58,10 +58,15 @@ def choose_qparams(x: torch.Tensor, *, symmetric: bool = True, axis: int | None 
     return _keep_shape(scale, x, axis), _keep_shape(zero_point, x, axis)
 
 
-def quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor) -> torch.Tensor:
-    """Round to the int8 grid; scale/zero_point broadcast against x (as returned by choose_qparams)."""
-    q = torch.round(x.float() / scale) + zero_point
-    return q.clamp(QMIN, QMAX).to(torch.int8)
+def quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | None = None) -> torch.Tensor:
+    """Round to the int8 grid; scale/zero_point broadcast against x (as returned by choose_qparams).
+
+    ``zero_point=None`` means symmetric (all zeros) and skips a pass over x: this sits on W8A8's hot path.
+    """
+    q = torch.round(x.float() / scale)  # a fresh tensor, so the steps below can work in place
+    if zero_point is not None:
+        q.add_(zero_point)
+    return q.clamp_(QMIN, QMAX).to(torch.int8)
 
 
 def dequantize(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor) -> torch.Tensor:

@@ -100,11 +100,13 @@ class W8A8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x2 = x.reshape(-1, shape[-1])  # (M, K)
-        qx = quantize(x2, self.act_scale, torch.zeros((), dtype=torch.int32, device=x.device))  # (M, K) int8
+        qx = quantize(x2, self.act_scale)  # (M, K) int8, symmetric
         acc = int8_matmul(qx, self.weight_int8_t)  # (M, N) int32
-        y = acc.float() * (self.act_scale * self.weight_scale)  # (M, N)
-        if self.bias is not None:
-            y = y + self.bias
+        scale = self.act_scale * self.weight_scale  # (N,)
+        if self.bias is None:
+            y = acc.float().mul_(scale)
+        else:  # one fused pass for scale and bias: the output is the largest tensor here
+            y = torch.addcmul(self.bias, acc.float(), scale)  # (M, N)
         return y.to(x.dtype).reshape(*shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:

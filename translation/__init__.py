@@ -1,0 +1,1 @@
+"""Finnish->English encoder-decoder Transformer written from scratch."""

@@ -1,0 +1,79 @@
+"""Typed configs for the translation model and its training run, with named presets.
+
+Units in comments. Flags override fields; the resolved config is written into the run folder and into every
+checkpoint, so ``eval.py`` rebuilds the model from the checkpoint alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from shared_utils.errors import UserError
+
+POSITIONALS = ("sinusoidal", "rope", "relative_bias")
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 16000  # shared Finnish+English subword vocabulary
+    d_model: int = 256
+    num_heads: int = 4
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    d_ff: int = 1024
+    dropout: float = 0.1
+    positional: str = "rope"  # "sinusoidal" | "rope" | "relative_bias"
+    max_len: int = 256  # tokens per sentence (longer ones are truncated)
+    fused_attention: bool = True  # SDPA; False = the explicit reference computation
+    relative_buckets: int = 32
+    relative_max_distance: int = 128
+
+    def __post_init__(self) -> None:
+        if self.positional not in POSITIONALS:
+            raise UserError(f"--positional must be one of {', '.join(POSITIONALS)}, got '{self.positional}'")
+        if self.d_model % self.num_heads:
+            raise UserError(f"d_model {self.d_model} must be divisible by num_heads {self.num_heads}")
+        if self.positional == "rope" and (self.d_model // self.num_heads) % 2:
+            raise UserError("rope needs an even head dimension (d_model / num_heads)")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class TrainConfig:
+    train: str = "hf:Helsinki-NLP/opus-100:en-fi:train"  # TSV finnish<TAB>english, or hf:...
+    dev: list[str] = field(default_factory=lambda: ["hf:Helsinki-NLP/opus-100:en-fi:validation"])
+    batch_tokens: int = 3000  # source+target tokens per optimizer step, padding included
+    grad_accum: int = 1  # the batch is split into this many micro-batches
+    steps: int = 2000  # optimizer steps
+    lr: float = 7e-4  # peak learning rate
+    warmup: int = 400  # steps of linear warmup, then inverse-square-root decay
+    label_smoothing: float = 0.1
+    weight_decay: float = 0.0
+    clip: float = 1.0
+    eval_every: int = 250  # steps between validation (loss + greedy BLEU/chrF++) and checkpoints
+    dev_limit: int = 500  # sentences per dev set used during training (0 = all)
+    time_budget_min: float = 0.0  # stop cleanly at a checkpoint after this many minutes (0 = none)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("batch_tokens", "grad_accum", "steps", "eval_every"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.lr <= 0 or self.warmup < 0:
+            raise UserError("--lr must be positive and --warmup non-negative")
+
+
+PRESETS: dict[str, dict] = {
+    "tiny": dict(vocab_size=1000, d_model=64, num_heads=2, encoder_layers=1, decoder_layers=1, d_ff=128,
+                 max_len=64),
+    "small": dict(vocab_size=16000, d_model=256, num_heads=4, encoder_layers=3, decoder_layers=3, d_ff=1024),
+    "base": dict(vocab_size=32000, d_model=512, num_heads=8, encoder_layers=6, decoder_layers=6, d_ff=2048),
+}
+
+
+def model_config(preset: str, **overrides) -> ModelConfig:
+    if preset not in PRESETS:
+        raise UserError(f"--preset must be one of {', '.join(PRESETS)}, got '{preset}'")
+    known = {f.name for f in fields(ModelConfig)}
+    return ModelConfig(**{**PRESETS[preset], **{k: v for k, v in overrides.items() if k in known and v is not None}})

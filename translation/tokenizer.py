@@ -1,0 +1,36 @@
+"""The shared Finnish+English subword tokenizer: BPE from HF `tokenizers`, NFKC, trained on the training
+corpus, serialised to one JSON string that every checkpoint carries (a checkpoint alone can translate)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+from .model import BOS, EOS, PAD, UNK
+
+SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]  # ids 0-3, matching model.PAD/BOS/EOS/UNK
+assert [PAD, BOS, EOS, UNK] == [0, 1, 2, 3]
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
+    """Byte-level BPE over both languages, so no character is ever unknown."""
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    return tok
+
+
+def load_tokenizer(serialised: str) -> Tokenizer:
+    return Tokenizer.from_str(serialised)
+
+
+def decode(tok: Tokenizer, ids: list[int]) -> str:
+    """Token ids -> text, stopping at the first EOS and skipping specials."""
+    if EOS in ids:
+        ids = ids[: ids.index(EOS)]
+    return tok.decode([i for i in ids if i > UNK]).strip()

@@ -1,0 +1,242 @@
+"""Train the Finnish->English Transformer with teacher forcing.
+
+    python translation/train.py --out runs/mt-rope                        # hub data (users' default)
+    python translation/train.py --out runs/mt-rope --positional relative_bias \\
+        --train ../shared/data/translation/train.fi-en.tsv \\
+        --dev ../shared/data/translation/dev.tatoeba.fi-en.tsv ../shared/data/translation/dev.newstest2018.fi-en.tsv
+    torchrun --nproc_per_node=2 translation/train.py --out runs/mt-ddp ...   # DDP (gloo on CPU, nccl on GPU)
+
+One loop: label-smoothed cross-entropy (pads ignored), AdamW, linear warmup then inverse-square-root decay,
+clipping, token-budget batches, gradient accumulation, bf16 autocast on CUDA, validation loss and greedy
+BLEU/chrF++ every ``--eval-every`` steps, best and last checkpoints, exact resume from ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from shared_utils.checkpoint import load_latest, mark_best, save_checkpoint
+from shared_utils.data import load_parallel
+from shared_utils.errors import UserError, cli_main
+from shared_utils.metrics import translation_scores
+from shared_utils.runtime import pick_device, rng_state, seed_everything, set_rng_state
+from translation.config import PRESETS, ModelConfig, TrainConfig, model_config
+from translation.data import Encoded, collate, encode_pairs, token_batches
+from translation.decoding import greedy
+from translation.model import PAD, build_model
+from translation.tokenizer import decode, load_tokenizer, train_tokenizer
+
+DATA_HINT = ("use --train ../shared/data/translation/train.fi-en.tsv --dev ../shared/data/translation/"
+             "dev.tatoeba.fi-en.tsv (make translation MT_DATA=local)")
+
+
+def get_lr(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup to ``cfg.lr`` over ``cfg.warmup`` steps, then lr * sqrt(warmup / step) (Vaswani et al.)."""
+    s = step + 1
+    warm = max(1, cfg.warmup)
+    return cfg.lr * min(s / warm, math.sqrt(warm / s))
+
+
+def loss_fn(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Label-smoothed cross-entropy over non-pad target tokens: logits (B, S, V), target (B, S)."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=PAD,
+                           label_smoothing=smoothing)
+
+
+@torch.no_grad()
+def validate(model, tok, data: Encoded, refs: list[str], device, batch_tokens: int, max_len: int) -> dict:
+    """Dev loss (no smoothing) and greedy BLEU / chrF++ on one dev set."""
+    model.eval()
+    total, count, hyps = 0.0, 0, [""] * len(refs)
+    for idx in token_batches(data, batch_tokens, seed=0, epoch=0):
+        src, tgt = collate(data, idx, device)
+        logits = model(src, tgt[:, :-1])
+        n = int((tgt[:, 1:] != PAD).sum())
+        total += float(loss_fn(logits, tgt[:, 1:], 0.0)) * n
+        count += n
+        for i, ids in zip(idx, greedy(model, src, max_len)):
+            hyps[i] = decode(tok, ids)
+    scores = translation_scores(hyps, refs)
+    return {"loss": total / max(count, 1), "bleu": scores["bleu"].score, "chrf": scores["chrf"].score}
+
+
+def setup_distributed(device_pref: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device); under torchrun, joins the process group (nccl on GPU, gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, pick_device(device_pref)
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and device_pref != "cpu"
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    device = torch.device(f"cuda:{local}") if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    return rank, world, device
+
+
+def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "auto") -> dict:
+    rank, world, device = setup_distributed(device_pref)
+    main_proc = rank == 0
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    log = print if main_proc else (lambda *a, **k: None)
+
+    train_set = load_parallel(cfg.train, local_hint=DATA_HINT)
+    dev_sets = {Path(d).name.removesuffix(".tsv").removesuffix(".fi-en"): load_parallel(d, local_hint=DATA_HINT)
+                for d in cfg.dev}
+    log(train_set.summary(), "|", " | ".join(d.summary() for d in dev_sets.values()))
+    resume = load_latest(out)
+    if resume is not None:
+        tok = load_tokenizer(resume.read_text("tokenizer.json"))
+        mcfg = ModelConfig(**resume.config["model"])
+    else:
+        tok = train_tokenizer((t for p in train_set for t in (p.src, p.tgt)), mcfg.vocab_size)
+        mcfg = ModelConfig(**{**asdict(mcfg), "vocab_size": tok.get_vocab_size()})
+    data = encode_pairs(tok, train_set.records, mcfg.max_len)
+    log(f"train: {data.truncated} of {len(data.src)} pairs truncated to {mcfg.max_len} tokens")
+    dev_data = {}
+    for name, d in dev_sets.items():
+        rows = d.records[: cfg.dev_limit] if cfg.dev_limit else d.records
+        dev_data[name] = (encode_pairs(tok, rows, mcfg.max_len), [p.tgt for p in rows])
+
+    model = build_model(mcfg).to(device)
+    if resume is not None:
+        resume.load_weights(model)
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-9,
+                            weight_decay=cfg.weight_decay)
+    step, epoch, batch_pos, best = 0, 0, 0, {"bleu": -1.0}
+    if resume is not None:
+        opt.load_state_dict(resume.state["optimizer"])
+        set_rng_state(resume.state["rng"])
+        step, epoch, batch_pos, best = (resume.state[k] for k in ("step", "epoch", "batch_pos", "best"))
+        log(f"resumed from {resume.path} at step {step}")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    config = {"model": asdict(mcfg), "train": asdict(cfg)}
+    if main_proc:
+        (out / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    metrics = (out / "metrics.jsonl").open("a", encoding="utf-8") if main_proc else None
+
+    def checkpoint(dev: dict | None) -> None:
+        nonlocal best
+        tag = f"step_{step:08d}"
+        is_best = dev is not None and dev["bleu"] > best["bleu"]
+        if is_best:
+            best = {**dev, "step": step}
+        if main_proc:
+            state = {"optimizer": opt.state_dict(), "rng": rng_state(), "step": step, "epoch": epoch,
+                     "batch_pos": batch_pos, "best": best}
+            save_checkpoint(out, tag, model=model, state=state, config=config,
+                            extra_files={"tokenizer.json": tok.to_str()})
+            if is_best:
+                mark_best(out, tag)
+
+    batches = token_batches(data, cfg.batch_tokens, cfg.seed, epoch)
+    start, tokens_seen = time.perf_counter(), 0
+    bar = tqdm(total=cfg.steps, initial=step, desc="train", dynamic_ncols=True, disable=not main_proc)
+    while step < cfg.steps:
+        if batch_pos + world > len(batches):  # next epoch: a new deterministic order
+            epoch, batch_pos = epoch + 1, 0
+            batches = token_batches(data, cfg.batch_tokens, cfg.seed, epoch)
+        idx = batches[batch_pos + rank]  # each rank takes its own batch of the same step
+        batch_pos += world
+        model.train()
+        lr = get_lr(step, cfg)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        t0 = time.perf_counter()
+        micro = [idx[i:: cfg.grad_accum] for i in range(cfg.grad_accum) if idx[i:: cfg.grad_accum]]
+        loss_sum, tgt_tokens = 0.0, 0
+        for j, part in enumerate(micro):
+            src, tgt = collate(data, part, device)
+            sync = ddp.no_sync() if world > 1 and j < len(micro) - 1 else nullcontext()
+            with sync, autocast:
+                loss = loss_fn(ddp(src, tgt[:, :-1]), tgt[:, 1:], cfg.label_smoothing) / len(micro)
+            if not torch.isfinite(loss):
+                raise UserError(f"loss became {loss.item()} at step {step}; the last good checkpoint in "
+                                f"{out / 'checkpoints'} is intact (lower --lr and rerun to resume)")
+            loss.backward()
+            loss_sum += loss.item()
+            tgt_tokens += int((tgt[:, 1:] != PAD).sum())
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        ms = (time.perf_counter() - t0) * 1e3
+        tokens_seen += tgt_tokens * world
+        record = {"step": step, "loss": loss_sum, "lr": lr, "ms_per_step": ms, "target_tokens": tgt_tokens}
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_sum:.3f}")
+        elapsed = time.perf_counter() - start
+        out_of_time = bool(cfg.time_budget_min) and elapsed / 60 >= cfg.time_budget_min
+        if world > 1:  # every rank must stop at the same step: rank 0's clock decides
+            flag = torch.tensor([float(out_of_time)], device=device)
+            dist.broadcast(flag, src=0)
+            out_of_time = bool(flag.item())
+        if step % cfg.eval_every == 0 or step == cfg.steps or out_of_time:
+            dev = None
+            if main_proc:
+                results = {name: validate(model, tok, d, refs, device, cfg.batch_tokens, mcfg.max_len)
+                           for name, (d, refs) in dev_data.items()}
+                for name, r in results.items():
+                    record.update({f"{name}/{k}": v for k, v in r.items()})
+                first = next(iter(results.values()))
+                dev = {"bleu": first["bleu"], "chrf": first["chrf"], "loss": first["loss"]}
+                tqdm.write(f"step {step} | loss {loss_sum:.2f} | lr {lr:.1e} | {ms:.0f} ms/step | "
+                           f"{tokens_seen / elapsed / 1e3:.1f}k tok/s | " +
+                           " | ".join(f"{n} bleu {r['bleu']:.1f} chrf {r['chrf']:.1f}" for n, r in results.items()))
+            checkpoint(dev)
+        if metrics is not None:
+            metrics.write(json.dumps(record) + "\n")
+            metrics.flush()
+        if out_of_time:
+            log(f"time budget of {cfg.time_budget_min} min reached at step {step}; rerun to resume")
+            break
+    bar.close()
+    if metrics is not None:
+        metrics.close()
+    if world > 1:
+        dist.destroy_process_group()
+    return {"best": best, "step": step, "target_tokens_per_s": tokens_seen / (time.perf_counter() - start)}
+
+
+def parse_args(argv: list[str] | None) -> tuple[ModelConfig, TrainConfig, Path, str]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, metrics.jsonl, config.json")
+    p.add_argument("--preset", default="small", choices=tuple(PRESETS))
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dev", nargs="+", default=None, help="one or more dev sets (TSV or hf:...)")
+    scalar = {"int": int, "float": float, "str": str}  # field annotations are strings (PEP 563)
+    for f in [*fields(ModelConfig), *fields(TrainConfig)]:
+        if f.type in scalar:
+            p.add_argument(f"--{f.name.replace('_', '-')}", type=scalar[f.type], default=None)
+    args = vars(p.parse_args(argv))
+    out, preset, device = args.pop("out"), args.pop("preset"), args.pop("device")
+    mcfg = model_config(preset, **args)
+    train_fields = {f.name for f in fields(TrainConfig)}
+    tcfg = TrainConfig(**{k: v for k, v in args.items() if k in train_fields and v is not None})
+    return mcfg, tcfg, out, device
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> None:
+    mcfg, tcfg, out, device = parse_args(argv)
+    result = train(mcfg, tcfg, out, device)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
