@@ -8,6 +8,14 @@ import torch
 from .model import BOS, EOS, PAD
 
 
+def length_cap(src: torch.Tensor, max_len: int, ratio: float = 2.0, extra: int = 10) -> int:
+    """A decoding length cap: ``ratio`` x the longest source plus ``extra``, never past ``max_len``.
+
+    Translations rarely run past twice the source; an untrained model that never says EOS then stops early.
+    """
+    return min(max_len, int(ratio * src.shape[1]) + extra)
+
+
 @torch.no_grad()
 def greedy(model, src: torch.Tensor, max_new_tokens: int) -> list[list[int]]:
     """Most probable token at every step, recomputing the prefix (no cache): src (B, L) -> ids per sentence."""

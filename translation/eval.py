@@ -22,7 +22,7 @@ from shared_utils.metrics import translation_scores
 from shared_utils.runtime import pick_device
 from translation.config import ModelConfig
 from translation.data import collate, encode_pairs, token_batches
-from translation.decoding import greedy
+from translation.decoding import greedy, length_cap
 from translation.model import build_model
 from translation.tokenizer import decode, load_tokenizer
 
@@ -59,7 +59,7 @@ def translate(model, tok, cfg: ModelConfig, sources: list[str], device, batch_to
     hyps = [""] * len(sources)
     for idx in token_batches(data, batch_tokens, seed=0, epoch=0):
         src, _ = collate(data, idx, device)
-        for i, ids in zip(idx, greedy(model, src, cfg.max_len)):
+        for i, ids in zip(idx, greedy(model, src, length_cap(src, cfg.max_len))):
             hyps[i] = decode(tok, ids) if sources[i].strip() else ""
     return hyps
 
