@@ -21,9 +21,20 @@ QUANT_DEV ?= $(if $(filter local,$(QUANT_DATA)),$(LOCAL_AGNEWS)/dev.csv,hf:ag_ne
 QUANT_RUN ?= runs/quant-$(QUANT_PRESET)
 QUANT_NAME ?= bench
 MOE_DATA ?= ../shared/data/summarization/train.jsonl
+# translation: MT_DATA=hub (default: OPUS-100 en-fi, wants a GPU) or local (../shared/data/translation)
+MT_DATA ?= hub
+LOCAL_MT ?= ../shared/data/translation
+MT_PRESET ?= small
+MT_POSITIONAL ?= rope
+MT_STEPS ?= 20000
+MT_BUDGET_MIN ?= 0
+MT_TRAIN ?= $(if $(filter local,$(MT_DATA)),$(LOCAL_MT)/train.fi-en.tsv,hf:Helsinki-NLP/opus-100:en-fi:train)
+MT_DEV ?= $(if $(filter local,$(MT_DATA)),$(LOCAL_MT)/dev.tatoeba.fi-en.tsv $(LOCAL_MT)/dev.newstest2018.fi-en.tsv,hf:Helsinki-NLP/opus-100:en-fi:validation)
+MT_TEST ?= $(if $(filter local,$(MT_DATA)),$(MT_DEV),hf:Helsinki-NLP/opus-100:en-fi:test)
+MT_RUN ?= runs/mt-$(MT_POSITIONAL)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint quant-bench moe-bench
+.PHONY: help install test lint translation quant-bench moe-bench
 
 help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -49,3 +60,8 @@ quant-bench: install ## Train the fp32 classifier, then benchmark every precisio
 
 moe-bench: install ## Benchmark the MoE layer (speed vs dense/HF, balance under each balancer) -> moe_summarization/results
 	$(PY) -m moe_summarization.bench_moe --data $(MOE_DATA)
+
+translation: install ## Train the Finnish->English Transformer, then score it (MT_DATA=local, MT_POSITIONAL, MT_BUDGET_MIN)
+	$(PY) -m translation.train --out $(MT_RUN) --preset $(MT_PRESET) --positional $(MT_POSITIONAL) \
+		--steps $(MT_STEPS) --time-budget-min $(MT_BUDGET_MIN) --train $(MT_TRAIN) --dev $(MT_DEV)
+	for set in $(MT_TEST); do $(PY) -m translation.eval --checkpoint $(MT_RUN) --input $$set; done

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from moe_summarization.config import BALANCERS, MoEConfig, with_balancer
+from moe_summarization.config import BALANCERS, DISPATCHES, MoEConfig, with_balancer
 from moe_summarization.experiment import DEFAULT_DATA, ExperimentConfig, late_summary, run
 from moe_summarization.moe import FFN, MoELayer
 from shared_utils.errors import cli_main
@@ -81,18 +81,23 @@ def interleaved_ms(fns: dict[str, callable], warmup: int, repeats: int) -> dict[
 
 
 def speed(batch: int, seq: int, d: int, f: int, experts: int, warmup: int, repeats: int) -> dict:
+    """Every layer timed interleaved; ratios for both dispatch paths, headline = MoEConfig's default."""
     seed_everything(0)
     x = torch.randn(batch, seq, d)
     grad = torch.randn(batch, seq, d)
     base = dict(d_model=d, d_ff=f, num_experts=experts)
-    # load balancing in the timed layers matches a trained balanced router: switch aux on
-    moe = {
-        "moe_top1_cf1.25": MoELayer(with_balancer(MoEConfig(**base, k=1, capacity_factor=1.25), "switch_aux")),
-        "moe_top1_dropless": MoELayer(with_balancer(MoEConfig(**base, k=1, capacity_factor=None), "switch_aux")),
-        "moe_top2_cf1.25": MoELayer(with_balancer(MoEConfig(**base, k=2, capacity_factor=1.25), "switch_aux")),
-        "moe_top2_dropless": MoELayer(with_balancer(MoEConfig(**base, k=2, capacity_factor=None), "switch_aux")),
-        "moe_swiglu_top2_dropless": MoELayer(MoEConfig(**base, k=2, capacity_factor=None, activation="swiglu")),
+    variants = {  # name -> (k, capacity factor, activation, balancer)
+        "top1_cf1.25": (1, 1.25, "gelu", "switch_aux"),
+        "top1_dropless": (1, None, "gelu", "switch_aux"),
+        "top2_cf1.25": (2, 1.25, "gelu", "switch_aux"),
+        "top2_dropless": (2, None, "gelu", "switch_aux"),
+        "swiglu_top2_dropless": (2, None, "swiglu", "none"),  # Mixtral's block
     }
+    moe = {}
+    for dispatch in DISPATCHES:
+        for name, (k, cf, act, bal) in variants.items():
+            cfg = MoEConfig(**base, k=k, capacity_factor=cf, activation=act, dispatch=dispatch)
+            moe[f"moe_{name}_{dispatch}"] = MoELayer(with_balancer(cfg, bal))
     modules = {
         "dense_ffn_f": FFN(d, f),  # the active parameters of top-1
         "dense_ffn_2f": FFN(d, 2 * f),  # the active parameters of top-2
@@ -101,15 +106,23 @@ def speed(batch: int, seq: int, d: int, f: int, experts: int, warmup: int, repea
         "hf_mixtral_top2": hf_mixtral(d, f, experts, 2),
     }
     ms = interleaved_ms({n: step_fn(m, x, grad) for n, m in modules.items()}, warmup, repeats)
+    ratios = {}
+    for dispatch in DISPATCHES:
+        ratios[dispatch] = {
+            "time_ratio_vs_dense": ms[f"moe_top1_cf1.25_{dispatch}"] / ms["dense_ffn_f"],
+            "time_ratio_top1_dropless_vs_dense": ms[f"moe_top1_dropless_{dispatch}"] / ms["dense_ffn_f"],
+            "time_ratio_top2_vs_dense_2f": ms[f"moe_top2_cf1.25_{dispatch}"] / ms["dense_ffn_2f"],
+            "time_ratio_top2_dropless_vs_dense_2f": ms[f"moe_top2_dropless_{dispatch}"] / ms["dense_ffn_2f"],
+            "time_ratio_vs_hf_switch": ms[f"moe_top1_cf1.25_{dispatch}"] / ms["hf_switch_top1_cf1.25"],
+            "time_ratio_vs_hf_mixtral": ms[f"moe_swiglu_top2_dropless_{dispatch}"] / ms["hf_mixtral_top2"],
+        }
+    default = MoEConfig.dispatch
     return {
         "shape": {"batch": batch, "seq": seq, "tokens": batch * seq, "d_model": d, "d_ff": f, "experts": experts},
         "fwd_bwd_ms": ms,
-        "time_ratio_vs_dense": ms["moe_top1_cf1.25"] / ms["dense_ffn_f"],
-        "time_ratio_top1_dropless_vs_dense": ms["moe_top1_dropless"] / ms["dense_ffn_f"],
-        "time_ratio_top2_vs_dense_2f": ms["moe_top2_cf1.25"] / ms["dense_ffn_2f"],
-        "time_ratio_top2_dropless_vs_dense_2f": ms["moe_top2_dropless"] / ms["dense_ffn_2f"],
-        "time_ratio_vs_hf_switch": ms["moe_top1_cf1.25"] / ms["hf_switch_top1_cf1.25"],
-        "time_ratio_vs_hf_mixtral": ms["moe_swiglu_top2_dropless"] / ms["hf_mixtral_top2"],
+        "dispatch": default,
+        **ratios[default],
+        "ratios_by_dispatch": ratios,
     }
 
 
@@ -138,9 +151,12 @@ def write_markdown(result: dict, path: Path) -> None:
         "| --- | ---: |",
         *[f"| {name} | {ms:.1f} |" for name, ms in s["fwd_bwd_ms"].items()],
         "",
-        "| ratio (ours / theirs; < 1 is faster) | value |",
-        "| --- | ---: |",
-        *[f"| {k} | {v:.2f} |" for k, v in s.items() if k.startswith("time_ratio")],
+        f"| ratio (ours / theirs; < 1 is faster) | {' | '.join(s['ratios_by_dispatch'])} |",
+        "| --- |" + " ---: |" * len(s["ratios_by_dispatch"]),
+        *[f"| {k} | " + " | ".join(f"{r[k]:.2f}" for r in s["ratios_by_dispatch"].values()) + " |"
+          for k in next(iter(s["ratios_by_dispatch"].values()))],
+        "",
+        f"Headline ratios use the default dispatch, `{s['dispatch']}`.",
         "",
         f"## Balance: tiny MoE LM, {result['experiment']['steps']} steps, top-{result['experiment']['k']}, "
         f"capacity factor {result['experiment']['capacity_factor']}, {result['experiment']['num_experts']} experts",

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from shared_utils.errors import UserError
 
 ROUTERS = ("topk", "hash", "expert_choice")
+DISPATCHES = ("padded", "grouped")
 ACTIVATIONS = ("gelu", "relu", "swiglu")
 
 
@@ -28,10 +29,13 @@ class MoEConfig:
     z_loss_weight: float = 0.0  # weight of the ST-MoE router z-loss (1e-3 in the paper)
     bias_update_rate: float = 0.0  # aux-loss-free balancing (DeepSeek-V3): per-expert bias step size
     hash_vocab_size: int = 0  # vocabulary size the hash table covers (router="hash")
+    dispatch: str = "grouped"  # "grouped": sorted segments, no padding; "padded": (E, C, D) buffer + batched matmuls
 
     def __post_init__(self) -> None:
         if self.router not in ROUTERS:
             raise UserError(f"router must be one of {ROUTERS}, got '{self.router}'")
+        if self.dispatch not in DISPATCHES:
+            raise UserError(f"dispatch must be one of {DISPATCHES}, got '{self.dispatch}'")
         if self.activation not in ACTIVATIONS:
             raise UserError(f"activation must be one of {ACTIVATIONS}, got '{self.activation}'")
         if self.num_experts < 1 or not 1 <= self.k <= self.num_experts:

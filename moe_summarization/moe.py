@@ -1,9 +1,15 @@
 """The sparse MoE layer: a drop-in replacement for a Transformer block's dense FFN.
 
-Dispatch groups assignments per expert with one stable sort, copies the kept tokens into an
-(E, C, D) buffer, runs every expert at once with batched matmuls, and scatters the gated outputs back with
-``index_add``. No Python loop over tokens or experts. :func:`moe_reference` is the plain loop-over-experts
-version kept beside it; a test proves the two equal in outputs and gradients.
+Dispatch groups assignments per expert with one stable sort, then runs the experts one of two ways:
+
+- ``padded`` (:func:`dispatch`): the kept tokens are copied into an (E, C, D) buffer and every expert runs at
+  once in batched matmuls: fixed shapes, one kernel, but up to E*C - kept rows of padding are computed too;
+- ``grouped`` (:func:`dispatch_grouped`): the sorted tokens stay one contiguous (kept, D) tensor and each
+  expert multiplies its own segment (what a grouped GEMM kernel does in one launch): no padding.
+
+Either way the gated outputs return with one ``index_add``; nothing loops over tokens.
+:func:`moe_reference` is the plain loop-over-experts version kept beside them; a test proves all three equal
+in outputs and gradients.
 
 Capacity: C = ceil(capacity_factor * A / E) slots per expert; assignments beyond C (in the router's priority
 order) are dropped and their tokens pass through the residual unchanged. ``capacity_factor=None`` is
@@ -96,29 +102,52 @@ def capacity_for(cfg: MoEConfig, num_assignments: int) -> int | None:
     return max(1, math.ceil(cfg.capacity_factor * num_assignments / cfg.num_experts))
 
 
-def dispatch(x: torch.Tensor, routing: Routing, experts: Experts, num_experts: int,
-             capacity: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run the routed experts on x: (T, D). Returns (output (T, D), kept mask (A,) in routing order)."""
-    T, D = x.shape
+def _group(routing: Routing, num_experts: int, capacity: int | None):
+    """Sort assignments by expert (stable: priority order kept inside each expert) and apply the capacity.
+
+    Returns (assign (A_kept,) indices into the routing arrays, grouped by expert; their slot within the expert;
+    their expert; C, the slots per expert actually needed; kept mask (A,) in routing order).
+    """
     A = routing.expert_idx.numel()
-    order = torch.argsort(routing.expert_idx, stable=True)  # (A,) grouped by expert, priority kept inside
+    device = routing.expert_idx.device
+    order = torch.argsort(routing.expert_idx, stable=True)  # (A,)
     expert_sorted = routing.expert_idx[order]  # (A,)
     counts = torch.bincount(routing.expert_idx, minlength=num_experts)  # (E,)
     starts = torch.cumsum(counts, 0) - counts  # (E,)
-    rank = torch.arange(A, device=x.device) - starts[expert_sorted]  # (A,) slot within its expert
+    rank = torch.arange(A, device=device) - starts[expert_sorted]  # (A,) slot within its expert
     busiest = int(counts.max()) if A else 0
-    C = busiest if capacity is None else min(capacity, busiest)  # never compute more slots than needed
+    C = busiest if capacity is None else min(capacity, busiest)  # never more slots than needed
     keep_sorted = rank < C  # (A,)
-    slot = (expert_sorted * C + rank)[keep_sorted]  # (A_kept,) row in the (E*C) buffer
-    assign = order[keep_sorted]  # (A_kept,) index into the routing arrays
+    assign = order[keep_sorted]  # (A_kept,)
+    kept = torch.zeros(A, dtype=torch.bool, device=device)
+    kept[assign] = True
+    return assign, rank[keep_sorted], expert_sorted[keep_sorted], C, kept
+
+
+def dispatch(x: torch.Tensor, routing: Routing, experts: Experts, num_experts: int,
+             capacity: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded dispatch on x: (T, D). Returns (output (T, D), kept mask (A,) in routing order)."""
+    T, D = x.shape
+    assign, rank, expert, C, kept = _group(routing, num_experts, capacity)
+    slot = expert * C + rank  # (A_kept,) row in the (E*C) buffer
     tokens = routing.token_idx[assign]  # (A_kept,)
     buffer = x.new_zeros(num_experts * C, D).index_copy(0, slot, x[tokens])  # (E*C, D)
     y = experts(buffer.view(num_experts, C, D)).reshape(num_experts * C, D)  # (E*C, D)
     gated = y[slot] * routing.weight[assign].to(y.dtype).unsqueeze(-1)  # (A_kept, D)
-    out = x.new_zeros(T, D).index_add(0, tokens, gated)  # (T, D)
-    kept = torch.zeros(A, dtype=torch.bool, device=x.device)
-    kept[assign] = True
-    return out, kept
+    return x.new_zeros(T, D).index_add(0, tokens, gated), kept
+
+
+def dispatch_grouped(x: torch.Tensor, routing: Routing, experts: Experts, num_experts: int,
+                     capacity: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grouped dispatch: no padding; each expert's matmul covers exactly its contiguous segment."""
+    T, D = x.shape
+    assign, _, expert, _, kept = _group(routing, num_experts, capacity)
+    tokens = routing.token_idx[assign]  # (A_kept,) grouped by expert
+    sizes = torch.bincount(expert, minlength=num_experts).tolist()  # one host sync for the segment sizes
+    segments = x[tokens].split(sizes)  # E views of (n_e, D)
+    y = torch.cat([experts.one(e, seg) for e, seg in enumerate(segments)])  # (A_kept, D)
+    gated = y * routing.weight[assign].to(y.dtype).unsqueeze(-1)  # (A_kept, D)
+    return x.new_zeros(T, D).index_add(0, tokens, gated), kept
 
 
 def moe_reference(x: torch.Tensor, routing: Routing, experts: Experts, num_experts: int,
@@ -151,7 +180,8 @@ class MoELayer(nn.Module):
         routing = self.router(flat, token_ids)
         # expert choice already respects its capacity; token choice is capped here
         capacity = None if cfg.router == "expert_choice" else capacity_for(cfg, routing.expert_idx.numel())
-        out, kept = dispatch(flat, routing, self.experts, cfg.num_experts, capacity)
+        run = dispatch_grouped if cfg.dispatch == "grouped" else dispatch
+        out, kept = run(flat, routing, self.experts, cfg.num_experts, capacity)
 
         aux = flat.new_zeros((), dtype=torch.float32)
         stats = load_stats(routing, kept, flat.shape[0], cfg.num_experts)

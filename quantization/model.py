@@ -21,15 +21,11 @@ MODEL_HINT = "pass --model PATH to a local Hugging Face model folder, or --prese
 
 def _train_bpe(texts: Iterable[str], vocab_size: int):
     """A byte-level BPE tokenizer trained on the training text (the tiny preset has no pretrained one)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<|endoftext|>"], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(texts, trainer)
+    from shared_utils.bpe import train_bpe
+
+    tok = train_bpe(texts, vocab_size, ["<|endoftext|>"])
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
 
 

@@ -41,7 +41,10 @@ def load_translator(path: str | Path, device: torch.device):
 
 
 def read_input(path: str) -> tuple[list[str], list[str] | None]:
-    """Sources and, for a TSV, references."""
+    """Sources and, for a TSV or hub dataset, references."""
+    if path.startswith("hf:"):
+        pairs = load_parallel(path, local_hint="pass --input PATH to a local TSV (finnish<TAB>english)")
+        return [p.src for p in pairs], [p.tgt for p in pairs]
     file = Path(path)
     if not file.is_file():
         raise UserError(f"input not found: {path}")

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer
+
+from shared_utils.bpe import train_bpe
 
 from .model import BOS, EOS, PAD, UNK
 
@@ -15,14 +17,7 @@ assert [PAD, BOS, EOS, UNK] == [0, 1, 2, 3]
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     """Byte-level BPE over both languages, so no character is ever unknown."""
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.normalizer = normalizers.NFKC()
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(texts, trainer)
-    return tok
+    return train_bpe(texts, vocab_size, SPECIALS)
 
 
 def load_tokenizer(serialised: str) -> Tokenizer:

@@ -78,6 +78,7 @@ def test_capacity_keeps_first_come_assignments_in_priority_order():
 
 
 # ------------------------------------------------------------------------ batched dispatch == reference
+@pytest.mark.parametrize("dispatch", ["padded", "grouped"])
 @pytest.mark.parametrize(
     "kw",
     [
@@ -89,9 +90,9 @@ def test_capacity_keeps_first_come_assignments_in_priority_order():
         dict(router="hash", hash_vocab_size=50, capacity_factor=1.0),
     ],
 )
-def test_batched_dispatch_equals_loop_reference_in_outputs_and_gradients(kw):
+def test_batched_dispatch_equals_loop_reference_in_outputs_and_gradients(kw, dispatch):
     torch.manual_seed(0)
-    layer = MoELayer(cfg(**kw))
+    layer = MoELayer(cfg(**kw, dispatch=dispatch))
     x = torch.randn(2, 24, 16, requires_grad=True)
     ids = torch.randint(0, 50, (2, 24))
     out = layer(x, ids).out
