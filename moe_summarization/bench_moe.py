@@ -187,10 +187,10 @@ def plot(result: dict, histories: dict, out: Path) -> None:
         axes[0, col].stackplot(range(len(frac)), frac.T)
         axes[0, col].set_title(f"{name}: share of tokens per expert")
         axes[0, col].set_ylim(0, 1)
-        axes[1, col].plot([s["max_over_mean"] for s in layer])
+        axes[1, col].plot([s["max_over_mean"] for s in layer], lw=0.8)
         axes[1, col].axhline(1.25, color="grey", ls="--", lw=0.8)
-        axes[1, col].set_yscale("log")
-        axes[1, col].set_title("max/mean load (worst layer)")
+        axes[1, col].set_ylim(1.0, len(layer[0]["tokens_per_expert"]) + 0.2)  # 8 = all tokens on one expert
+        axes[1, col].set_title("max/mean load per step (worst layer)")
         axes[1, col].set_xlabel("step")
     fig.tight_layout()
     fig.savefig(out / "expert_load.png", dpi=110)

@@ -74,6 +74,22 @@ class Experts(nn.Module):
         h = _activate(h, self.activation)  # (E, C, F)
         return torch.bmm(h, self.w_out) if self.b_out is None else torch.baddbmm(self.b_out, h, self.w_out)
 
+    def grouped(self, x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+        """x: (A, D) rows sorted by expert, ``sizes[e]`` rows for expert e -> (A, D), no padding.
+
+        The weights are unbound once: indexing ``w_in[e]`` per expert would make autograd build a full
+        (E, D, F) zero gradient for every expert, which costs more than the matmuls at these sizes.
+        """
+        w_in, w_out = self.w_in.unbind(0), self.w_out.unbind(0)  # E x (D, F'), E x (F, D)
+        b_in = self.b_in.unbind(0) if self.b_in is not None else [None] * len(w_in)  # E x (1, F')
+        b_out = self.b_out.unbind(0) if self.b_out is not None else [None] * len(w_in)  # E x (1, D)
+        outs = []
+        for e, seg in enumerate(x.split(sizes)):
+            h = seg @ w_in[e] if b_in[e] is None else torch.addmm(b_in[e], seg, w_in[e])  # (n_e, F')
+            h = _activate(h, self.activation)  # (n_e, F)
+            outs.append(h @ w_out[e] if b_out[e] is None else torch.addmm(b_out[e], h, w_out[e]))  # (n_e, D)
+        return torch.cat(outs)
+
     def one(self, e: int, x: torch.Tensor) -> torch.Tensor:
         """Expert ``e`` alone on x: (N, D) -> (N, D); used by the reference."""
         h = x @ self.w_in[e] + (0 if self.b_in is None else self.b_in[e])
@@ -144,8 +160,7 @@ def dispatch_grouped(x: torch.Tensor, routing: Routing, experts: Experts, num_ex
     assign, _, expert, _, kept = _group(routing, num_experts, capacity)
     tokens = routing.token_idx[assign]  # (A_kept,) grouped by expert
     sizes = torch.bincount(expert, minlength=num_experts).tolist()  # one host sync for the segment sizes
-    segments = x[tokens].split(sizes)  # E views of (n_e, D)
-    y = torch.cat([experts.one(e, seg) for e, seg in enumerate(segments)])  # (A_kept, D)
+    y = experts.grouped(x[tokens], sizes)  # (A_kept, D)
     gated = y * routing.weight[assign].to(y.dtype).unsqueeze(-1)  # (A_kept, D)
     return x.new_zeros(T, D).index_add(0, tokens, gated), kept
 

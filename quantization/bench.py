@@ -128,11 +128,13 @@ def plot(result: dict, out: Path, stem: str) -> None:
     import matplotlib.pyplot as plt
 
     ok = {k: v for k, v in result["methods"].items() if "error" not in v}
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 5))
+    points: dict[tuple[float, float], list[str]] = {}  # methods that land on the same point share one label
     for name, r in ok.items():
-        ax.scatter(r["model_bytes"] / 2**20, 100 * r["accuracy"])
-        ax.annotate(name, (r["model_bytes"] / 2**20, 100 * r["accuracy"]), fontsize=7, xytext=(3, 3),
-                    textcoords="offset points")
+        points.setdefault((round(r["model_bytes"] / 2**20), round(100 * r["accuracy"], 2)), []).append(name)
+    for (mb, acc), names in points.items():
+        ax.scatter(mb, acc)
+        ax.annotate("\n".join(names), (mb, acc), fontsize=7, xytext=(4, -3), textcoords="offset points")
     ax.set_xlabel("model size (MB, state dict tensors)")
     ax.set_ylabel("dev accuracy (%)")
     ax.set_title(f"{result['model']}: accuracy vs memory")

@@ -63,7 +63,8 @@ def quantize(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor | No
 
     ``zero_point=None`` means symmetric (all zeros) and skips a pass over x: this sits on W8A8's hot path.
     """
-    q = torch.round(x.float() / scale)  # a fresh tensor, so the steps below can work in place
+    q = x.float() / scale  # a fresh tensor, so every step below works in place
+    q.round_()  # half to even, like torch.round
     if zero_point is not None:
         q.add_(zero_point)
     return q.clamp_(QMIN, QMAX).to(torch.int8)
