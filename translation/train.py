@@ -144,7 +144,7 @@ def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "au
                 mark_best(out, tag)
 
     batches = token_batches(data, cfg.batch_tokens, cfg.seed, epoch)
-    start, tokens_seen = time.perf_counter(), 0
+    start, tokens_seen, step_seconds = time.perf_counter(), 0, 0.0  # step_seconds: training steps only
     bar = tqdm(total=cfg.steps, initial=step, desc="train", dynamic_ncols=True, disable=not main_proc)
     while step < cfg.steps:
         if batch_pos + world > len(batches):  # next epoch: a new deterministic order
@@ -175,6 +175,7 @@ def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "au
         opt.zero_grad(set_to_none=True)
         step += 1
         ms = (time.perf_counter() - t0) * 1e3
+        step_seconds += ms / 1e3
         tokens_seen += tgt_tokens * world
         record = {"step": step, "loss": loss_sum, "lr": lr, "ms_per_step": ms, "target_tokens": tgt_tokens}
         bar.update(1)
@@ -195,7 +196,7 @@ def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "au
                 first = next(iter(results.values()))
                 dev = {"bleu": first["bleu"], "chrf": first["chrf"], "loss": first["loss"]}
                 tqdm.write(f"step {step} | loss {loss_sum:.2f} | lr {lr:.1e} | {ms:.0f} ms/step | "
-                           f"{tokens_seen / elapsed / 1e3:.1f}k tok/s | " +
+                           f"{tokens_seen / step_seconds / 1e3:.1f}k tok/s | " +
                            " | ".join(f"{n} bleu {r['bleu']:.1f} chrf {r['chrf']:.1f}" for n, r in results.items()))
             checkpoint(dev)
         if metrics is not None:
@@ -209,7 +210,8 @@ def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "au
         metrics.close()
     if world > 1:
         dist.destroy_process_group()
-    return {"best": best, "step": step, "target_tokens_per_s": tokens_seen / (time.perf_counter() - start)}
+    # throughput of the training steps themselves (validation and checkpoints excluded)
+    return {"best": best, "step": step, "target_tokens_per_s": tokens_seen / max(step_seconds, 1e-9)}
 
 
 def parse_args(argv: list[str] | None) -> tuple[ModelConfig, TrainConfig, Path, str]:
