@@ -110,6 +110,7 @@ def train(cfg: TrainConfig, out: Path, device: torch.device) -> dict:
     micro = cfg.batch_size // cfg.grad_accum
     metrics_file = (out / "metrics.jsonl").open("a", encoding="utf-8")
     config_dict = {**asdict(cfg), "hf_config": model.config.to_dict(), "labels": list(LABELS)}
+    tok_files = tokenizer_files(tok)  # the tokenizer never changes during training: serialise it once
     start, tokens = time.perf_counter(), 0
 
     def checkpoint(tag_metrics: dict | None) -> None:
@@ -119,7 +120,7 @@ def train(cfg: TrainConfig, out: Path, device: torch.device) -> dict:
         if is_best:
             best = {**tag_metrics, "step": step}
         state = {"optimizer": opt.state_dict(), "rng": rng_state(), "step": step, "best": best}
-        save_checkpoint(out, tag, model=model, state=state, config=config_dict, extra_files=tokenizer_files(tok))
+        save_checkpoint(out, tag, model=model, state=state, config=config_dict, extra_files=tok_files)
         if is_best:
             mark_best(out, tag)
 
