@@ -1,34 +1,298 @@
-"""Greedy decoding, the strategy validation uses. (Beam search, sampling and the KV cache are the decoding
-issue's work; they will live here behind the same ``encode`` / ``decode`` interface.)"""
+"""Decoding strategies, as functions outside the model: greedy, batched beam search, top-k / top-p sampling.
+
+They need only two methods of the model (``Transformer`` implements them; the tests use a toy decoder):
+
+    state = model.start(src, cache=True)             # encode once; cross-attention keys/values cached
+    logits, state = model.decode_step(tokens, state)  # (N,) new tokens -> (N, V) next-token logits
+    state = state.select(index)                       # rows reordered (beam reselection) or pruned
+
+Every strategy returns :class:`Hypothesis` objects whose ``logprob`` is the sum of the model's own token
+log-probabilities (before temperature or filtering), so a hypothesis re-scored with teacher forcing gives the
+same number. Finished rows leave the batch (``state.select``), so a batch costs what its live rows cost.
+
+Dimension legend: B sentences, K beams, N live rows (sentences, or sentences x beams), V vocabulary.
+"""
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
 import torch
+
+from shared_utils.errors import UserError
 
 from .model import BOS, EOS, PAD
 
+NEG_INF = float("-inf")
+STRATEGIES = ("greedy", "beam", "sample")
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]  # generated ids, EOS included when the hypothesis ended with it
+    logprob: float  # sum of the model's log-probabilities of those tokens
+    score: float  # what the strategy ranked by: logprob / length**length_penalty for beam search, else logprob
+
+
+def max_new_tokens(src: torch.Tensor, cap: int, ratio: float = 2.0, extra: int = 10) -> torch.Tensor:
+    """Per-sentence length limit (EOS included): ``ratio`` x the source length + ``extra``, at most ``cap``.
+
+    Translations rarely run past twice their source; an untrained model that never says EOS stops early.
+    src (B, L) -> (B,) long.
+    """
+    lengths = (src != PAD).sum(1)
+    return (ratio * lengths + extra).long().clamp(1, cap)
+
 
 def length_cap(src: torch.Tensor, max_len: int, ratio: float = 2.0, extra: int = 10) -> int:
-    """A decoding length cap: ``ratio`` x the longest source plus ``extra``, never past ``max_len``.
+    """One limit for a whole batch (the longest sentence's): what a peer's ``generate`` is given."""
+    return int(max_new_tokens(src, max_len, ratio, extra).max())
 
-    Translations rarely run past twice the source; an untrained model that never says EOS then stops early.
-    """
-    return min(max_len, int(ratio * src.shape[1]) + extra)
+
+def constrain(logprobs: torch.Tensor, step: int, limits: torch.Tensor, min_len: int,
+              history: torch.Tensor | None = None, no_repeat_ngram: int = 0) -> torch.Tensor:
+    """Set to -inf what may not come next: EOS before ``min_len``, anything but EOS at a row's limit, and
+    tokens that would repeat an n-gram of ``history`` (N, t) when ``no_repeat_ngram`` = n > 0."""
+    logprobs = logprobs.clone()
+    if step < min_len:
+        logprobs[:, EOS] = NEG_INF
+    at_limit = step + 1 >= limits  # (N,)
+    if bool(at_limit.any()):
+        eos = logprobs[:, EOS].clone()
+        logprobs[at_limit] = NEG_INF
+        logprobs[:, EOS] = eos
+    if no_repeat_ngram and history is not None and history.shape[1] >= no_repeat_ngram:
+        logprobs[banned_ngram_tokens(history, no_repeat_ngram)] = NEG_INF
+    return logprobs
+
+
+def banned_ngram_tokens(history: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, token) pairs that would complete an n-gram already in the row's history (N, t), vectorised."""
+    grams = history.unfold(1, n, 1)  # (N, t-n+1, n)
+    prefix = history[:, history.shape[1] - n + 1:]  # (N, n-1): the last n-1 tokens
+    hits = (grams[:, :, :-1] == prefix[:, None, :]).all(-1)  # (N, t-n+1)
+    rows, where = hits.nonzero(as_tuple=True)
+    return rows, grams[rows, where, -1]
+
+
+# -- greedy and sampling: one token per row per step ---------------------------------------------------------
 
 
 @torch.no_grad()
-def greedy(model, src: torch.Tensor, max_new_tokens: int) -> list[list[int]]:
-    """Most probable token at every step, recomputing the prefix (no cache): src (B, L) -> ids per sentence."""
-    model.eval()
-    memory, src_mask = model.encode(src)
-    B = src.shape[0]
-    out = torch.full((B, 1), BOS, dtype=torch.long, device=src.device)
-    done = torch.zeros(B, dtype=torch.bool, device=src.device)
-    for _ in range(max_new_tokens):
-        next_tok = model.decode(out, memory, src_mask)[:, -1].argmax(-1)  # (B,)
-        next_tok = next_tok.masked_fill(done, PAD)
-        out = torch.cat([out, next_tok[:, None]], dim=1)
-        done |= next_tok == EOS
-        if done.all():
-            break
-    return [row[1:].tolist() for row in out]
+def decode_rows(model, src: torch.Tensor, limits: torch.Tensor, pick: Callable[[torch.Tensor], torch.Tensor],
+                *, min_len: int = 0, cache: bool = True) -> list[Hypothesis]:
+    """Run ``pick`` (constrained log-probs (N, V) -> tokens (N,)) until every row said EOS or hit its limit."""
+    N = src.shape[0]
+    state = model.start(src, cache)
+    out = torch.full((N, int(limits.max())), PAD, dtype=torch.long, device=src.device)  # generated ids
+    logprob = torch.zeros(N, dtype=torch.float64, device=src.device)
+    rows = torch.arange(N, device=src.device)  # original row of each live row
+    tokens = torch.full((N,), BOS, dtype=torch.long, device=src.device)
+    step = 0
+    while rows.numel():
+        logits, state = model.decode_step(tokens, state)
+        lp = logits.float().log_softmax(-1)  # (n, V)
+        nxt = pick(constrain(lp, step, limits[rows], min_len))  # (n,)
+        out[rows, step] = nxt
+        logprob[rows] += lp.gather(1, nxt[:, None])[:, 0].double()
+        live = (nxt != EOS) & (step + 1 < limits[rows])
+        step += 1
+        if not bool(live.all()):
+            keep = live.nonzero()[:, 0]
+            rows, state = rows[keep], state.select(keep)
+        tokens = nxt[live]
+    return [Hypothesis(ids, lp, lp) for ids, lp in zip(trim(out), logprob.tolist())]
+
+
+def trim(out: torch.Tensor) -> list[list[int]]:
+    """Rows of generated ids cut after their EOS (kept) or at the first PAD."""
+    result = []
+    for row in out.tolist():
+        end = row.index(EOS) + 1 if EOS in row else (row.index(PAD) if PAD in row else len(row))
+        result.append(row[:end])
+    return result
+
+
+def greedy(model, src: torch.Tensor, limits: torch.Tensor, *, min_len: int = 0, cache: bool = True
+           ) -> list[Hypothesis]:
+    """The most probable token at every step."""
+    return decode_rows(model, src, limits, lambda lp: lp.argmax(-1), min_len=min_len, cache=cache)
+
+
+def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the k largest logits per row (ties with the k-th kept), -inf elsewhere; k <= 0 keeps all."""
+    if k <= 0 or k >= logits.shape[-1]:
+        return logits
+    kth = logits.topk(k, dim=-1).values[..., -1:]  # (N, 1)
+    return logits.masked_fill(logits < kth, NEG_INF)
+
+
+def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Keep the nucleus: the fewest most-likely tokens whose probability reaches p (Holtzman et al. 2020)."""
+    if p >= 1.0:
+        return logits
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    probs = sorted_logits.softmax(-1)
+    outside = probs.cumsum(-1) - probs >= p  # mass before this token already reaches p (the top one stays)
+    return logits.scatter(-1, order, sorted_logits.masked_fill(outside, NEG_INF))
+
+
+def sample(model, src: torch.Tensor, limits: torch.Tensor, *, top_k: int = 0, top_p: float = 1.0,
+           temperature: float = 1.0, generator: torch.Generator | None = None, min_len: int = 0,
+           cache: bool = True) -> list[Hypothesis]:
+    """Ancestral sampling from the tempered, top-k- then top-p-filtered distribution."""
+
+    def pick(lp: torch.Tensor) -> torch.Tensor:
+        filtered = top_p_filter(top_k_filter(lp / temperature, top_k), top_p)
+        return torch.multinomial(filtered.softmax(-1), 1, generator=generator)[:, 0]
+
+    return decode_rows(model, src, limits, pick, min_len=min_len, cache=cache)
+
+
+# -- beam search ---------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def beam_search(model, src: torch.Tensor, limits: torch.Tensor, *, beam_size: int = 4, length_penalty: float = 1.0,
+                nbest: int = 1, min_len: int = 0, no_repeat_ngram: int = 0, early_stopping: bool = True,
+                cache: bool = True) -> list[list[Hypothesis]]:
+    """Batched beam search over sentences x beams; returns the ``nbest`` best finished hypotheses per sentence.
+
+    Each step extends every live beam, keeps the 2K best candidates per sentence, files those ending in EOS
+    among the top K as finished (score = logprob / length**length_penalty, length counting EOS) and keeps the
+    K best others as the new beams, whose cache rows are reordered with ``state.select``. A sentence is done
+    when it has K finished hypotheses (``early_stopping``) or, otherwise, when no live beam's normalised score
+    can beat its worst finished one (Hugging Face's default rule); done sentences leave the batch.
+    """
+    if nbest > beam_size:
+        raise UserError(f"--nbest ({nbest}) cannot exceed --beam-size ({beam_size})")
+    B, K, device = src.shape[0], beam_size, src.device
+    state = model.start(src, cache).select(torch.arange(B, device=device).repeat_interleave(K))  # row b*K + k
+    scores = torch.full((B, K), NEG_INF, device=device)
+    scores[:, 0] = 0.0  # one live beam at the start: the others would duplicate it
+    seqs = torch.empty((B * K, 0), dtype=torch.long, device=device)
+    tokens = torch.full((B * K,), BOS, dtype=torch.long, device=device)
+    sentences = torch.arange(B, device=device)  # original sentence of each live sentence
+    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+
+    def normalise(logprob: torch.Tensor | float, length: int) -> torch.Tensor | float:
+        return logprob / length ** length_penalty
+
+    step = 0
+    while sentences.numel():
+        n = sentences.numel()
+        logits, state = model.decode_step(tokens, state)
+        lp = constrain(logits.float().log_softmax(-1), step, limits[sentences].repeat_interleave(K), min_len,
+                       seqs, no_repeat_ngram)  # (n*K, V)
+        V = lp.shape[-1]
+        cand = (scores[:, :, None] + lp.view(n, K, V)).view(n, K * V)
+        top, idx = cand.topk(2 * K, dim=1)  # (n, 2K)
+        beam, tok = idx // V, idx % V
+        is_eos = tok == EOS
+        rank = torch.arange(2 * K, device=device).expand(n, -1)
+        filed = is_eos & (rank < K) & torch.isfinite(top)
+        for i, j in filed.nonzero().tolist():  # few per step
+            row = i * K + int(beam[i, j])
+            logprob = float(top[i, j])
+            finished[int(sentences[i])].append(
+                Hypothesis(seqs[row].tolist() + [EOS], logprob, normalise(logprob, step + 1)))
+        keep_top, keep_pos = top.masked_fill(is_eos, NEG_INF).topk(K, dim=1)  # (n, K) the new beams
+        rows = (torch.arange(n, device=device)[:, None] * K + beam.gather(1, keep_pos)).view(-1)
+        scores, tokens = keep_top, tok.gather(1, keep_pos).view(-1)
+        seqs = torch.cat([seqs.index_select(0, rows), tokens[:, None]], dim=1)
+        state = state.select(rows)
+        step += 1
+        done = []
+        for i in range(n):
+            b = int(sentences[i])
+            finished[b] = sorted(finished[b], key=lambda h: -h.score)[:K]
+            best_live = float(scores[i, 0])
+            if best_live == NEG_INF:
+                done.append(True)
+            elif len(finished[b]) < K:
+                done.append(False)
+            else:
+                done.append(early_stopping or normalise(best_live, step) <= finished[b][-1].score)
+        if any(done):
+            live = torch.tensor([not d for d in done], device=device)
+            keep = live.nonzero()[:, 0]
+            sentences, scores = sentences[keep], scores[keep]
+            rows = (keep[:, None] * K + torch.arange(K, device=device)).view(-1)
+            state, seqs, tokens = state.select(rows), seqs[rows], tokens[rows]
+    return [hyps[:nbest] for hyps in finished]
+
+
+# -- the strategy as a user chooses it -----------------------------------------------------------------------
+
+
+@dataclass
+class Strategy:
+    """A decoding strategy and its parameters, as the ``--strategy`` flags of eval.py / translate.py set them."""
+
+    strategy: str = "greedy"  # greedy | beam | sample
+    beam_size: int = 4
+    length_penalty: float = 1.0
+    nbest: int = 1
+    no_repeat_ngram: int = 0
+    early_stopping: bool = True
+    top_k: int = 0  # 0 = no top-k filter
+    top_p: float = 1.0  # 1.0 = no nucleus filter
+    temperature: float = 1.0
+    seed: int = 0
+    max_len_ratio: float = 2.0  # limit = ratio x source length + extra
+    max_len_extra: int = 10
+
+    def __post_init__(self) -> None:
+        checks = [(self.strategy in STRATEGIES, f"--strategy must be one of {', '.join(STRATEGIES)}"),
+                  (self.beam_size >= 1, "--beam-size must be at least 1"),
+                  (1 <= self.nbest <= self.beam_size, "--nbest must be between 1 and --beam-size"),
+                  (self.no_repeat_ngram >= 0, "--no-repeat-ngram must be >= 0"),
+                  (self.top_k >= 0, "--top-k must be >= 0"),
+                  (0.0 < self.top_p <= 1.0, "--top-p must be in (0, 1]"),
+                  (self.temperature > 0.0, "--temperature must be positive"),
+                  (self.max_len_ratio > 0 and self.max_len_extra >= 0,
+                   "--max-len-ratio must be positive and --max-len-extra >= 0")]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(f"{message} (got {self})")
+
+    def generator(self, device: torch.device) -> torch.Generator:
+        return torch.Generator(device=device).manual_seed(self.seed)
+
+    def run(self, model, src: torch.Tensor, max_len: int, generator: torch.Generator | None = None
+            ) -> list[list[Hypothesis]]:
+        """Hypotheses per sentence of src (B, L): the n-best for beam search, one otherwise."""
+        limits = max_new_tokens(src, max_len, self.max_len_ratio, self.max_len_extra)
+        if self.strategy == "beam":
+            return beam_search(model, src, limits, beam_size=self.beam_size, length_penalty=self.length_penalty,
+                               nbest=self.nbest, no_repeat_ngram=self.no_repeat_ngram,
+                               early_stopping=self.early_stopping)
+        if self.strategy == "sample":
+            hyps = sample(model, src, limits, top_k=self.top_k, top_p=self.top_p, temperature=self.temperature,
+                          generator=generator or self.generator(src.device))
+        else:
+            hyps = greedy(model, src, limits)
+        return [[h] for h in hyps]
+
+
+def add_strategy_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("decoding strategy")
+    g.add_argument("--strategy", default="greedy", choices=STRATEGIES)
+    g.add_argument("--beam-size", type=int, default=4)
+    g.add_argument("--length-penalty", type=float, default=1.0, help="beam score = logprob / length**this")
+    g.add_argument("--nbest", type=int, default=1, help="hypotheses per sentence (beam search)")
+    g.add_argument("--no-repeat-ngram", type=int, default=0, help="forbid repeating n-grams of this size (0: off)")
+    g.add_argument("--no-early-stopping", dest="early_stopping", action="store_false",
+                   help="keep searching until no live beam can beat the finished ones")
+    g.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0: all)")
+    g.add_argument("--top-p", type=float, default=1.0, help="sample from the nucleus of this mass (1: all)")
+    g.add_argument("--temperature", type=float, default=1.0)
+    g.add_argument("--seed", type=int, default=0, help="makes sampling reproducible")
+    g.add_argument("--max-len-ratio", type=float, default=2.0, help="length limit = ratio x source + extra")
+    g.add_argument("--max-len-extra", type=int, default=10)
+
+
+def strategy_from_args(args: argparse.Namespace) -> Strategy:
+    return Strategy(**{f.name: getattr(args, f.name) for f in fields(Strategy)})

@@ -1,7 +1,7 @@
 """Translate a file with a trained checkpoint and score it: BLEU, chrF++ and TER with sacrebleu signatures.
 
     python translation/eval.py --checkpoint runs/mt-rope --input ../shared/data/translation/dev.tatoeba.fi-en.tsv \\
-        --output hyps.txt
+        --output hyps.txt --strategy beam --beam-size 4
 
 ``--input`` is a TSV (finnish<TAB>english: scored against the English side) or a plain file of Finnish
 sentences (translated only). The model, its config and tokenizer come from the checkpoint alone.
@@ -22,7 +22,7 @@ from shared_utils.metrics import translation_scores
 from shared_utils.runtime import pick_device
 from translation.config import ModelConfig
 from translation.data import collate, encode_pairs, token_batches
-from translation.decoding import greedy, length_cap
+from translation.decoding import Hypothesis, Strategy, add_strategy_args, strategy_from_args
 from translation.model import build_model
 from translation.tokenizer import decode, load_tokenizer
 
@@ -34,9 +34,13 @@ def load_translator(path: str | Path, device: torch.device):
     ckpt = ckpt or load_checkpoint(path)
     if "model" not in ckpt.config or not (ckpt.path / "tokenizer.json").is_file():
         raise UserError(f"{ckpt.path} is not a translation checkpoint (no model config or tokenizer.json)")
-    cfg = ModelConfig(**ckpt.config["model"])
-    model = build_model(cfg)
-    ckpt.load_weights(model)
+    try:
+        cfg = ModelConfig(**ckpt.config["model"])
+        model = build_model(cfg)
+        ckpt.load_weights(model)
+    except (TypeError, RuntimeError) as err:  # a config field or weight this code does not know
+        first = str(err).strip().splitlines()[0]
+        raise UserError(f"{ckpt.path} is not compatible with this version of translation/ ({first})") from None
     return model.to(device).eval(), load_tokenizer(ckpt.read_text("tokenizer.json")), cfg
 
 
@@ -55,16 +59,31 @@ def read_input(path: str) -> tuple[list[str], list[str] | None]:
     return [line.rstrip("\n") for line in file.open(encoding="utf-8")], None
 
 
-def translate(model, tok, cfg: ModelConfig, sources: list[str], device, batch_tokens: int = 4000) -> list[str]:
-    """Greedy translations in input order; empty lines give empty outputs."""
-    pairs = [Pair(s if s.strip() else ".", ".") for s in sources]
-    data = encode_pairs(tok, pairs, cfg.max_len)
-    hyps = [""] * len(sources)
-    for idx in token_batches(data, batch_tokens, seed=0, epoch=0):
+def hypotheses(model, tok, cfg: ModelConfig, sources: list[str], device, strategy: Strategy | None = None,
+               batch_tokens: int = 4000) -> tuple[list[list[Hypothesis]], int]:
+    """Hypotheses per source in input order (empty lines get none), and how many sources were truncated.
+
+    Batches are built to a token budget over sorted lengths; sampling draws from one generator seeded by the
+    strategy, so the same seed and input give the same samples.
+    """
+    strategy = strategy or Strategy()
+    live = [i for i, s in enumerate(sources) if s.strip()]
+    data = encode_pairs(tok, [Pair(sources[i], ".") for i in live], cfg.max_len)
+    out: list[list[Hypothesis]] = [[] for _ in sources]
+    generator = strategy.generator(device)
+    rows_per_sentence = strategy.beam_size if strategy.strategy == "beam" else 1
+    for idx in token_batches(data, max(batch_tokens // rows_per_sentence, 2 * cfg.max_len), seed=0, epoch=0):
         src, _ = collate(data, idx, device)
-        for i, ids in zip(idx, greedy(model, src, length_cap(src, cfg.max_len))):
-            hyps[i] = decode(tok, ids) if sources[i].strip() else ""
-    return hyps
+        for i, hyps in zip(idx, strategy.run(model, src, cfg.max_len, generator)):
+            out[live[i]] = hyps
+    return out, data.truncated
+
+
+def translate(model, tok, cfg: ModelConfig, sources: list[str], device, strategy: Strategy | None = None,
+              batch_tokens: int = 4000) -> list[str]:
+    """The best translation of each source, in input order; empty lines give empty outputs."""
+    hyps, _ = hypotheses(model, tok, cfg, sources, device, strategy, batch_tokens)
+    return [decode(tok, h[0].tokens) if h else "" for h in hyps]
 
 
 @cli_main
@@ -74,11 +93,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--input", required=True, help="TSV finnish<TAB>english, or plain Finnish sentences")
     p.add_argument("--output", type=Path, default=None, help="write hypotheses here, one per line")
     p.add_argument("--device", default="auto")
+    add_strategy_args(p)
     args = p.parse_args(argv)
+    strategy = strategy_from_args(args)
     device = pick_device(args.device)
     model, tok, cfg = load_translator(args.checkpoint, device)
     sources, refs = read_input(args.input)
-    hyps = translate(model, tok, cfg, sources, device)
+    hyps = translate(model, tok, cfg, sources, device, strategy)
     if args.output:
         args.output.write_text("\n".join(hyps) + "\n", encoding="utf-8")
     if refs is not None:

@@ -13,6 +13,7 @@ Dimension legend: B batch, S target length, L source length, D d_model, H heads,
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,7 @@ from .positional import RelativeBias, Rotary, Sinusoidal
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 NEG_INF = float("-inf")
+KV = tuple[torch.Tensor, torch.Tensor]  # keys, values: 2 x (B, H, L, Dh)
 
 
 def padding_mask(ids: torch.Tensor) -> torch.Tensor:
@@ -71,12 +73,39 @@ class DecoderBlock(nn.Module):
         self.ffn = FeedForward(cfg.d_model, cfg.d_ff, cfg.dropout)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, memory_kv: tuple[torch.Tensor, torch.Tensor], self_mask: torch.Tensor,
-                cross_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, memory_kv: KV, self_mask: torch.Tensor | None, cross_mask: torch.Tensor,
+                past: KV | None = None, offset: int = 0) -> tuple[torch.Tensor, KV]:
+        """x: (B, S, D) at positions offset..; past: self-attention keys/values of positions 0..offset-1.
+
+        Returns the block output and the self-attention keys/values of every position so far (the cache).
+        """
         h = self.ln1(x)
-        x = x + self.dropout(self.self_attn(h, self.self_attn.keys_values(h), self_mask))
+        k, v = self.self_attn.keys_values(h, offset)  # 2 x (B, H, S, Dh)
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # 2 x (B, H, offset+S, Dh)
+        x = x + self.dropout(self.self_attn(h, (k, v), self_mask, offset))
         x = x + self.dropout(self.cross_attn(self.ln2(x), memory_kv, cross_mask))
-        return x + self.dropout(self.ffn(self.ln3(x)))
+        return x + self.dropout(self.ffn(self.ln3(x))), (k, v)
+
+
+@dataclass
+class DecoderState:
+    """What incremental decoding carries from one step to the next; every tensor is indexed by row first
+    (a row is a sentence, or a sentence x beam), so :meth:`select` reorders or prunes all of it at once."""
+
+    memory_kv: list[KV]  # per decoder layer: cross-attention keys/values, 2 x (N, H, L, Dh), computed once
+    src_mask: torch.Tensor  # (N, 1, 1, L)
+    tokens: torch.Tensor  # (N, t) tokens fed so far, BOS first
+    self_kv: list[KV] | None  # per decoder layer: self-attention keys/values of those t tokens; None = no cache
+
+    def select(self, index: torch.Tensor) -> DecoderState:
+        """Rows ``index`` (N',) of everything: beam reselection, or dropping finished sentences."""
+        def pick(kv: KV) -> KV:
+            return kv[0].index_select(0, index), kv[1].index_select(0, index)
+
+        return DecoderState([pick(kv) for kv in self.memory_kv], self.src_mask.index_select(0, index),
+                            self.tokens.index_select(0, index),
+                            None if self.self_kv is None else [pick(kv) for kv in self.self_kv])
 
 
 class Transformer(nn.Module):
@@ -115,14 +144,51 @@ class Transformer(nn.Module):
 
     def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
         """Teacher-forced decoder: tgt_in (B, S) ids -> logits (B, S, V)."""
+        memory_kv = [block.cross_attn.keys_values(memory) for block in self.decoder]
+        return self.project(self.decoder_stack(tgt_in, memory_kv, src_mask))
+
+    def decoder_stack(self, tgt_in: torch.Tensor, memory_kv: list[KV], src_mask: torch.Tensor) -> torch.Tensor:
+        """Decoder hidden states (B, S, D) of a whole prefix, causal mask (+ relative bias) included."""
         S = tgt_in.shape[1]
         self_mask = causal_mask(S, tgt_in.device)  # (S, S)
         if self.dec_bias is not None:
             self_mask = self_mask + self.dec_bias(S, S)  # (H, S, S)
         x = self.embed_tokens(tgt_in)
-        for block in self.decoder:
-            x = block(x, block.cross_attn.keys_values(memory), self_mask, src_mask)
-        return self.dec_ln(x) @ self.embed.weight.t()  # (B, S, V), tied output projection
+        for block, kv in zip(self.decoder, memory_kv):
+            x, _ = block(x, kv, self_mask, src_mask)
+        return self.dec_ln(x)
+
+    def project(self, h: torch.Tensor) -> torch.Tensor:
+        return h @ self.embed.weight.t()  # (..., V), tied output projection
+
+    # -- incremental decoding: the interface the strategies in decoding.py use ---------------------------
+
+    def start(self, src: torch.Tensor, cache: bool = True) -> DecoderState:
+        """Encode once; cross-attention keys/values are computed here and never again."""
+        memory, src_mask = self.encode(src)
+        memory_kv = [block.cross_attn.keys_values(memory) for block in self.decoder]
+        tokens = src.new_empty((src.shape[0], 0))
+        return DecoderState(memory_kv, src_mask, tokens, [] if cache else None)
+
+    def decode_step(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
+        """Feed one token per row, (N,) -> next-token logits (N, V) and the grown state.
+
+        With a cache only the new token goes through the decoder: RoPE rotates it at its absolute position t,
+        sinusoidal adds row t of the table, relative bias adds the bias row of query t. Without one, the
+        whole prefix is recomputed (the reference the cache is tested and benchmarked against).
+        """
+        prefix = torch.cat([state.tokens, tokens[:, None]], dim=1)  # (N, t+1)
+        if state.self_kv is None:
+            h = self.decoder_stack(prefix, state.memory_kv, state.src_mask)[:, -1]  # (N, D)
+            return self.project(h), replace(state, tokens=prefix)
+        t = state.tokens.shape[1]
+        bias = None if self.dec_bias is None else self.dec_bias(1, t + 1, offset=t)  # (H, 1, t+1)
+        x = self.embed_tokens(tokens[:, None], offset=t)  # (N, 1, D)
+        new_kv = []
+        for i, (block, kv) in enumerate(zip(self.decoder, state.memory_kv)):
+            x, self_kv = block(x, kv, bias, state.src_mask, past=state.self_kv[i] if t else None, offset=t)
+            new_kv.append(self_kv)
+        return self.project(self.dec_ln(x[:, 0])), replace(state, tokens=prefix, self_kv=new_kv)
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
         memory, src_mask = self.encode(src)

@@ -34,7 +34,7 @@ from shared_utils.metrics import translation_scores
 from shared_utils.runtime import pick_device, rng_state, seed_everything, set_rng_state
 from translation.config import PRESETS, ModelConfig, TrainConfig, model_config
 from translation.data import Encoded, collate, encode_pairs, token_batches
-from translation.decoding import greedy, length_cap
+from translation.decoding import greedy, max_new_tokens
 from translation.model import PAD, build_model
 from translation.tokenizer import decode, load_tokenizer, train_tokenizer
 
@@ -66,8 +66,8 @@ def validate(model, tok, data: Encoded, refs: list[str], device, batch_tokens: i
         n = int((tgt[:, 1:] != PAD).sum())
         total += float(loss_fn(logits, tgt[:, 1:], 0.0)) * n
         count += n
-        for i, ids in zip(idx, greedy(model, src, length_cap(src, max_len))):
-            hyps[i] = decode(tok, ids)
+        for i, hyp in zip(idx, greedy(model, src, max_new_tokens(src, max_len))):
+            hyps[i] = decode(tok, hyp.tokens)
     scores = translation_scores(hyps, refs)
     return {"loss": total / max(count, 1), "bleu": scores["bleu"].score, "chrf": scores["chrf"].score}
 

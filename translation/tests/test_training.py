@@ -97,7 +97,7 @@ def run_script(*args: str, **kw) -> subprocess.CompletedProcess:
 
 
 def test_scripts_have_help_and_explain_the_unreachable_hub(tmp_path):
-    for script in ("translation/train.py", "translation/eval.py"):
+    for script in ("translation/train.py", "translation/eval.py", "translation/translate.py"):
         assert "usage:" in run_script(sys.executable, script, "--help").stdout
     proc = run_script(sys.executable, "translation/train.py", "--out", str(tmp_path / "r"))
     lines = proc.stderr.strip().splitlines()
@@ -129,3 +129,30 @@ def test_ddp_on_two_cpu_processes_keeps_replicas_identical(corpus, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     assert torch.equal(a, b)
+
+
+def test_translate_cli_reads_stdin_keeps_empty_lines_warns_on_overlong_and_fails_clearly(corpus, tmp_path):
+    run = tmp_path / "run"
+    train(*configs(corpus), run, "cpu")
+    overlong = " ".join(["kissa"] * 40)  # > max_len 16 tokens
+    proc = run_script(sys.executable, "translation/translate.py", "--checkpoint", str(run), "--strategy", "beam",
+                      "--beam-size", "3", "--nbest", "2", input=f"kissa koira\n\n{overlong}\n")
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split("\t") for line in proc.stdout.splitlines()]
+    assert [r[0] for r in rows] == ["0", "0", "2", "2"]  # two hypotheses per non-empty line, none for the empty
+    assert float(rows[0][1]) >= float(rows[1][1])
+    assert "1 line(s) longer than 16 tokens were truncated" in proc.stderr
+    proc = run_script(sys.executable, "translation/translate.py", "--checkpoint", str(run), "--strategy", "sample",
+                      "--top-k", "5", "--seed", "1", input="kissa koira\n\ntalo\n")
+    assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 3 and proc.stdout.splitlines()[1] == ""
+    proc = run_script(sys.executable, "translation/translate.py", "--checkpoint", str(tmp_path / "nope"), input="")
+    assert proc.returncode == 2 and proc.stderr.strip() == f"error: checkpoint not found: {tmp_path / 'nope'}"
+
+
+def test_eval_takes_a_strategy(corpus, tmp_path):
+    run = tmp_path / "run"
+    train(*configs(corpus), run, "cpu")
+    proc = run_script(sys.executable, "translation/eval.py", "--checkpoint", str(run), "--input", str(corpus),
+                      "--strategy", "beam", "--beam-size", "2", "--no-repeat-ngram", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert set(json.loads(proc.stdout.splitlines()[-1])) == {"bleu", "chrf", "ter"}
