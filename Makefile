@@ -20,7 +20,12 @@ QUANT_TRAIN ?= $(if $(filter local,$(QUANT_DATA)),$(LOCAL_AGNEWS)/train.csv,hf:a
 QUANT_DEV ?= $(if $(filter local,$(QUANT_DATA)),$(LOCAL_AGNEWS)/dev.csv,hf:ag_news::test)
 QUANT_RUN ?= runs/quant-$(QUANT_PRESET)
 QUANT_NAME ?= bench
-MOE_DATA ?= ../shared/data/summarization/train.jsonl
+# moe: the layer benchmark reads MOE_TEXT; the summarizer benchmark MOE_DATA=hub (XSum, wants a GPU) or local
+MOE_TEXT ?= ../shared/data/summarization/train.jsonl
+MOE_DATA ?= hub
+MOE_SIZE ?= $(if $(filter local,$(MOE_DATA)),small,base)
+MOE_STEPS ?= $(if $(filter local,$(MOE_DATA)),400,20000)
+MOE_BUDGET_MIN ?= 0
 # translation: MT_DATA=hub (default: OPUS-100 en-fi, wants a GPU) or local (../shared/data/translation)
 MT_DATA ?= hub
 LOCAL_MT ?= ../shared/data/translation
@@ -34,7 +39,7 @@ MT_TEST ?= $(if $(filter local,$(MT_DATA)),$(MT_DEV),hf:Helsinki-NLP/opus-100:en
 MT_RUN ?= runs/mt-$(MT_POSITIONAL)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint translation quant-bench moe-bench
+.PHONY: help install test lint translation translation-bench translation-decoding quant-bench moe-bench moe-xsum
 
 help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -59,9 +64,19 @@ quant-bench: install ## Train the fp32 classifier, then benchmark every precisio
 	$(PY) -m quantization.bench --checkpoint $(QUANT_RUN) --train $(QUANT_TRAIN) --dev $(QUANT_DEV) --name $(QUANT_NAME)
 
 moe-bench: install ## Benchmark the MoE layer (speed vs dense/HF, balance under each balancer) -> moe_summarization/results
-	$(PY) -m moe_summarization.bench_moe --data $(MOE_DATA)
+	$(PY) -m moe_summarization.bench_moe --data $(MOE_TEXT)
+
+moe-xsum: install ## Train MoE + dense summarizers, score them with lead-1 and the baselines (MOE_DATA=local, MOE_BUDGET_MIN)
+	$(PY) -m moe_summarization.bench_summarization --data $(MOE_DATA) --size $(MOE_SIZE) --steps $(MOE_STEPS) \
+		--time-budget-min $(MOE_BUDGET_MIN)
 
 translation: install ## Train the Finnish->English Transformer, then score it (MT_DATA=local, MT_POSITIONAL, MT_BUDGET_MIN)
 	$(PY) -m translation.train --out $(MT_RUN) --preset $(MT_PRESET) --positional $(MT_POSITIONAL) \
 		--steps $(MT_STEPS) --time-budget-min $(MT_BUDGET_MIN) --train $(MT_TRAIN) --dev $(MT_DEV)
 	for set in $(MT_TEST); do $(PY) -m translation.eval --checkpoint $(MT_RUN) --input $$set; done
+
+translation-bench: install ## The compute-matched training benchmark: 3 position schemes vs a Marian peer (local data)
+	$(PY) -m translation.bench_training
+
+translation-decoding: install ## The decoding study on the benchmark's best checkpoint (after translation-bench)
+	$(PY) -m translation.bench_decoding

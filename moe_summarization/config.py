@@ -1,4 +1,4 @@
-"""Typed configs for the MoE layer (and, later, the summarizer). Units and meaning in comments.
+"""Typed configs for the MoE layer and the summarizer built on it. Units and meaning in comments.
 
 Balancing is three numbers, not a mode switch, so settings combine; :data:`BALANCERS` names the four
 settings the balance experiment compares.
@@ -23,6 +23,8 @@ class MoEConfig:
     router: str = "topk"  # "topk" (Switch k=1, GShard/Mixtral k=2), "hash" (Roller et al.), "expert_choice"
     k: int = 2  # experts per token (topk); hash routing always uses 1
     capacity_factor: float | None = 1.25  # slots per expert = ceil(cf * tokens * k / E); None = dropless
+    eval_capacity_factor: float | None = None  # the same in eval mode; None = dropless, so at inference a
+    # token's output never depends on the other tokens of its batch (beam search, batch size)
     jitter: float = 0.0  # multiplicative input noise on the router during training (Switch uses 0.01)
     activation: str = "gelu"  # expert FFN: "gelu"/"relu" (2 matrices + biases) or "swiglu" (3, no bias)
     aux_loss_weight: float = 0.0  # alpha of the Switch load-balancing loss (0.01 in the paper)
@@ -40,8 +42,9 @@ class MoEConfig:
             raise UserError(f"activation must be one of {ACTIVATIONS}, got '{self.activation}'")
         if self.num_experts < 1 or not 1 <= self.k <= self.num_experts:
             raise UserError(f"need 1 <= k <= num_experts, got k={self.k}, num_experts={self.num_experts}")
-        if self.capacity_factor is not None and self.capacity_factor <= 0:
-            raise UserError(f"capacity_factor must be positive or None (dropless), got {self.capacity_factor}")
+        for name in ("capacity_factor", "eval_capacity_factor"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise UserError(f"{name} must be positive or None (dropless), got {getattr(self, name)}")
         if self.router == "expert_choice" and self.capacity_factor is None:
             raise UserError("expert_choice routing needs a capacity_factor (each expert picks that many tokens)")
         if self.router == "hash" and self.hash_vocab_size <= 0:
@@ -69,3 +72,98 @@ def with_balancer(cfg: MoEConfig, name: str) -> MoEConfig:
         raise UserError(f"balancer must be one of {tuple(BALANCERS)}, got '{name}'")
     aux, z, rate = BALANCERS[name]
     return MoEConfig(**{**cfg.__dict__, "aux_loss_weight": aux, "z_loss_weight": z, "bias_update_rate": rate})
+
+
+# -- the summarizer ------------------------------------------------------------------------------------------
+
+VARIANTS = ("dense", "moe_top2", "moe_top1", "moe_hash")
+
+
+@dataclass
+class SummarizerConfig:
+    """Encoder-decoder summarizer; ``variant`` decides what every ``moe_every``-th FFN becomes.
+
+    Every variant has the same *active* FFN parameters per token: dense d_ff; top-2 over experts of
+    d_ff / 2; top-1 and hash over experts of d_ff (a test counts them).
+    """
+
+    variant: str = "moe_top2"  # "dense" | "moe_top2" | "moe_top1" | "moe_hash"
+    vocab_size: int = 8000  # subword vocabulary shared by documents and summaries
+    d_model: int = 256
+    num_heads: int = 4
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    d_ff: int = 1024  # dense FFN hidden size; experts get d_ff / k
+    dropout: float = 0.1
+    moe_every: int = 2  # layers 2, 4, ... (1-based) of each stack get an MoE FFN
+    num_experts: int = 8
+    capacity_factor: float | None = 1.25  # None = dropless
+    balancer: str = "own"  # one of BALANCERS
+    max_source_len: int = 256  # document tokens kept (longer documents are truncated, and counted)
+    max_target_len: int = 48  # summary tokens kept, and the decoding limit
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise UserError(f"--variant must be one of {', '.join(VARIANTS)}, got '{self.variant}'")
+        if self.balancer not in BALANCERS:
+            raise UserError(f"--balancer must be one of {', '.join(BALANCERS)}, got '{self.balancer}'")
+        if self.d_model % self.num_heads:
+            raise UserError(f"d_model {self.d_model} must be divisible by num_heads {self.num_heads}")
+        if self.moe_every < 1 or self.d_ff % 2:
+            raise UserError("moe_every must be >= 1 and d_ff even")
+        if min(self.max_source_len, self.max_target_len) < 4:
+            raise UserError("max_source_len and max_target_len must be at least 4 tokens")
+
+    def is_moe_layer(self, index: int) -> bool:
+        """0-based layer index -> whether its FFN is sparse."""
+        return self.variant != "dense" and (index + 1) % self.moe_every == 0
+
+    def moe(self) -> MoEConfig:
+        k, hashed = (2 if self.variant == "moe_top2" else 1), self.variant == "moe_hash"
+        return with_balancer(MoEConfig(
+            d_model=self.d_model, d_ff=self.d_ff // k, num_experts=self.num_experts, k=k,
+            router="hash" if hashed else "topk", capacity_factor=self.capacity_factor,
+            hash_vocab_size=self.vocab_size if hashed else 0),
+            "none" if hashed else self.balancer)  # a fixed hash table has nothing to balance
+
+
+@dataclass
+class SumTrainConfig:
+    train: str = "hf:EdinburghNLP/xsum::train"  # JSONL {document, summary}, or hf:...
+    dev: str = "hf:EdinburghNLP/xsum::validation"
+    batch_tokens: int = 4000  # document+summary tokens per optimizer step, padding included
+    grad_accum: int = 1
+    steps: int = 1000
+    lr: float = 1e-3
+    warmup: int = 200  # linear warmup, then inverse-square-root decay
+    label_smoothing: float = 0.1
+    clip: float = 1.0
+    eval_every: int = 250  # validation (loss + ROUGE on dev_limit documents) and checkpoints
+    dev_limit: int = 200
+    time_budget_min: float = 0.0  # stop cleanly at a checkpoint after this many minutes (0 = none)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("batch_tokens", "grad_accum", "steps", "eval_every"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.lr <= 0 or self.warmup < 0:
+            raise UserError("--lr must be positive and --warmup non-negative")
+
+
+SIZES: dict[str, dict] = {
+    "tiny": dict(vocab_size=600, d_model=32, num_heads=2, encoder_layers=2, decoder_layers=2, d_ff=64,
+                 num_experts=4, max_source_len=64, max_target_len=16),
+    "small": dict(vocab_size=8000, d_model=256, num_heads=4, encoder_layers=2, decoder_layers=2, d_ff=1024,
+                  max_source_len=192, max_target_len=40),
+    "base": dict(vocab_size=32000, d_model=512, num_heads=8, encoder_layers=6, decoder_layers=6, d_ff=2048,
+                 max_source_len=512, max_target_len=64),
+}
+
+
+def summarizer_config(size: str, variant: str, **overrides) -> SummarizerConfig:
+    if size not in SIZES:
+        raise UserError(f"--size must be one of {', '.join(SIZES)}, got '{size}'")
+    known = set(SummarizerConfig.__dataclass_fields__)
+    return SummarizerConfig(**{**SIZES[size], "variant": variant,
+                               **{k: v for k, v in overrides.items() if k in known and v is not None}})

@@ -111,11 +111,12 @@ class MoEOutput(NamedTuple):
     stats: dict  # see routing.load_stats, plus the unweighted losses
 
 
-def capacity_for(cfg: MoEConfig, num_assignments: int) -> int | None:
-    """Slots per expert, or None when dropless."""
-    if cfg.capacity_factor is None:
+def capacity_for(cfg: MoEConfig, num_assignments: int, training: bool = True) -> int | None:
+    """Slots per expert, or None when dropless (``eval_capacity_factor`` applies outside training)."""
+    factor = cfg.capacity_factor if training else cfg.eval_capacity_factor
+    if factor is None:
         return None
-    return max(1, math.ceil(cfg.capacity_factor * num_assignments / cfg.num_experts))
+    return max(1, math.ceil(factor * num_assignments / cfg.num_experts))
 
 
 def _group(routing: Routing, num_experts: int, capacity: int | None):
@@ -194,7 +195,8 @@ class MoELayer(nn.Module):
         flat = x.reshape(-1, shape[-1])  # (T, D)
         routing = self.router(flat, token_ids)
         # expert choice already respects its capacity; token choice is capped here
-        capacity = None if cfg.router == "expert_choice" else capacity_for(cfg, routing.expert_idx.numel())
+        capacity = None if cfg.router == "expert_choice" else capacity_for(cfg, routing.expert_idx.numel(),
+                                                                             self.training)
         run = dispatch_grouped if cfg.dispatch == "grouped" else dispatch
         out, kept = run(flat, routing, self.experts, cfg.num_experts, capacity)
 

@@ -14,3 +14,14 @@ PAD, BOS, EOS, UNK = range(4)
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     return train_bpe(texts, vocab_size, SPECIALS)
+
+
+def load_tokenizer(serialised: str) -> Tokenizer:
+    return Tokenizer.from_str(serialised)
+
+
+def decode(tok: Tokenizer, ids: list[int]) -> str:
+    """Token ids -> text, stopping at the first EOS and skipping specials."""
+    if EOS in ids:
+        ids = ids[: ids.index(EOS)]
+    return tok.decode([i for i in ids if i > UNK]).strip()

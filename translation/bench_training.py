@@ -5,6 +5,13 @@ on both dev sets; plus training throughput measured side by side (alternating st
     python translation/bench_training.py            # 4 x 2,000 steps: ~2 h on 2 CPU cores, minutes on a GPU
     python translation/bench_training.py --steps 20 --out /tmp/mt-smoke    # smoke run
 
+On a small CPU, two single-threaded processes train twice the runs at once (each run resumes if killed);
+the plain command then reuses their scores and adds the side-by-side throughput and the report:
+
+    OMP_NUM_THREADS=1 python translation/bench_training.py --only sinusoidal rope &
+    OMP_NUM_THREADS=1 python translation/bench_training.py --only relative_bias marian_peer &
+    wait; python translation/bench_training.py
+
 Writes results/training.json, results/training.md and results/training_bleu.png.
 """
 
@@ -19,16 +26,17 @@ from pathlib import Path
 
 import torch
 
+from shared_utils.batching import collate, token_batches
 from shared_utils.data import load_parallel
 from shared_utils.errors import cli_main
 from shared_utils.metrics import translation_scores
 from shared_utils.runtime import pick_device, seed_everything
 from translation.config import POSITIONALS, TrainConfig, model_config
-from translation.data import collate, encode_pairs, token_batches
+from translation.data import encode_pairs
 from translation.decoding import length_cap
 from translation.eval import load_translator, translate
 from translation.model import BOS, EOS, PAD, build_model
-from translation.tokenizer import decode
+from translation.tokenizer import decode, train_tokenizer
 from translation.train import get_lr, loss_fn, train
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -148,11 +156,48 @@ def write_report(result: dict, out: Path) -> None:
         if key:
             ax.plot([c["step"] for c in curve], [c[key] for c in curve], marker="o", label=f"{scheme} ({key})")
     ax.set_xlabel("step")
-    ax.set_ylabel("dev BLEU (greedy, 500 sentences)")
+    ax.set_ylabel(f"dev BLEU (greedy, first {result['dev_limit']} sentences)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "training_bleu.png", dpi=110)
     plt.close(fig)
+
+
+RUNS = (*POSITIONALS, "marian_peer")
+
+
+def scheme_entry(scheme: str, cfg: TrainConfig, run: Path, dev_sets: dict, device) -> dict:
+    """Train (or resume) one scheme, then score its best checkpoint greedily on the full dev sets."""
+    summary = train(model_config("small", positional=scheme), cfg, run, str(device))
+    model, tok, mcfg = load_translator(run, device)  # the best checkpoint by dev BLEU
+    entry = {name: score(translate(model, tok, mcfg, [q.src for q in rows], device), [q.tgt for q in rows])
+             for name, rows in dev_sets.items()}
+    entry["target_tokens_per_s"] = summary["target_tokens_per_s"]
+    entry["curve"] = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
+                      if "/bleu" in line]
+    return entry
+
+
+def shared_tokenizer(runs: Path, train_path: str, device):
+    """The benchmark's tokenizer (every scheme trains the same one: same data, same seed) and model config."""
+    for scheme in POSITIONALS:
+        if (runs / scheme / "checkpoints").is_dir():
+            _, tok, mcfg = load_translator(runs / scheme, device)
+            return tok, mcfg
+    mcfg = model_config("small")
+    tok = train_tokenizer((t for p in load_parallel(train_path) for t in (p.src, p.tgt)), mcfg.vocab_size)
+    return tok, model_config("small", vocab_size=tok.get_vocab_size())
+
+
+def marian_entry(cfg: TrainConfig, runs: Path, dev_sets: dict, device) -> dict:
+    tok, mcfg = shared_tokenizer(runs, cfg.train, device)
+    data = encode_pairs(tok, load_parallel(cfg.train).records, mcfg.max_len)
+    start = time.perf_counter()
+    peer, _ = train_marian(mcfg, cfg, tok, data, device)
+    entry = {name: score(marian_translate(peer, tok, [q.src for q in rows], mcfg, device), [q.tgt for q in rows])
+             for name, rows in dev_sets.items()}
+    entry["train_seconds"] = time.perf_counter() - start
+    return entry
 
 
 @cli_main
@@ -163,36 +208,40 @@ def main(argv: list[str] | None = None) -> None:
                    default=[f"{LOCAL}/dev.tatoeba.fi-en.tsv", f"{LOCAL}/dev.newstest2018.fi-en.tsv"])
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--batch-tokens", type=int, default=3000)
+    p.add_argument("--eval-every", type=int, default=400, help="validation during training (for the curves)")
+    p.add_argument("--dev-limit", type=int, default=200, help="dev sentences per set during training")
     p.add_argument("--throughput-steps", type=int, default=30)
+    p.add_argument("--only", nargs="+", choices=RUNS, default=None,
+                   help="train and score just these runs (e.g. two processes in parallel), no report")
     p.add_argument("--runs", type=Path, default=Path("runs/mt-bench"), help="where the runs' checkpoints go")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
     device = pick_device(args.device)
     cfg = TrainConfig(train=args.train, dev=args.dev, steps=args.steps, batch_tokens=args.batch_tokens,
-                      eval_every=max(1, args.steps // 8), dev_limit=500)
+                      eval_every=args.eval_every, dev_limit=args.dev_limit)
     dev_sets = {Path(d).name.removesuffix(".tsv").removesuffix(".fi-en"): load_parallel(d).records for d in args.dev}
+    entries = {}
+    for name in args.only or RUNS:
+        done = args.runs / name / "bench_entry.json"  # a finished run is scored once, then reused
+        if done.is_file() and json.loads(done.read_text()).get("steps") == args.steps:
+            entries[name] = json.loads(done.read_text())["entry"]
+            continue
+        (args.runs / name).mkdir(parents=True, exist_ok=True)
+        entries[name] = (marian_entry(cfg, args.runs, dev_sets, device) if name == "marian_peer"
+                         else scheme_entry(name, cfg, args.runs / name, dev_sets, device))
+        done.write_text(json.dumps({"steps": args.steps, "entry": entries[name]}), encoding="utf-8")
+    if args.only:
+        return
     result = {"steps": args.steps, "batch_tokens": args.batch_tokens, "device": str(device),
-              "machine": platform.processor() or platform.machine(), "runs": {}, "curves": {}}
-    for scheme in POSITIONALS:
-        run = args.runs / scheme
-        summary = train(model_config("small", positional=scheme), cfg, run, str(device))
-        model, tok, mcfg = load_translator(run, device)  # the best checkpoint by dev BLEU
-        entry = {name: score(translate(model, tok, mcfg, [q.src for q in rows], device), [q.tgt for q in rows])
-                 for name, rows in dev_sets.items()}
-        entry["target_tokens_per_s"] = summary["target_tokens_per_s"]
-        result["runs"][scheme] = entry
-        result["curves"][scheme] = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
-                                    if "/bleu" in line]
-    # the peer: our tokenizer, our batches
-    _, tok, mcfg = load_translator(args.runs / POSITIONALS[0], device)
+              "machine": platform.processor() or platform.machine(), "dev_limit": args.dev_limit,
+              "torch_threads": torch.get_num_threads(), "runs": {}, "curves": {}}
+    for name, entry in entries.items():
+        result["curves"][name] = entry.pop("curve", [])
+        result["runs"][name] = entry
+    result["curves"].pop("marian_peer")
+    tok, mcfg = shared_tokenizer(args.runs, args.train, device)
     data = encode_pairs(tok, load_parallel(args.train).records, mcfg.max_len)
-    start = time.perf_counter()
-    peer, _ = train_marian(mcfg, cfg, tok, data, device)
-    result["runs"]["marian_peer"] = {
-        name: score(marian_translate(peer, tok, [q.src for q in rows], mcfg, device), [q.tgt for q in rows])
-        for name, rows in dev_sets.items()}
-    result["runs"]["marian_peer"]["train_seconds"] = time.perf_counter() - start
     best = max(POSITIONALS, key=lambda s: result["runs"][s][next(iter(dev_sets))]["bleu"])
     tps = throughput(model_config("small", positional=best, vocab_size=mcfg.vocab_size), mcfg, cfg, data, device,
                      args.throughput_steps)

@@ -15,13 +15,14 @@ from pathlib import Path
 
 import torch
 
+from shared_utils.batching import collate, token_batches
 from shared_utils.checkpoint import load_checkpoint, load_latest
 from shared_utils.data import Pair, load_parallel
 from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import translation_scores
 from shared_utils.runtime import pick_device
 from translation.config import ModelConfig
-from translation.data import collate, encode_pairs, token_batches
+from translation.data import encode_pairs
 from translation.decoding import Hypothesis, Strategy, add_strategy_args, strategy_from_args
 from translation.model import build_model
 from translation.tokenizer import decode, load_tokenizer

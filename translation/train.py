@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 from contextlib import nullcontext
@@ -27,13 +26,14 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from shared_utils.batching import collate, token_batches
 from shared_utils.checkpoint import load_latest, mark_best, save_checkpoint
 from shared_utils.data import load_parallel
 from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import translation_scores
-from shared_utils.runtime import pick_device, rng_state, seed_everything, set_rng_state
+from shared_utils.runtime import inverse_sqrt_lr, rng_state, seed_everything, set_rng_state, setup_distributed
 from translation.config import PRESETS, ModelConfig, TrainConfig, model_config
-from translation.data import Encoded, collate, encode_pairs, token_batches
+from translation.data import Encoded, encode_pairs
 from translation.decoding import greedy, max_new_tokens
 from translation.model import PAD, build_model
 from translation.tokenizer import decode, load_tokenizer, train_tokenizer
@@ -43,10 +43,7 @@ DATA_HINT = ("use --train ../shared/data/translation/train.fi-en.tsv --dev ../sh
 
 
 def get_lr(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup to ``cfg.lr`` over ``cfg.warmup`` steps, then lr * sqrt(warmup / step) (Vaswani et al.)."""
-    s = step + 1
-    warm = max(1, cfg.warmup)
-    return cfg.lr * min(s / warm, math.sqrt(warm / s))
+    return inverse_sqrt_lr(step, cfg.lr, cfg.warmup)
 
 
 def loss_fn(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
@@ -70,20 +67,6 @@ def validate(model, tok, data: Encoded, refs: list[str], device, batch_tokens: i
             hyps[i] = decode(tok, hyp.tokens)
     scores = translation_scores(hyps, refs)
     return {"loss": total / max(count, 1), "bleu": scores["bleu"].score, "chrf": scores["chrf"].score}
-
-
-def setup_distributed(device_pref: str) -> tuple[int, int, torch.device]:
-    """(rank, world size, device); under torchrun, joins the process group (nccl on GPU, gloo on CPU)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1, pick_device(device_pref)
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() and device_pref != "cpu"
-    dist.init_process_group("nccl" if use_cuda else "gloo")
-    device = torch.device(f"cuda:{local}") if use_cuda else torch.device("cpu")
-    if use_cuda:
-        torch.cuda.set_device(device)
-    return rank, world, device
 
 
 def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "auto") -> dict:
@@ -144,6 +127,9 @@ def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "au
                 mark_best(out, tag)
 
     batches = token_batches(data, cfg.batch_tokens, cfg.seed, epoch)
+    if len(batches) < world:
+        raise UserError(f"the training data makes only {len(batches)} batch(es) of --batch-tokens "
+                        f"{cfg.batch_tokens}, fewer than the {world} processes: lower --batch-tokens")
     start, tokens_seen, step_seconds = time.perf_counter(), 0, 0.0  # step_seconds: training steps only
     bar = tqdm(total=cfg.steps, initial=step, desc="train", dynamic_ncols=True, disable=not main_proc)
     while step < cfg.steps:

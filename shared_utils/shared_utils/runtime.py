@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import resource
@@ -127,3 +128,25 @@ def module_bytes(module: torch.nn.Module) -> ModuleBytes:
         return total
 
     return ModuleBytes(count(module.parameters()), count(module.buffers()))
+
+
+def setup_distributed(device_pref: str = "auto") -> tuple[int, int, torch.device]:
+    """(rank, world size, device); under ``torchrun``, joins the process group (nccl on GPU, gloo on CPU)."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, pick_device(device_pref)
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and device_pref != "cpu"
+    dist.init_process_group("nccl" if use_cuda else "gloo")
+    device = torch.device(f"cuda:{local}") if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    return rank, world, device
+
+
+def inverse_sqrt_lr(step: int, peak: float, warmup: int) -> float:
+    """Linear warmup to ``peak`` over ``warmup`` steps, then peak * sqrt(warmup / step) (Vaswani et al. 2017)."""
+    s, warm = step + 1, max(1, warmup)
+    return peak * min(s / warm, math.sqrt(warm / s))

@@ -7,8 +7,16 @@ import torch
 
 from shared_utils.errors import UserError
 from translation.config import ModelConfig
-from translation.decoding import (Strategy, banned_ngram_tokens, beam_search, greedy, max_new_tokens, sample,
-                                  top_k_filter, top_p_filter)
+from translation.decoding import (
+    Strategy,
+    banned_ngram_tokens,
+    beam_search,
+    greedy,
+    max_new_tokens,
+    sample,
+    top_k_filter,
+    top_p_filter,
+)
 from translation.model import BOS, EOS, PAD, build_model
 
 SCHEMES = ["sinusoidal", "rope", "relative_bias"]

@@ -1,0 +1,135 @@
+"""Pretrained baselines on the same documents and metrics: BART fine-tuned on XSum, T5 with its
+``summarize:`` prefix, and Llama-3-8B-Instruct zero-shot (one-sentence prompt through its chat template).
+
+    python moe_summarization/baselines.py --data ../shared/data/xsum/test-sample.jsonl --out results/baselines.json
+
+Each runs when the hub (or a local model folder, ``--bart PATH`` ...) and a GPU are available; otherwise it is
+reported as ``{"not_run": "<reason>"}``. The code path is the same for a tiny randomly initialised model of
+each class, which is how the tests run it offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from shared_utils.data import Doc, load_documents
+from shared_utils.errors import HubUnavailableError, cli_main
+from shared_utils.hub import from_pretrained, hub_reachable, is_local, offline_requested
+from shared_utils.runtime import pick_device
+
+
+@dataclass(frozen=True)
+class Baseline:
+    model: str  # hub id (or a local folder)
+    kind: str  # "seq2seq" (BART, T5) or "chat" (a causal LM with a chat template)
+    prefix: str = ""  # prepended to the document (T5's task prefix)
+
+
+BASELINES = {
+    "bart": Baseline("facebook/bart-large-xsum", "seq2seq"),
+    "t5": Baseline("google-t5/t5-large", "seq2seq", prefix="summarize: "),
+    "llama3": Baseline("meta-llama/Meta-Llama-3-8B-Instruct", "chat"),
+}
+PROMPT = "Summarize the following news article in one sentence.\n\n{document}"
+
+
+def why_not(baseline: Baseline, device: torch.device) -> str | None:
+    """The reason a baseline cannot run here, or None."""
+    if device.type != "cuda":
+        return "no GPU: the pretrained baselines are large models, run them where a GPU is available"
+    if not is_local(baseline.model) and (offline_requested() or not hub_reachable()):
+        return f"the Hugging Face hub is not reachable to download {baseline.model} (pass a local folder)"
+    return None
+
+
+def load(baseline: Baseline, device: torch.device):
+    """(model, tokenizer) from the hub or a local folder, in bf16 on the GPU."""
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    cls = AutoModelForSeq2SeqLM if baseline.kind == "seq2seq" else AutoModelForCausalLM
+    hint = f"pass a local folder for {baseline.model}"
+    model = from_pretrained(lambda name: cls.from_pretrained(name, dtype=torch.bfloat16), baseline.model,
+                            local_hint=hint)
+    tok = from_pretrained(AutoTokenizer.from_pretrained, baseline.model, local_hint=hint)
+    return model.to(device).eval(), tok
+
+
+@torch.no_grad()
+def generate(model, tok, baseline: Baseline, documents: list[str], *, batch_size: int = 8, max_source: int = 1024,
+             max_new_tokens: int = 60, num_beams: int = 4) -> list[str]:
+    """One summary per document: beam search for seq2seq models, greedy chat completion for instruct LMs."""
+    device = next(model.parameters()).device
+    out: list[str] = []
+    for start in range(0, len(documents), batch_size):
+        batch = documents[start: start + batch_size]
+        if baseline.kind == "seq2seq":
+            enc = tok([baseline.prefix + d for d in batch], truncation=True, max_length=max_source, padding=True,
+                      return_tensors="pt").to(device)
+            ids = model.generate(**enc, num_beams=num_beams, max_new_tokens=max_new_tokens, no_repeat_ngram_size=3,
+                                 early_stopping=True)
+            out += [t.strip() for t in tok.batch_decode(ids, skip_special_tokens=True)]
+            continue
+        tok.padding_side = "left"  # a causal LM continues from the right edge
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        prompts = [tok.apply_chat_template([{"role": "user", "content": PROMPT.format(document=d[:6000])}],
+                                           tokenize=False, add_generation_prompt=True) for d in batch]
+        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        ids = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+        new = tok.batch_decode(ids[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        out += [(t.strip().splitlines() or [""])[0] for t in new]  # the first line is the one sentence asked for
+    return out
+
+
+def run_baselines(docs: list[Doc], device: torch.device, models: dict[str, str] | None = None,
+                  scorer=None) -> dict[str, dict]:
+    """Every baseline's metrics (through ``scorer(preds, refs)``) or ``{"not_run": reason}``."""
+    results = {}
+    for name, baseline in BASELINES.items():
+        baseline = Baseline((models or {}).get(name) or baseline.model, baseline.kind, baseline.prefix)
+        reason = why_not(baseline, device)
+        if reason is None:
+            try:
+                model, tok = load(baseline, device)
+            except HubUnavailableError as err:
+                reason = str(err)
+        if reason is not None:
+            results[name] = {"not_run": reason}
+            continue
+        preds = generate(model, tok, baseline, [d.document for d in docs])
+        results[name] = {"model": baseline.model, **scorer(preds, [d.summary for d in docs])}
+        del model
+        torch.cuda.empty_cache()
+    return results
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> None:
+    from moe_summarization.eval import default_bertscore_model, summary_metrics
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="hf:EdinburghNLP/xsum::test")
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True)
+    for name, b in BASELINES.items():
+        p.add_argument(f"--{name}", default=None, help=f"hub id or local folder (default {b.model})")
+    p.add_argument("--bertscore-model", default=None)
+    p.add_argument("--device", default="auto")
+    args = p.parse_args(argv)
+    docs = load_documents(args.data, local_hint="pass --data PATH to a local JSONL file").records
+    docs = docs[: args.limit or None]
+    bert = args.bertscore_model or default_bertscore_model()
+    results = run_baselines(docs, pick_device(args.device), {n: getattr(args, n) for n in BASELINES},
+                            scorer=lambda preds, refs: summary_metrics(preds, refs, bert))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"data": args.data, "bertscore_model": bert, "baselines": results}, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""The summarization benchmark behind ``make moe-xsum``: MoE and dense summarizers trained with equal steps
+and equal active parameters, evaluated with ROUGE and BERTScore next to lead-1 and the pretrained baselines.
+
+    python moe_summarization/bench_summarization.py --data local      # offline: ../shared/data (~1 h on 2 CPU cores)
+    python moe_summarization/bench_summarization.py --data hub --size base --steps 20000   # XSum from the hub, GPU
+
+Runs: moe_top2 (8 experts, top-2, our bias balancer) and dense, each with two seeds (their spread decides
+what counts as a win), plus moe_top1 and moe_hash with the first seed. Every model is scored on the dev set
+and on the test set (offline: the XSum slice, a transfer evaluation: no XSum training data is used).
+Writes results/summarization.{json,md} and summarization_*.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from moe_summarization.baselines import run_baselines
+from moe_summarization.config import SumTrainConfig, summarizer_config
+from moe_summarization.eval import default_bertscore_model, lead1, load_summarizer, summarize, summary_metrics
+from moe_summarization.model import active_ffn_parameters, build_model
+from moe_summarization.train import train
+from shared_utils.data import load_documents
+from shared_utils.errors import cli_main
+from shared_utils.runtime import pick_device
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DATA = {
+    "local": {"train": "../shared/data/summarization/train.jsonl", "dev": "../shared/data/summarization/dev.jsonl",
+              "test": "../shared/data/xsum/test-sample.jsonl", "names": ("summarization.dev", "xsum.test-sample")},
+    "hub": {"train": "hf:EdinburghNLP/xsum::train", "dev": "hf:EdinburghNLP/xsum::validation",
+            "test": "hf:EdinburghNLP/xsum::test", "names": ("xsum.validation", "xsum.test")},
+}
+METRICS = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bertscore_f1")
+HINT = "pass --data local (make moe-xsum MOE_DATA=local) to use ../shared/data"
+
+
+def runs_to_train(seeds: list[int]) -> list[tuple[str, str, int]]:
+    """(run name, variant, seed): the headline pair with every seed, the other routers with the first."""
+    runs = [(f"{v}_seed{s}", v, s) for v in ("moe_top2", "dense") for s in seeds]
+    return runs + [(f"{v}_seed{seeds[0]}", v, seeds[0]) for v in ("moe_top1", "moe_hash")]
+
+
+def expert_load(run: Path) -> list[dict]:
+    """Per-step max/mean load of every MoE layer, from the run's metrics.jsonl."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{"step": r["step"], "max_over_mean": [m["max_over_mean"] for m in r["moe"]],
+             "dropped_fraction": [m["dropped_fraction"] for m in r["moe"]]} for r in rows if "moe" in r]
+
+
+def per_source(docs, preds: list[str]) -> dict[str, float]:
+    """ROUGE-L by the document's ``source`` field (where the dev set mixes several)."""
+    from shared_utils.metrics import rouge_scores
+
+    groups = defaultdict(list)
+    for d, p in zip(docs, preds):
+        groups[d.source or "all"].append((p, d.summary))
+    return {s: rouge_scores([p for p, _ in g], [r for _, r in g])["rougeL"] for s, g in sorted(groups.items())}
+
+
+def verdict(a: list[float], b: list[float]) -> str:
+    """'win' / 'loss' only when the gap of the means exceeds the larger seed spread of the two; else 'tie'."""
+    gap = statistics.mean(a) - statistics.mean(b)
+    spread = max(max(a) - min(a), max(b) - min(b))
+    return "tie" if abs(gap) <= spread else ("win" if gap > 0 else "loss")
+
+
+def write_report(result: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = result["eval_sets"]
+    b = result["budget"]
+    lines = [f"# Summarization benchmark ({result['device']}, {result['machine']})", "",
+             f"Budget: {b['steps']} steps of ~{b['batch_tokens']} tokens per model, size `{b['size']}` "
+             f"(d_model {b['d_model']}, {b['layers']} layers, active FFN parameters {b['active_ffn_parameters']:,} "
+             f"for every model), documents truncated to {b['max_source_len']} tokens; beam 4, no-repeat-3-gram; "
+             f"{', '.join(f'{s}: {n} documents' for s, n in result['documents'].items())}. "
+             f"BERTScore model: `{result['bertscore_model']}`. Seed means (two seeds where marked ±).", ""]
+    if result.get("transfer_note"):
+        lines += [result["transfer_note"], ""]
+    lines += ["| model | " + " | ".join(f"{s} R-1 | R-2 | R-L | BERTScore" for s in sets) + " |",
+              "| --- |" + " ---: |" * (4 * len(sets))]
+    for name, r in result["models"].items():
+        cells = []
+        for s in sets:
+            m = r[s]
+            spread = r.get("spread", {}).get(s, {}).get("rougeL")
+            rl = f"{m['rougeL']:.2f}" + (f" ± {spread / 2:.2f}" if spread is not None else "")
+            cells.append(f"{m['rouge1']:.2f} | {m['rouge2']:.2f} | {rl} | {m['bertscore_f1']:.2f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for name, r in result["baselines"].items():
+        if "not_run" in r:
+            lines.append(f"| {name} | not run: {r['not_run']} |")
+        else:
+            lines.append(f"| {name} | " + " | ".join(
+                f"{r[s]['rouge1']:.2f} | {r[s]['rouge2']:.2f} | {r[s]['rougeL']:.2f} | {r[s]['bertscore_f1']:.2f}"
+                for s in sets if s in r) + " |")
+    lines += ["", "MoE top-2 vs dense on ROUGE-L (two seeds each; a gap within the seed spread is a tie): " +
+              ", ".join(f"{s}: **{v}**" for s, v in result["moe_vs_dense"].items()), ""]
+    (out / "summarization.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 4), squeeze=False)
+    names = list(result["models"])
+    for ax, s in zip(axes[0], sets):
+        for j, metric in enumerate(("rouge1", "rouge2", "rougeL", "bertscore_f1")):
+            ax.bar([i + 0.2 * j for i in range(len(names))], [result["models"][n][s][metric] for n in names],
+                   width=0.2, label=metric)
+        ax.set_xticks([i + 0.3 for i in range(len(names))], names, rotation=20)
+        ax.set_title(s)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "summarization_scores.png", dpi=110)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, load in result["expert_load"].items():
+        for layer in range(len(load[0]["max_over_mean"]) if load else 0):
+            ax.plot([r["step"] for r in load], [r["max_over_mean"][layer] for r in load], lw=0.8,
+                    label=f"{name} layer {layer}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("max / mean expert load")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "summarization_expert_load.png", dpi=110)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sources = sorted({s for r in result["per_source"].values() for s in r})
+    for j, (name, r) in enumerate(result["per_source"].items()):
+        ax.bar([i + 0.15 * j for i in range(len(sources))], [r.get(s, 0.0) for s in sources], width=0.15,
+               label=name)
+    ax.set_xticks([i + 0.3 for i in range(len(sources))], sources, rotation=20)
+    ax.set_ylabel(f"ROUGE-L ({sets[0]})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "summarization_per_source.png", dpi=110)
+    plt.close(fig)
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", choices=tuple(DATA), default="hub")
+    p.add_argument("--size", default="small")
+    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--batch-tokens", type=int, default=4000)
+    p.add_argument("--max-source-len", type=int, default=128)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--eval-limit", type=int, default=0, help="documents per evaluation set (0 = all)")
+    p.add_argument("--time-budget-min", type=float, default=0.0, help="per training run (0 = none)")
+    p.add_argument("--runs", type=Path, default=Path("runs/sum-bench"))
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--device", default="auto")
+    args = p.parse_args(argv)
+    device = pick_device(args.device)
+    paths = DATA[args.data]
+    eval_sets = {}
+    for split, name in zip(("dev", "test"), paths["names"]):
+        docs = load_documents(paths[split], local_hint=HINT).records
+        eval_sets[name] = docs[: args.eval_limit or None]
+    bert = default_bertscore_model()
+    size = dict(max_source_len=args.max_source_len)
+    cfg = SumTrainConfig(train=paths["train"], dev=paths["dev"], steps=args.steps, batch_tokens=args.batch_tokens,
+                         lr=args.lr, warmup=args.warmup, eval_every=max(1, args.steps // 4), dev_limit=200,
+                         time_budget_min=args.time_budget_min)
+    per_run, loads, sources, train_info = {}, {}, {}, {}
+    for run_name, variant, seed in runs_to_train(args.seeds):
+        run = args.runs / run_name
+        info = train(summarizer_config(args.size, variant, **size), SumTrainConfig(**{**cfg.__dict__, "seed": seed}),
+                     run, str(device))
+        train_info[run_name] = {"steps": info["step"], "seconds": info["seconds"]}
+        model, tok, mcfg = load_summarizer(run, device)
+        per_run[run_name] = {}
+        for name, docs in eval_sets.items():
+            preds = summarize(model, tok, mcfg, docs, device, beam_size=4)
+            per_run[run_name][name] = summary_metrics(preds, [d.summary for d in docs], bert)
+            if name == paths["names"][0] and seed == args.seeds[0]:
+                sources[variant] = per_source(docs, preds)
+        if variant != "dense" and seed == args.seeds[0]:
+            loads[variant] = expert_load(run)
+        print(run_name, json.dumps({n: round(m["rougeL"], 2) for n, m in per_run[run_name].items()}), flush=True)
+
+    models: dict[str, dict] = {}
+    for variant in ("moe_top2", "moe_top1", "moe_hash", "dense"):
+        seeds = [r for r in per_run if r.rsplit("_seed", 1)[0] == variant]
+        entry = {s: {m: statistics.mean(per_run[r][s][m] for r in seeds) for m in METRICS} for s in eval_sets}
+        if len(seeds) > 1:
+            entry["spread"] = {s: {m: max(per_run[r][s][m] for r in seeds) - min(per_run[r][s][m] for r in seeds)
+                                   for m in METRICS} for s in eval_sets}
+        entry["runs"] = {r: per_run[r] for r in seeds}
+        models[variant] = entry
+    models["lead1"] = {s: summary_metrics([lead1(d.document) for d in docs], [d.summary for d in docs], bert)
+                       for s, docs in eval_sets.items()}
+    sources["lead1"] = per_source(eval_sets[paths["names"][0]], [lead1(d.document) for d in
+                                                                  eval_sets[paths["names"][0]]])
+    baselines = run_baselines(eval_sets[paths["names"][1]], device,
+                              scorer=lambda preds, refs: {paths["names"][1]: summary_metrics(preds, refs, bert)})
+    mcfg = summarizer_config(args.size, "dense", **size)
+    result = {
+        "budget": {"steps": args.steps, "batch_tokens": args.batch_tokens, "size": args.size, "seeds": args.seeds,
+                   "d_model": mcfg.d_model, "layers": f"{mcfg.encoder_layers}+{mcfg.decoder_layers}",
+                   "max_source_len": mcfg.max_source_len, "data": args.data, "train": paths["train"],
+                   "active_ffn_parameters": active_ffn_parameters(build_model(mcfg)), "runs": train_info},
+        "device": str(device), "machine": platform.processor() or platform.machine(),
+        "eval_sets": list(eval_sets), "documents": {s: len(d) for s, d in eval_sets.items()},
+        "bertscore_model": bert, "models": models, "baselines": baselines, "per_source": sources,
+        "expert_load": loads,
+        "moe_vs_dense": {s: verdict([per_run[r][s]["rougeL"] for r in models["moe_top2"]["runs"]],
+                                    [per_run[r][s]["rougeL"] for r in models["dense"]["runs"]]) for s in eval_sets},
+    }
+    if args.data == "local":
+        result["transfer_note"] = ("xsum.test-sample is a transfer evaluation: the models never saw XSum "
+                                   "training data (they learned headline generation), so its scores are not "
+                                   "comparable to XSum-trained systems.")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "summarization.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    write_report(result, args.out)
+    print(json.dumps({v: {s: round(models[v][s]["rougeL"], 2) for s in eval_sets} for v in models}, indent=2))
+    print("moe_top2 vs dense:", result["moe_vs_dense"])
+
+
+if __name__ == "__main__":
+    main()

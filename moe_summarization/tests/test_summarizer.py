@@ -1,0 +1,217 @@
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from moe_summarization.baselines import BASELINES, Baseline, generate, run_baselines
+from moe_summarization.config import VARIANTS, SumTrainConfig, summarizer_config
+from moe_summarization.decoding import beam_search
+from moe_summarization.eval import lead1, load_summarizer, summarize
+from moe_summarization.model import active_ffn_parameters, build_model, label_smoothed_loss
+from moe_summarization.tokenizer import BOS, EOS, PAD
+from moe_summarization.train import train
+from shared_utils.data import Doc
+from shared_utils.errors import UserError
+from shared_utils.metrics import rouge_scores
+
+ROOT = Path(__file__).resolve().parents[2]
+PAIRS = [
+    ("The central bank raised interest rates by half a point on Tuesday to fight inflation.", "bank raises rates"),
+    ("Heavy snow closed the main airport for a second day, stranding thousands of travellers.", "snow shuts airport"),
+    ("The home team won the cup final after a penalty shoot-out in front of a record crowd.", "home team wins cup"),
+    ("Scientists found water ice in a crater near the moon's south pole, a study says.", "ice found on moon"),
+]
+
+
+@pytest.fixture
+def corpus(tmp_path) -> Path:
+    path = tmp_path / "train.jsonl"
+    rows = [{"id": str(i), "source": "toy", "document": d, "summary": s} for i, (d, s) in enumerate(PAIRS * 5)]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    return path
+
+
+def tiny(variant: str, **kw):
+    return summarizer_config("tiny", variant, dropout=0.0, **kw)
+
+
+def train_cfg(corpus: Path, **kw) -> SumTrainConfig:
+    base = dict(train=str(corpus), dev=str(corpus), batch_tokens=600, steps=4, eval_every=2, dev_limit=4, warmup=2,
+                lr=3e-3)
+    return SumTrainConfig(**{**base, **kw})
+
+
+def test_every_variant_has_the_same_active_ffn_parameters():
+    counts = {v: active_ffn_parameters(build_model(summarizer_config("small", v))) for v in VARIANTS}
+    cfg = summarizer_config("small", "moe_top2")
+    moe_layers = sum(cfg.is_moe_layer(i) for i in range(cfg.encoder_layers)) + \
+        sum(cfg.is_moe_layer(i) for i in range(cfg.decoder_layers))
+    assert moe_layers == 2
+    assert counts["moe_top1"] == counts["moe_hash"] == counts["dense"]
+    # top-2 over experts of d_ff/2: the same matrices, plus one extra output bias (d_model) per MoE layer
+    assert counts["moe_top2"] - counts["dense"] == moe_layers * cfg.d_model
+    total = {v: sum(p.numel() for p in build_model(summarizer_config("small", v)).parameters()) for v in VARIANTS}
+    assert total["moe_top2"] > 3 * total["dense"] / 2  # sparse: many more parameters than any token uses
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_incremental_decoding_equals_teacher_forcing(variant):
+    torch.manual_seed(0)
+    model = build_model(tiny(variant)).eval()
+    src = torch.randint(4, 600, (3, 10))
+    src[1, 7:] = PAD
+    tgt = torch.cat([torch.full((3, 1), BOS), torch.randint(4, 600, (3, 5))], dim=1)
+    with torch.no_grad():
+        full, _, _ = model(src, tgt)
+        state = model.start(src)
+        steps = []
+        for t in range(tgt.shape[1]):
+            logits, state = model.decode_step(tgt[:, t], state)
+            steps.append(logits)
+    assert torch.allclose(torch.stack(steps, 1), full, atol=1e-4)
+
+
+def test_beam_search_respects_min_max_length_and_no_repeat_ngram():
+    torch.manual_seed(0)
+    model = build_model(tiny("moe_top2")).eval()
+    src = torch.randint(4, 600, (4, 12))
+    for hyps in beam_search(model, src, beam_size=3, nbest=3, min_len=5, max_len=9, no_repeat_ngram=2):
+        for h in hyps:
+            assert 6 <= len(h.tokens) <= 9 and h.tokens[-1] == EOS  # >= 5 tokens before EOS, EOS within 9
+            grams = list(zip(h.tokens, h.tokens[1:]))
+            assert len(grams) == len(set(grams))
+    assert all(len(n[0].tokens) <= 3 for n in beam_search(model, src, beam_size=2, max_len=3))
+
+
+def test_tiny_moe_summarizer_overfits_a_handful_of_pairs(corpus, tmp_path):
+    torch.manual_seed(0)
+    run = tmp_path / "run"
+    result = train(tiny("moe_top2", vocab_size=300, balancer="own"),
+                   train_cfg(corpus, steps=150, eval_every=150, lr=3e-3, label_smoothing=0.0, warmup=10), run, "cpu")
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["loss"] < 0.3
+    assert len(records[-1]["moe"]) == 2 and len(records[-1]["moe"][0]["tokens_per_expert"]) == 4
+    model, tok, cfg = load_summarizer(run, torch.device("cpu"))
+    docs = [Doc(d, s) for d, s in PAIRS]
+    preds = summarize(model, tok, cfg, docs, torch.device("cpu"), beam_size=2)
+    assert sum(p == s for p, (_, s) in zip(preds, PAIRS)) >= 3, preds
+    assert result["best"]["rougeL"] > 50
+
+
+def test_resume_gives_the_identical_next_step_loss(corpus, tmp_path):
+    straight, resumed = tmp_path / "a", tmp_path / "b"
+    train(tiny("moe_top1"), train_cfg(corpus, steps=4), straight, "cpu")
+    train(tiny("moe_top1"), train_cfg(corpus, steps=2), resumed, "cpu")
+    train(tiny("moe_top1"), train_cfg(corpus, steps=4), resumed, "cpu")
+    a = [json.loads(line)["loss"] for line in (straight / "metrics.jsonl").read_text().splitlines()]
+    b = [json.loads(line)["loss"] for line in (resumed / "metrics.jsonl").read_text().splitlines()]
+    assert a == b
+
+
+def test_metrics_and_lead1_on_known_pairs():
+    scores = rouge_scores(["the cat sat"], ["the cat sat on the mat"])
+    assert scores["rouge1"] == pytest.approx(100 * 2 * 1.0 * 0.5 / 1.5)  # P = 3/3, R = 3/6
+    assert scores["rouge2"] == pytest.approx(100 * 2 * 1.0 * 0.4 / 1.4)  # P = 2/2, R = 2/5
+    assert lead1("Markets fell sharply. Investors fled.\nMore text.") == "Markets fell sharply."
+    assert lead1("headline without a full stop\nbody") == "headline without a full stop"
+    assert math.isclose(float(label_smoothed_loss(torch.zeros(1, 2, 5), torch.tensor([[4, PAD]]), 0.0)),
+                        math.log(5), rel_tol=1e-6)
+
+
+def tiny_hf_tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.BPE(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    raw.train_from_iterator([d for d, _ in PAIRS] * 3, trainers.BpeTrainer(
+        vocab_size=120, special_tokens=["<pad>", "<s>", "</s>", "<unk>"]))
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+                                  unk_token="<unk>")
+    tok.chat_template = ("{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
+                         "{% if add_generation_prompt %}Summary:{% endif %}")
+    return tok
+
+
+@pytest.mark.parametrize("name", list(BASELINES))
+def test_each_baseline_class_runs_end_to_end_on_a_tiny_random_model(name):
+    from transformers import (
+        BartConfig,
+        BartForConditionalGeneration,
+        LlamaConfig,
+        LlamaForCausalLM,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
+
+    torch.manual_seed(0)
+    tok = tiny_hf_tokenizer()
+    V = len(tok)
+    ids = dict(pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS)
+    model = {
+        "bart": lambda: BartForConditionalGeneration(BartConfig(
+            vocab_size=V, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+            decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=256,
+            decoder_start_token_id=EOS, **ids)),
+        "t5": lambda: T5ForConditionalGeneration(T5Config(
+            vocab_size=V, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2,
+            decoder_start_token_id=PAD, **ids)),
+        "llama3": lambda: LlamaForCausalLM(LlamaConfig(
+            vocab_size=V, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+            num_key_value_heads=2, max_position_embeddings=512, **ids)),
+    }[name]().eval()
+    baseline = Baseline("tiny-random", BASELINES[name].kind, BASELINES[name].prefix)
+    out = generate(model, tok, baseline, [d for d, _ in PAIRS[:3]], batch_size=2, max_new_tokens=4, num_beams=2)
+    assert len(out) == 3 and all(isinstance(s, str) for s in out)
+
+
+def test_baselines_report_why_they_did_not_run():
+    results = run_baselines([Doc("a document.", "a summary")], torch.device("cpu"))
+    assert set(results) == {"bart", "t5", "llama3"}
+    assert all(r["not_run"].startswith("no GPU") for r in results.values())
+
+
+def run_script(*args: str, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([*args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300, **kw)
+
+
+def test_scripts_have_help_and_fail_clearly(tmp_path):
+    for script in ("train.py", "eval.py", "baselines.py"):
+        assert "usage:" in run_script(sys.executable, f"moe_summarization/{script}", "--help").stdout
+    proc = run_script(sys.executable, "moe_summarization/train.py", "--out", str(tmp_path / "r"))
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "--train ../shared/data/summarization/train.jsonl" in lines[0]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"document": "a", "summary": "b"}\n{"document": "c"}\n', encoding="utf-8")
+    with pytest.raises(UserError, match=r"bad.jsonl:2"):
+        train(tiny("dense"), train_cfg(bad), tmp_path / "bad-run", "cpu")
+
+
+def test_ddp_on_two_cpu_processes_keeps_replicas_identical(corpus, tmp_path):
+    script = tmp_path / "ddp_check.py"
+    script.write_text(
+        "import os, pathlib, torch\n"
+        "from moe_summarization.config import SumTrainConfig, summarizer_config\n"
+        "from moe_summarization import train as t\n"
+        "captured = {}\n"
+        "original = t.build_model\n"
+        "def build(cfg):\n"
+        "    captured['m'] = original(cfg)\n"
+        "    return captured['m']\n"
+        "t.build_model = build\n"
+        f"cfg = SumTrainConfig(train={str(corpus)!r}, dev={str(corpus)!r}, batch_tokens=200, steps=3, "
+        "eval_every=100, dev_limit=2, warmup=1)\n"
+        f"t.train(summarizer_config('tiny', 'moe_top2'), cfg, pathlib.Path({str(tmp_path / 'run')!r}), 'cpu')\n"
+        "flat = torch.cat([p.detach().flatten() for p in captured['m'].parameters()])\n"
+        f"torch.save(flat, {str(tmp_path)!r} + f\"/rank{{os.environ['RANK']}}.pt\")\n"
+    )
+    torchrun = Path(sys.executable).parent / "torchrun"
+    proc = run_script(str(torchrun), "--standalone", "--nproc_per_node=2", str(script))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert torch.equal(torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt"))

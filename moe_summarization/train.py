@@ -1,0 +1,232 @@
+"""Train the MoE (or dense) summarizer with teacher forcing.
+
+    python moe_summarization/train.py --out runs/sum-moe --variant moe_top2            # hub XSum (users' default)
+    python moe_summarization/train.py --out runs/sum-moe --variant moe_top2 \\
+        --train ../shared/data/summarization/train.jsonl --dev ../shared/data/summarization/dev.jsonl
+    torchrun --nproc_per_node=2 moe_summarization/train.py --out runs/sum-ddp ...   # DDP (gloo on CPU)
+
+One loop: label-smoothed cross-entropy plus the MoE layers' weighted aux losses, AdamW, warmup then
+inverse-square-root decay, clipping, token-budget batches, gradient accumulation, bf16 autocast on CUDA,
+validation (loss and greedy ROUGE on a dev subset) every ``--eval-every`` steps, per-expert load of every
+MoE layer in ``metrics.jsonl``, atomic best/last checkpoints and exact resume from ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from moe_summarization.config import SIZES, VARIANTS, SummarizerConfig, SumTrainConfig, summarizer_config
+from moe_summarization.data import Encoded, encode_documents, token_counts
+from moe_summarization.decoding import beam_search
+from moe_summarization.model import build_model, label_smoothed_loss
+from moe_summarization.routing import balanced_hash_table
+from moe_summarization.tokenizer import PAD, decode, load_tokenizer, train_tokenizer
+from shared_utils.batching import collate, token_batches
+from shared_utils.checkpoint import load_latest, mark_best, save_checkpoint
+from shared_utils.data import load_documents
+from shared_utils.errors import UserError, cli_main
+from shared_utils.metrics import rouge_scores
+from shared_utils.runtime import inverse_sqrt_lr, rng_state, seed_everything, set_rng_state, setup_distributed
+
+DATA_HINT = ("use --train ../shared/data/summarization/train.jsonl --dev ../shared/data/summarization/dev.jsonl "
+             "(make moe-xsum MOE_DATA=local)")
+
+
+@torch.no_grad()
+def validate(model, tok, data: Encoded, refs: list[str], device, batch_tokens: int, max_target_len: int) -> dict:
+    """Dev loss (no smoothing) and greedy ROUGE on the dev subset."""
+    model.eval()
+    total, count, hyps = 0.0, 0, [""] * len(refs)
+    for idx in token_batches(data, batch_tokens, seed=0, epoch=0):
+        src, tgt = collate(data, idx, device)
+        logits, _, _ = model(src, tgt[:, :-1])
+        n = int((tgt[:, 1:] != PAD).sum())
+        total += float(label_smoothed_loss(logits, tgt[:, 1:], 0.0)) * n
+        count += n
+        for i, best in zip(idx, beam_search(model, src, beam_size=1, max_len=max_target_len, no_repeat_ngram=3)):
+            hyps[i] = decode(tok, best[0].tokens)
+    scores = rouge_scores(hyps, refs)
+    return {"loss": total / max(count, 1), **{k: scores[k] for k in ("rouge1", "rouge2", "rougeL")}}
+
+
+def load_summary(stats: list[dict]) -> dict:
+    """The per-step MoE record for metrics.jsonl: each layer's tokens per expert, max/mean and drops."""
+    return {"moe": [{k: s[k] for k in ("tokens_per_expert", "max_over_mean", "cv", "dropped_fraction")}
+                    for s in stats]} if stats else {}
+
+
+def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: str = "auto") -> dict:
+    rank, world, device = setup_distributed(device_pref)
+    main_proc = rank == 0
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    log = print if main_proc else (lambda *a, **k: None)
+
+    train_set = load_documents(cfg.train, local_hint=DATA_HINT)
+    dev_set = load_documents(cfg.dev, local_hint=DATA_HINT)
+    log(train_set.summary(), "|", dev_set.summary())
+    resume = load_latest(out)
+    if resume is not None:
+        tok = load_tokenizer(resume.read_text("tokenizer.json"))
+        mcfg = SummarizerConfig(**resume.config["model"])
+    else:
+        tok = train_tokenizer((t for d in train_set for t in (d.document, d.summary)), mcfg.vocab_size)
+        mcfg = SummarizerConfig(**{**asdict(mcfg), "vocab_size": tok.get_vocab_size()})
+    data = encode_documents(tok, train_set.records, mcfg.max_source_len, mcfg.max_target_len)
+    log(f"train: {data.truncated} of {len(data.src)} documents truncated to {mcfg.max_source_len} tokens")
+    dev_rows = dev_set.records[: cfg.dev_limit] if cfg.dev_limit else dev_set.records
+    dev_data = encode_documents(tok, dev_rows, mcfg.max_source_len, mcfg.max_target_len)
+    dev_refs = [d.summary for d in dev_rows]
+
+    model = build_model(mcfg).to(device)
+    if mcfg.variant == "moe_hash" and resume is None:  # balanced on this corpus's token frequencies
+        model.set_hash_table(balanced_hash_table(mcfg.vocab_size, mcfg.num_experts,
+                                                 counts=token_counts(data, mcfg.vocab_size)).to(device))
+    if resume is not None:
+        resume.load_weights(model)
+    # an expert that received no token in a step has no gradient: DDP must not wait for it
+    ddp = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=mcfg.variant != "dense") \
+        if world > 1 else model
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-9)
+    step, epoch, batch_pos, best = 0, 0, 0, {"rougeL": -1.0}
+    if resume is not None:
+        opt.load_state_dict(resume.state["optimizer"])
+        set_rng_state(resume.state["rng"])
+        step, epoch, batch_pos, best = (resume.state[k] for k in ("step", "epoch", "batch_pos", "best"))
+        log(f"resumed from {resume.path} at step {step}")
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    config = {"model": asdict(mcfg), "train": asdict(cfg)}
+    if main_proc:
+        (out / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
+    metrics = (out / "metrics.jsonl").open("a", encoding="utf-8") if main_proc else None
+
+    def checkpoint(dev: dict | None) -> None:
+        nonlocal best
+        tag = f"step_{step:08d}"
+        is_best = dev is not None and dev["rougeL"] > best["rougeL"]
+        if is_best:
+            best = {**dev, "step": step}
+        if main_proc:
+            state = {"optimizer": opt.state_dict(), "rng": rng_state(), "step": step, "epoch": epoch,
+                     "batch_pos": batch_pos, "best": best}
+            save_checkpoint(out, tag, model=model, state=state, config=config,
+                            extra_files={"tokenizer.json": tok.to_str()})
+            if is_best:
+                mark_best(out, tag)
+
+    batches = token_batches(data, cfg.batch_tokens, cfg.seed, epoch)
+    if len(batches) < world:
+        raise UserError(f"the training data makes only {len(batches)} batch(es) of --batch-tokens "
+                        f"{cfg.batch_tokens}, fewer than the {world} processes: lower --batch-tokens")
+    start, tokens_seen, step_seconds = time.perf_counter(), 0, 0.0
+    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {mcfg.variant}", dynamic_ncols=True,
+               disable=not main_proc)
+    while step < cfg.steps:
+        if batch_pos + world > len(batches):
+            epoch, batch_pos = epoch + 1, 0
+            batches = token_batches(data, cfg.batch_tokens, cfg.seed, epoch)
+        idx = batches[batch_pos + rank]  # each rank takes its own batch of the same step
+        batch_pos += world
+        model.train()
+        lr = inverse_sqrt_lr(step, cfg.lr, cfg.warmup)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        t0 = time.perf_counter()
+        micro = [idx[i:: cfg.grad_accum] for i in range(cfg.grad_accum) if idx[i:: cfg.grad_accum]]
+        loss_sum, aux_sum, tgt_tokens, stats = 0.0, 0.0, 0, []
+        for j, part in enumerate(micro):
+            src, tgt = collate(data, part, device)
+            sync = ddp.no_sync() if world > 1 and j < len(micro) - 1 else nullcontext()
+            with sync, autocast:
+                logits, aux, stats = ddp(src, tgt[:, :-1])
+                loss = label_smoothed_loss(logits, tgt[:, 1:], cfg.label_smoothing)
+                total = (loss + aux) / len(micro)
+            if not torch.isfinite(total):
+                raise UserError(f"loss became {total.item()} at step {step}; the last good checkpoint in "
+                                f"{out / 'checkpoints'} is intact (lower --lr and rerun to resume)")
+            total.backward()
+            loss_sum += loss.item() / len(micro)
+            aux_sum += float(aux.detach()) / len(micro)
+            tgt_tokens += int((tgt[:, 1:] != PAD).sum())
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        ms = (time.perf_counter() - t0) * 1e3
+        step_seconds += ms / 1e3
+        tokens_seen += tgt_tokens * world
+        record = {"step": step, "loss": loss_sum, "aux_loss": aux_sum, "lr": lr, "ms_per_step": ms,
+                  "target_tokens": tgt_tokens, **load_summary(stats)}
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_sum:.3f}")
+        out_of_time = bool(cfg.time_budget_min) and (time.perf_counter() - start) / 60 >= cfg.time_budget_min
+        if world > 1:  # every rank stops at the same step: rank 0's clock decides
+            flag = torch.tensor([float(out_of_time)], device=device)
+            dist.broadcast(flag, src=0)
+            out_of_time = bool(flag.item())
+        if step % cfg.eval_every == 0 or step == cfg.steps or out_of_time:
+            dev = None
+            if main_proc:
+                dev = validate(model, tok, dev_data, dev_refs, device, cfg.batch_tokens, mcfg.max_target_len)
+                record.update({f"dev/{k}": v for k, v in dev.items()})
+                tqdm.write(f"step {step} | loss {loss_sum:.2f} | lr {lr:.1e} | {ms:.0f} ms/step | "
+                           f"{tokens_seen / step_seconds / 1e3:.1f}k tok/s | dev loss {dev['loss']:.2f} "
+                           f"rouge1 {dev['rouge1']:.1f} rougeL {dev['rougeL']:.1f}")
+            checkpoint(dev)
+        if metrics is not None:
+            metrics.write(json.dumps(record) + "\n")
+            metrics.flush()
+        if out_of_time:
+            log(f"time budget of {cfg.time_budget_min} min reached at step {step}; rerun to resume")
+            break
+    bar.close()
+    if metrics is not None:
+        metrics.close()
+    if world > 1:
+        dist.destroy_process_group()
+    return {"best": best, "step": step, "seconds": time.perf_counter() - start,
+            "target_tokens_per_s": tokens_seen / max(step_seconds, 1e-9)}
+
+
+def parse_args(argv: list[str] | None) -> tuple[SummarizerConfig, SumTrainConfig, Path, str]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, metrics.jsonl, config.json")
+    p.add_argument("--size", default="small", choices=tuple(SIZES))
+    p.add_argument("--variant", default="moe_top2", choices=VARIANTS)
+    p.add_argument("--dropless", action="store_true", help="no capacity limit while training")
+    p.add_argument("--device", default="auto")
+    scalar = {"int": int, "float": float, "str": str, "float | None": float}
+    for f in [*fields(SummarizerConfig), *fields(SumTrainConfig)]:
+        if f.type in scalar and f.name != "variant":
+            p.add_argument(f"--{f.name.replace('_', '-')}", type=scalar[f.type], default=None)
+    args = vars(p.parse_args(argv))
+    out, size, variant, device = args.pop("out"), args.pop("size"), args.pop("variant"), args.pop("device")
+    dropless = args.pop("dropless")
+    mcfg = summarizer_config(size, variant, **args)
+    if dropless:
+        mcfg = replace(mcfg, capacity_factor=None)
+    train_fields = {f.name for f in fields(SumTrainConfig)}
+    tcfg = SumTrainConfig(**{k: v for k, v in args.items() if k in train_fields and v is not None})
+    return mcfg, tcfg, out, device
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> None:
+    mcfg, tcfg, out, device = parse_args(argv)
+    result = train(mcfg, tcfg, out, device)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
