@@ -39,7 +39,7 @@ MT_TEST ?= $(if $(filter local,$(MT_DATA)),$(MT_DEV),hf:Helsinki-NLP/opus-100:en
 MT_RUN ?= runs/mt-$(MT_POSITIONAL)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint translation translation-bench translation-decoding quant-bench moe-bench moe-xsum
+.PHONY: help install test lint demo demo-translation demo-quant demo-moe translation translation-bench translation-decoding quant-bench moe-bench moe-xsum
 
 help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -58,6 +58,17 @@ test: install ## Run every test (shared_utils and all projects) on the CPU
 
 lint: install ## Lint the whole repository with ruff
 	$(VENV)/bin/ruff check .
+
+demo: demo-translation demo-quant demo-moe ## The first run: every project end to end at toy scale, offline (~3 min on 2 CPU cores)
+
+demo-translation: install ## Tiny translator on the synthetic sample; every decoding strategy
+	$(PY) -m translation.demo
+
+demo-quant: install ## Tiny classifier on the synthetic headlines; every quantization method
+	$(PY) -m quantization.demo
+
+demo-moe: install ## Every MoE router on one batch; tiny dense and MoE summarizers on the synthetic sample
+	$(PY) -m moe_summarization.demo
 
 quant-bench: install ## Train the fp32 classifier, then benchmark every precision (QUANT_DATA=local: offline MiniLM)
 	$(PY) -m quantization.train --preset $(QUANT_PRESET) --train $(QUANT_TRAIN) --dev $(QUANT_DEV) --out $(QUANT_RUN)

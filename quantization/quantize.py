@@ -11,6 +11,7 @@ actually holds (:func:`state_bytes`), bitsandbytes' quantization statistics incl
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +125,9 @@ def _bnb_linear(layer: nn.Module, spec: Method) -> nn.Module:
     n_out, n_in = weight.shape
     device = weight.device
     if spec.kind == "bnb_int8":
+        # LLM.int8 quantizes fp16 activations, so fp32 inputs are cast; bitsandbytes logs that on every
+        # forward pass. It is expected here (and said once, in the README), so the log line is silenced.
+        logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
         new = bnb.nn.Linear8bitLt(n_in, n_out, bias=bias is not None, has_fp16_weights=False,
                                   threshold=spec.threshold)
         new.weight = bnb.nn.Int8Params(weight.float().cpu().clone(), requires_grad=False, has_fp16_weights=False)
