@@ -1,7 +1,7 @@
 """The summarization benchmark behind ``make moe-xsum``: MoE and dense summarizers trained with equal steps
 and equal active parameters, evaluated with ROUGE and BERTScore next to lead-1 and the pretrained baselines.
 
-    python moe_summarization/bench_summarization.py --data local      # offline: ../shared/data (~1 h on 2 CPU cores)
+    python moe_summarization/bench_summarization.py --data local      # offline: ../shared/data (~1 h on 1 CPU core)
     python moe_summarization/bench_summarization.py --data hub --size base --steps 20000   # XSum from the hub, GPU
 
 Runs: moe_top2 (8 experts, top-2, our bias balancer), dense, moe_top1 and moe_hash with the first seed, and
@@ -150,11 +150,11 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", choices=tuple(DATA), default="hub")
     p.add_argument("--size", default="small")
-    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch-tokens", type=int, default=4000)
     p.add_argument("--max-source-len", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--warmup", type=int, default=80)
+    p.add_argument("--warmup", type=int, default=60)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--spread-variants", nargs="+", default=["dense"],
                    help="variants also trained with the other seeds, to measure the seed spread")
