@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from tokenizers import Tokenizer
 
-from shared_utils.bpe import train_bpe
+from shared_utils.bpe import decode_ids, load_tokenizer, train_bpe
 
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
 PAD, BOS, EOS, UNK = range(4)
@@ -16,12 +17,5 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     return train_bpe(texts, vocab_size, SPECIALS)
 
 
-def load_tokenizer(serialised: str) -> Tokenizer:
-    return Tokenizer.from_str(serialised)
-
-
-def decode(tok: Tokenizer, ids: list[int]) -> str:
-    """Token ids -> text, stopping at the first EOS and skipping specials."""
-    if EOS in ids:
-        ids = ids[: ids.index(EOS)]
-    return tok.decode([i for i in ids if i > UNK]).strip()
+decode = functools.partial(decode_ids, eos_id=EOS, num_specials=len(SPECIALS))  # ids -> text, up to EOS
+__all__ = ["BOS", "EOS", "PAD", "SPECIALS", "UNK", "decode", "load_tokenizer", "train_tokenizer"]

@@ -32,11 +32,11 @@ from moe_summarization.model import build_model, label_smoothed_loss
 from moe_summarization.routing import balanced_hash_table
 from moe_summarization.tokenizer import PAD, decode, load_tokenizer, train_tokenizer
 from shared_utils.batching import collate, token_batches
-from shared_utils.checkpoint import load_latest, mark_best, save_checkpoint
+from shared_utils.checkpoint import Progress, load_latest, restore_progress, save_progress
 from shared_utils.data import load_documents
 from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import rouge_scores
-from shared_utils.runtime import inverse_sqrt_lr, rng_state, seed_everything, set_rng_state, setup_distributed
+from shared_utils.runtime import inverse_sqrt_lr, seed_everything, setup_distributed
 
 DATA_HINT = ("use --train ../shared/data/summarization/train.jsonl --dev ../shared/data/summarization/dev.jsonl "
              "(make moe-xsum MOE_DATA=local)")
@@ -98,12 +98,10 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
     ddp = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=mcfg.variant != "dense") \
         if world > 1 else model
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-9)
-    step, epoch, batch_pos, best = 0, 0, 0, {"rougeL": -1.0}
+    progress = Progress(best={"rougeL": -1.0})
     if resume is not None:
-        opt.load_state_dict(resume.state["optimizer"])
-        set_rng_state(resume.state["rng"])
-        step, epoch, batch_pos, best = (resume.state[k] for k in ("step", "epoch", "batch_pos", "best"))
-        log(f"resumed from {resume.path} at step {step}")
+        progress = restore_progress(resume, opt)
+        log(f"resumed from {resume.path} at step {progress.step}")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     config = {"model": asdict(mcfg), "train": asdict(cfg)}
     if main_proc:
@@ -111,34 +109,28 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
     metrics = (out / "metrics.jsonl").open("a", encoding="utf-8") if main_proc else None
 
     def checkpoint(dev: dict | None) -> None:
-        nonlocal best
-        tag = f"step_{step:08d}"
-        is_best = dev is not None and dev["rougeL"] > best["rougeL"]
+        is_best = dev is not None and dev["rougeL"] > progress.best["rougeL"]
         if is_best:
-            best = {**dev, "step": step}
+            progress.best = {**dev, "step": progress.step}
         if main_proc:
-            state = {"optimizer": opt.state_dict(), "rng": rng_state(), "step": step, "epoch": epoch,
-                     "batch_pos": batch_pos, "best": best}
-            save_checkpoint(out, tag, model=model, state=state, config=config,
-                            extra_files={"tokenizer.json": tok.to_str()})
-            if is_best:
-                mark_best(out, tag)
+            save_progress(out, progress, model=model, optimizer=opt, config=config,
+                          extra_files={"tokenizer.json": tok.to_str()}, is_best=is_best)
 
-    batches = token_batches(data, cfg.batch_tokens, cfg.seed, epoch)
+    batches = token_batches(data, cfg.batch_tokens, cfg.seed, progress.epoch)
     if len(batches) < world:
         raise UserError(f"the training data makes only {len(batches)} batch(es) of --batch-tokens "
                         f"{cfg.batch_tokens}, fewer than the {world} processes: lower --batch-tokens")
     start, tokens_seen, step_seconds = time.perf_counter(), 0, 0.0
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {mcfg.variant}", dynamic_ncols=True,
+    bar = tqdm(total=cfg.steps, initial=progress.step, desc=f"train {mcfg.variant}", dynamic_ncols=True,
                disable=not main_proc)
-    while step < cfg.steps:
-        if batch_pos + world > len(batches):
-            epoch, batch_pos = epoch + 1, 0
-            batches = token_batches(data, cfg.batch_tokens, cfg.seed, epoch)
-        idx = batches[batch_pos + rank]  # each rank takes its own batch of the same step
-        batch_pos += world
+    while progress.step < cfg.steps:
+        if progress.batch_pos + world > len(batches):  # next epoch: a new deterministic order
+            progress.epoch, progress.batch_pos = progress.epoch + 1, 0
+            batches = token_batches(data, cfg.batch_tokens, cfg.seed, progress.epoch)
+        idx = batches[progress.batch_pos + rank]  # each rank takes its own batch of the same step
+        progress.batch_pos += world
         model.train()
-        lr = inverse_sqrt_lr(step, cfg.lr, cfg.warmup)
+        lr = inverse_sqrt_lr(progress.step, cfg.lr, cfg.warmup)
         for group in opt.param_groups:
             group["lr"] = lr
         t0 = time.perf_counter()
@@ -152,7 +144,7 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
                 loss = label_smoothed_loss(logits, tgt[:, 1:], cfg.label_smoothing)
                 total = (loss + aux) / len(micro)
             if not torch.isfinite(total):
-                raise UserError(f"loss became {total.item()} at step {step}; the last good checkpoint in "
+                raise UserError(f"loss became {total.item()} at step {progress.step}; the last good checkpoint in "
                                 f"{out / 'checkpoints'} is intact (lower --lr and rerun to resume)")
             total.backward()
             loss_sum += loss.item() / len(micro)
@@ -161,11 +153,11 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        step += 1
+        progress.step += 1
         ms = (time.perf_counter() - t0) * 1e3
         step_seconds += ms / 1e3
         tokens_seen += tgt_tokens * world
-        record = {"step": step, "loss": loss_sum, "aux_loss": aux_sum, "lr": lr, "ms_per_step": ms,
+        record = {"step": progress.step, "loss": loss_sum, "aux_loss": aux_sum, "lr": lr, "ms_per_step": ms,
                   "target_tokens": tgt_tokens, **load_summary(stats)}
         bar.update(1)
         bar.set_postfix(loss=f"{loss_sum:.3f}")
@@ -174,12 +166,12 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
             flag = torch.tensor([float(out_of_time)], device=device)
             dist.broadcast(flag, src=0)
             out_of_time = bool(flag.item())
-        if step % cfg.eval_every == 0 or step == cfg.steps or out_of_time:
+        if progress.step % cfg.eval_every == 0 or progress.step == cfg.steps or out_of_time:
             dev = None
             if main_proc:
                 dev = validate(model, tok, dev_data, dev_refs, device, cfg.batch_tokens, mcfg.max_target_len)
                 record.update({f"dev/{k}": v for k, v in dev.items()})
-                tqdm.write(f"step {step} | loss {loss_sum:.2f} | lr {lr:.1e} | {ms:.0f} ms/step | "
+                tqdm.write(f"step {progress.step} | loss {loss_sum:.2f} | lr {lr:.1e} | {ms:.0f} ms/step | "
                            f"{tokens_seen / step_seconds / 1e3:.1f}k tok/s | dev loss {dev['loss']:.2f} "
                            f"rouge1 {dev['rouge1']:.1f} rougeL {dev['rougeL']:.1f}")
             checkpoint(dev)
@@ -187,14 +179,14 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
             metrics.write(json.dumps(record) + "\n")
             metrics.flush()
         if out_of_time:
-            log(f"time budget of {cfg.time_budget_min} min reached at step {step}; rerun to resume")
+            log(f"time budget of {cfg.time_budget_min} min reached at step {progress.step}; rerun to resume")
             break
     bar.close()
     if metrics is not None:
         metrics.close()
     if world > 1:
         dist.destroy_process_group()
-    return {"best": best, "step": step, "seconds": time.perf_counter() - start,
+    return {"best": progress.best, "step": progress.step, "seconds": time.perf_counter() - start,
             "target_tokens_per_s": tokens_seen / max(step_seconds, 1e-9)}
 
 

@@ -3,11 +3,12 @@ corpus, serialised to one JSON string that every checkpoint carries (a checkpoin
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from tokenizers import Tokenizer
 
-from shared_utils.bpe import train_bpe
+from shared_utils.bpe import decode_ids, load_tokenizer, train_bpe
 
 from .model import BOS, EOS, PAD, UNK
 
@@ -20,12 +21,5 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     return train_bpe(texts, vocab_size, SPECIALS)
 
 
-def load_tokenizer(serialised: str) -> Tokenizer:
-    return Tokenizer.from_str(serialised)
-
-
-def decode(tok: Tokenizer, ids: list[int]) -> str:
-    """Token ids -> text, stopping at the first EOS and skipping specials."""
-    if EOS in ids:
-        ids = ids[: ids.index(EOS)]
-    return tok.decode([i for i in ids if i > UNK]).strip()
+decode = functools.partial(decode_ids, eos_id=EOS, num_specials=len(SPECIALS))  # ids -> text, up to EOS
+__all__ = ["SPECIALS", "decode", "load_tokenizer", "train_tokenizer"]

@@ -21,3 +21,15 @@ def train_bpe(texts: Iterable[str], vocab_size: int, specials: list[str]) -> Tok
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(texts, trainer)
     return tok
+
+
+def load_tokenizer(serialised: str) -> Tokenizer:
+    """A tokenizer from the JSON string a checkpoint carries."""
+    return Tokenizer.from_str(serialised)
+
+
+def decode_ids(tok: Tokenizer, ids: list[int], *, eos_id: int, num_specials: int) -> str:
+    """Ids -> text, stopping at the first ``eos_id`` and skipping the special tokens (ids < ``num_specials``)."""
+    if eos_id in ids:
+        ids = ids[: ids.index(eos_id)]
+    return tok.decode([i for i in ids if i >= num_specials]).strip()

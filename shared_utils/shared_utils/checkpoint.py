@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ import torch
 from safetensors.torch import load_model, save_model
 
 from .errors import UserError
+from .runtime import rng_state, set_rng_state
 
 WEIGHTS = "model.safetensors"
 STATE = "state.pt"
@@ -163,3 +164,31 @@ def load_latest(run_dir: str | Path, which: str = "latest") -> Checkpoint | None
     root = Path(run_dir) / "checkpoints"
     tag = _pointer(root, which) if root.is_dir() else None
     return load_checkpoint(root / tag) if tag else None
+
+
+@dataclass
+class Progress:
+    """Where a training run stands besides its weights and optimizer: what exact resume restores."""
+
+    step: int = 0  # optimizer steps done
+    epoch: int = 0
+    batch_pos: int = 0  # the next batch in this epoch's deterministic order
+    best: dict = field(default_factory=dict)  # the best validation result so far, with its step
+
+
+def save_progress(run_dir: str | Path, progress: Progress, *, model: torch.nn.Module, optimizer, config: dict,
+                  extra_files: dict[str, str] | None = None, is_best: bool = False) -> None:
+    """A training checkpoint (weights, optimizer, RNG states, progress), published atomically as
+    ``step_XXXXXXXX``, then marked best if it is."""
+    tag = f"step_{progress.step:08d}"
+    state = {"optimizer": optimizer.state_dict(), "rng": rng_state(), **asdict(progress)}
+    save_checkpoint(run_dir, tag, model=model, state=state, config=config, extra_files=extra_files)
+    if is_best:
+        mark_best(run_dir, tag)
+
+
+def restore_progress(ckpt: Checkpoint, optimizer) -> Progress:
+    """Load the optimizer and RNG states of ``ckpt`` and return where its run stood."""
+    optimizer.load_state_dict(ckpt.state["optimizer"])
+    set_rng_state(ckpt.state["rng"])
+    return Progress(**{f.name: ckpt.state[f.name] for f in fields(Progress)})
