@@ -149,12 +149,12 @@ def write_report(result: dict, out: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", choices=tuple(DATA), default="hub")
-    p.add_argument("--size", default="small")
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--size", default="mini")
+    p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--batch-tokens", type=int, default=4000)
     p.add_argument("--max-source-len", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--warmup", type=int, default=60)
+    p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--spread-variants", nargs="+", default=["dense"],
                    help="variants also trained with the other seeds, to measure the seed spread")

@@ -154,6 +154,8 @@ class SumTrainConfig:
 SIZES: dict[str, dict] = {
     "tiny": dict(vocab_size=600, d_model=32, num_heads=2, encoder_layers=2, decoder_layers=2, d_ff=64,
                  num_experts=4, max_source_len=64, max_target_len=16),
+    "mini": dict(vocab_size=4000, d_model=128, num_heads=4, encoder_layers=2, decoder_layers=2, d_ff=512,
+                 max_source_len=64, max_target_len=32),
     "small": dict(vocab_size=4000, d_model=256, num_heads=4, encoder_layers=2, decoder_layers=2, d_ff=1024,
                   max_source_len=192, max_target_len=40),
     "base": dict(vocab_size=32000, d_model=512, num_heads=8, encoder_layers=6, decoder_layers=6, d_ff=2048,
