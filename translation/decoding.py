@@ -54,16 +54,20 @@ def length_cap(src: torch.Tensor, max_len: int, ratio: float = 2.0, extra: int =
 def constrain(logprobs: torch.Tensor, step: int, limits: torch.Tensor, min_len: int,
               history: torch.Tensor | None = None, no_repeat_ngram: int = 0) -> torch.Tensor:
     """Set to -inf what may not come next: EOS before ``min_len``, anything but EOS at a row's limit, and
-    tokens that would repeat an n-gram of ``history`` (N, t) when ``no_repeat_ngram`` = n > 0."""
+    tokens that would repeat an n-gram of ``history`` (N, t) when ``no_repeat_ngram`` = n > 0. Returns a
+    modified copy, or ``logprobs`` itself when nothing is forbidden this step."""
+    at_limit = step + 1 >= limits  # (N,)
+    banned_ngrams = bool(no_repeat_ngram) and history is not None and history.shape[1] >= no_repeat_ngram
+    if step >= min_len and not banned_ngrams and not bool(at_limit.any()):
+        return logprobs  # nothing to forbid this step (the common case): no copy
     logprobs = logprobs.clone()
     if step < min_len:
         logprobs[:, EOS] = NEG_INF
-    at_limit = step + 1 >= limits  # (N,)
     if bool(at_limit.any()):
         eos = logprobs[:, EOS].clone()
         logprobs[at_limit] = NEG_INF
         logprobs[:, EOS] = eos
-    if no_repeat_ngram and history is not None and history.shape[1] >= no_repeat_ngram:
+    if banned_ngrams:
         logprobs[banned_ngram_tokens(history, no_repeat_ngram)] = NEG_INF
     return logprobs
 
@@ -118,7 +122,7 @@ def trim(out: torch.Tensor) -> list[list[int]]:
 def greedy(model, src: torch.Tensor, limits: torch.Tensor, *, min_len: int = 0, cache: bool = True
            ) -> list[Hypothesis]:
     """The most probable token at every step."""
-    return decode_rows(model, src, limits, lambda lp: lp.argmax(-1), min_len=min_len, cache=cache)
+    return decode_rows(model, src, limits, lambda lp: lp.max(-1).indices, min_len=min_len, cache=cache)
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
