@@ -25,6 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from shared_utils.batching import collate, token_batches
 from shared_utils.data import load_parallel
@@ -67,6 +68,7 @@ def train_marian(mcfg, cfg: TrainConfig, tok, data, device) -> tuple[torch.nn.Mo
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-9, weight_decay=cfg.weight_decay)
     step, epoch, pos, log = 0, 0, 0, []
     batches = token_batches(data, cfg.batch_tokens, cfg.seed, epoch)
+    bar = tqdm(total=cfg.steps, desc="train marian_peer", dynamic_ncols=True)
     while step < cfg.steps:
         if pos >= len(batches):
             epoch, pos = epoch + 1, 0
@@ -83,6 +85,8 @@ def train_marian(mcfg, cfg: TrainConfig, tok, data, device) -> tuple[torch.nn.Mo
         opt.zero_grad(set_to_none=True)
         step += 1
         log.append({"step": step, "loss": float(loss.detach())})
+        bar.update(1)
+    bar.close()
     return model, log
 
 
