@@ -57,9 +57,11 @@ def run_strategy(model, tok, cfg, strategy: Strategy, sources: list[str], refs: 
     start = time.perf_counter()
     hyps, _ = hypotheses(model, tok, cfg, sources, device, strategy)
     seconds = time.perf_counter() - start
-    s = translation_scores([decode(tok, h[0].tokens) for h in hyps], refs)
+    texts = [decode(tok, h[0].tokens) for h in hyps]
+    s = translation_scores(texts, refs)
+    words = sum(len(t.split()) for t in texts) / max(1, sum(len(r.split()) for r in refs))
     return {"bleu": s["bleu"].score, "chrf": s["chrf"].score, "ms_per_sentence": 1e3 * seconds / len(sources),
-            "sentences_per_s": len(sources) / seconds, "length_ratio": s["bleu"].sys_len / s["bleu"].ref_len}
+            "sentences_per_s": len(sources) / seconds, "length_ratio": words}
 
 
 def diversity(model, tok, cfg, strategy: Strategy, sources: list[str], device, samples: int = 5) -> dict:
@@ -129,7 +131,7 @@ def write_report(result: dict, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     devs = result["dev_sets"]
-    lines = [f"# Decoding study ({result['device']}, {result['machine']})", "",
+    lines = [f"# Decoding study ({result['device']}, {result['machine']}, {result['torch_threads']} thread(s))", "",
              f"Checkpoint: `{result['checkpoint']}` ({result['scheme']}); "
              f"{', '.join(f'{d}: {n} sentences' for d, n in devs.items())}; batched by a 4,000-token budget "
              "(beam search: 4,000 / beam size); sampling scores the first sample (seed 0).", "",
@@ -209,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = load_parallel(d).records
         dev_sets[Path(d).name.removesuffix(".tsv").removesuffix(".fi-en")] = rows[: args.limit or None]
     result = {"checkpoint": checkpoint, "scheme": cfg.positional, "device": str(device),
-              "machine": platform.processor() or platform.machine(),
+              "machine": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
               "dev_sets": {d: len(rows) for d, rows in dev_sets.items()}, "strategies": {}}
     for name, strategy in STRATEGIES.items():
         entry = {d: run_strategy(model, tok, cfg, strategy, [q.src for q in rows], [q.tgt for q in rows], device)
