@@ -23,7 +23,7 @@ from moe_summarization.decoding import beam_search
 from moe_summarization.model import build_model
 from moe_summarization.tokenizer import decode, load_tokenizer
 from shared_utils.batching import collate, token_batches
-from shared_utils.checkpoint import load_checkpoint, load_latest
+from shared_utils.checkpoint import load_best
 from shared_utils.data import Doc, load_documents
 from shared_utils.errors import UserError, cli_main
 from shared_utils.hub import hub_reachable, offline_requested
@@ -53,9 +53,7 @@ def summary_metrics(preds: list[str], refs: list[str], bertscore_model: str) -> 
 
 def load_summarizer(path: str | Path, device: torch.device):
     """(model, tokenizer, config) from a run folder's best (else latest) checkpoint, or a checkpoint folder."""
-    path = Path(path)
-    ckpt = (load_latest(path, "best") or load_latest(path)) if (path / "checkpoints").is_dir() else None
-    ckpt = ckpt or load_checkpoint(path)
+    ckpt = load_best(path)
     if "model" not in ckpt.config or not (ckpt.path / "tokenizer.json").is_file():
         raise UserError(f"{ckpt.path} is not a summarizer checkpoint (no model config or tokenizer.json)")
     try:

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import torch
 
-from quantization.eval import load_run
 from quantization.model import classifier_from_checkpoint
 from quantization.qlinear import Int8WeightOnlyLinear, W8A8Linear, linear_weight
 from quantization.quantize import get_method, target_layers
+from shared_utils.checkpoint import load_best
 from shared_utils.errors import UserError, cli_main
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -55,7 +55,7 @@ def linear_speed(checkpoint: str, tokens: int, repeats: int) -> dict:
     """Median ms of the first block's linear layers (summed) at ``tokens`` rows, per precision, interleaved."""
     import copy
 
-    model, _ = classifier_from_checkpoint(load_run(checkpoint))
+    model, _ = classifier_from_checkpoint(load_best(checkpoint))
     layers = target_layers(model)
     names = [n for n in layers if ".0." in n] or list(layers)  # the first Transformer block
     block = [layers[n] for n in names]
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
         get_method(m)
     if methods[0] != "fp32":
         raise UserError("--methods must start with fp32 (the reference for agreement)")
-    ckpt = load_run(args.checkpoint)
+    ckpt = load_best(args.checkpoint)
     model_name = ckpt.config["model"]
     if model_name == "tiny":
         model_name = "tiny GPT-2 trained from scratch"

@@ -21,20 +21,13 @@ from quantization.config import LABELS
 from quantization.model import classifier_from_checkpoint
 from quantization.quantize import METHODS, get_method, quantize_model, quantized_layer_bytes, state_bytes, target_layers
 from quantization.train import collate, encode, predict
-from shared_utils.checkpoint import load_checkpoint, load_latest
+from shared_utils.checkpoint import load_best
 from shared_utils.data import load_labelled
 from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import accuracy, macro_f1
 from shared_utils.runtime import current_rss_mb, measure_latency, peak_rss_mb, pick_device, seed_everything
 
 DATA_HINT = "use --dev ../shared/data/agnews/dev.csv (and --train ../shared/data/agnews/train.csv for w8a8)"
-
-
-def load_run(path: str | Path):
-    """A run folder means its best checkpoint (else latest); a checkpoint folder means itself."""
-    path = Path(path)
-    found = load_latest(path, "best") if (path / "checkpoints").is_dir() else None
-    return found or load_checkpoint(path)
 
 
 def fixed_length_batch(tok, texts: list[str], batch: int, seq_len: int, device) -> dict[str, torch.Tensor]:
@@ -48,7 +41,7 @@ def run_method(checkpoint: str, method: str, dev: str, train: str | None, *, lim
     seed_everything(0)
     spec = get_method(method)
     dev_dev = pick_device(device)
-    ckpt = load_run(checkpoint)
+    ckpt = load_best(checkpoint)
     model, tok = classifier_from_checkpoint(ckpt)
     model.to(dev_dev)
     dev_set = load_labelled(dev, num_labels=len(LABELS), local_hint=DATA_HINT)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from shared_utils.batching import collate, token_batches
-from shared_utils.checkpoint import load_checkpoint, load_latest
+from shared_utils.checkpoint import load_best
 from shared_utils.data import Pair, load_parallel
 from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import translation_scores
@@ -30,9 +30,7 @@ from translation.tokenizer import decode, load_tokenizer
 
 def load_translator(path: str | Path, device: torch.device):
     """(model, tokenizer, config) from a checkpoint folder, or a run folder's best (else latest) checkpoint."""
-    path = Path(path)
-    ckpt = (load_latest(path, "best") or load_latest(path)) if (path / "checkpoints").is_dir() else None
-    ckpt = ckpt or load_checkpoint(path)
+    ckpt = load_best(path)
     if "model" not in ckpt.config or not (ckpt.path / "tokenizer.json").is_file():
         raise UserError(f"{ckpt.path} is not a translation checkpoint (no model config or tokenizer.json)")
     try:
