@@ -108,7 +108,7 @@ class Experts(nn.Module):
 class MoEOutput(NamedTuple):
     out: torch.Tensor  # same shape as the input
     aux_loss: torch.Tensor  # scalar, already weighted: add it to the task loss
-    stats: dict  # see routing.load_stats, plus the unweighted losses
+    stats: dict  # see routing.load_stats, plus the unweighted losses; empty at inference
 
 
 def capacity_for(cfg: MoEConfig, num_assignments: int, training: bool = True) -> int | None:
@@ -201,12 +201,14 @@ class MoELayer(nn.Module):
         out, kept = run(flat, routing, self.experts, cfg.num_experts, capacity)
 
         aux = flat.new_zeros((), dtype=torch.float32)
+        if not self.training:  # nothing reads losses or statistics at inference; they cost host syncs per step
+            return MoEOutput(out.reshape(shape), aux, {})
         stats = load_stats(routing, kept, flat.shape[0], cfg.num_experts)
         if routing.probs is not None:
             balance = switch_aux_loss(routing.probs, routing.expert_idx, cfg.num_experts)
             z = router_z_loss(routing.logits)
             aux = aux + cfg.aux_loss_weight * balance + cfg.z_loss_weight * z
             stats.update(switch_aux_loss=float(balance.detach()), z_loss=float(z.detach()))
-        if self.training and cfg.bias_update_rate > 0:
+        if cfg.bias_update_rate > 0:
             self.router.update_bias(torch.bincount(routing.expert_idx, minlength=cfg.num_experts))
         return MoEOutput(out.reshape(shape), aux, stats)

@@ -38,7 +38,7 @@ from translation.decoding import length_cap
 from translation.eval import load_translator, translate
 from translation.model import BOS, EOS, PAD, build_model
 from translation.tokenizer import decode, train_tokenizer
-from translation.train import get_lr, loss_fn, train
+from translation.train import get_lr, loss_fn, train, training_loss
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LOCAL = "../shared/data/translation"
@@ -51,7 +51,8 @@ def marian_peer(mcfg):
     config = MarianConfig(vocab_size=mcfg.vocab_size, d_model=mcfg.d_model, encoder_layers=mcfg.encoder_layers,
                           decoder_layers=mcfg.decoder_layers, encoder_attention_heads=mcfg.num_heads,
                           decoder_attention_heads=mcfg.num_heads, encoder_ffn_dim=mcfg.d_ff,
-                          decoder_ffn_dim=mcfg.d_ff, dropout=mcfg.dropout, max_position_embeddings=mcfg.max_len + 2,
+                          decoder_ffn_dim=mcfg.d_ff, dropout=mcfg.dropout, attention_dropout=mcfg.attention_dropout,
+                          activation_dropout=mcfg.activation_dropout, max_position_embeddings=mcfg.max_len + 2,
                           pad_token_id=PAD, eos_token_id=EOS, decoder_start_token_id=BOS, bos_token_id=BOS,
                           share_encoder_decoder_embeddings=True, tie_word_embeddings=True, scale_embedding=True)
     return MarianMTModel(config)
@@ -110,7 +111,9 @@ def throughput(mcfg_ours, mcfg_peer, cfg: TrainConfig, data, device, steps: int)
     """Target tokens/s of forward+backward+step, ours and Marian alternating on the same batches."""
     seed_everything(cfg.seed)
     ours, peer = build_model(mcfg_ours).to(device), marian_peer(mcfg_peer).to(device)
-    runs = {"ours": (ours, lambda s, t: ours(s, t)), "marian_peer": (peer, lambda s, t: marian_logits(peer, s, t))}
+    runs = {"ours": (ours, lambda s, t: training_loss(ours, s, t, cfg.label_smoothing)),
+            "marian_peer": (peer, lambda s, t: loss_fn(marian_logits(peer, s, t[:, :-1]), t[:, 1:],
+                                                       cfg.label_smoothing))}
     opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, (m, _) in runs.items()}
     seconds, tokens = dict.fromkeys(runs, 0.0), 0
     batches = token_batches(data, cfg.batch_tokens, cfg.seed, 0)[: steps + 2]
@@ -119,7 +122,7 @@ def throughput(mcfg_ours, mcfg_peer, cfg: TrainConfig, data, device, steps: int)
         for name, (model, fwd) in runs.items():
             model.train()
             t0 = time.perf_counter()
-            loss_fn(fwd(src, tgt[:, :-1]), tgt[:, 1:], cfg.label_smoothing).backward()
+            fwd(src, tgt).backward()  # each model's own training loss
             opts[name].step()
             opts[name].zero_grad(set_to_none=True)
             if device.type == "cuda":

@@ -21,7 +21,9 @@ class ModelConfig:
     encoder_layers: int = 3
     decoder_layers: int = 3
     d_ff: int = 1024
-    dropout: float = 0.1
+    dropout: float = 0.1  # on embeddings and on every residual branch
+    attention_dropout: float = 0.0  # on attention weights (Marian's and fairseq's default: none)
+    activation_dropout: float = 0.0  # inside the FFN (likewise none by default)
     positional: str = "rope"  # "sinusoidal" | "rope" | "relative_bias"
     max_len: int = 256  # tokens per sentence (longer ones are truncated)
     fused_attention: bool = True  # SDPA; False = the explicit reference computation
@@ -35,8 +37,9 @@ class ModelConfig:
             raise UserError(f"d_model {self.d_model} must be divisible by num_heads {self.num_heads}")
         if self.positional == "rope" and (self.d_model // self.num_heads) % 2:
             raise UserError("rope needs an even head dimension (d_model / num_heads)")
-        if not 0.0 <= self.dropout < 1.0:
-            raise UserError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "attention_dropout", "activation_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise UserError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
 
 @dataclass

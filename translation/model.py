@@ -52,9 +52,9 @@ class EncoderBlock(nn.Module):
     def __init__(self, cfg: ModelConfig, rotary: Rotary | None):
         super().__init__()
         self.ln1, self.ln2 = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
-        self.attn = MultiHeadAttention(cfg.d_model, cfg.num_heads, cfg.dropout, fused=cfg.fused_attention,
-                                       rotary=rotary)
-        self.ffn = FeedForward(cfg.d_model, cfg.d_ff, cfg.dropout)
+        self.attn = MultiHeadAttention(cfg.d_model, cfg.num_heads, cfg.attention_dropout,
+                                       fused=cfg.fused_attention, rotary=rotary)
+        self.ffn = FeedForward(cfg.d_model, cfg.d_ff, cfg.activation_dropout)
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -67,10 +67,11 @@ class DecoderBlock(nn.Module):
     def __init__(self, cfg: ModelConfig, rotary: Rotary | None):
         super().__init__()
         self.ln1, self.ln2, self.ln3 = (nn.LayerNorm(cfg.d_model) for _ in range(3))
-        self.self_attn = MultiHeadAttention(cfg.d_model, cfg.num_heads, cfg.dropout, fused=cfg.fused_attention,
-                                            rotary=rotary)
-        self.cross_attn = MultiHeadAttention(cfg.d_model, cfg.num_heads, cfg.dropout, fused=cfg.fused_attention)
-        self.ffn = FeedForward(cfg.d_model, cfg.d_ff, cfg.dropout)
+        self.self_attn = MultiHeadAttention(cfg.d_model, cfg.num_heads, cfg.attention_dropout,
+                                            fused=cfg.fused_attention, rotary=rotary)
+        self.cross_attn = MultiHeadAttention(cfg.d_model, cfg.num_heads, cfg.attention_dropout,
+                                             fused=cfg.fused_attention)
+        self.ffn = FeedForward(cfg.d_model, cfg.d_ff, cfg.activation_dropout)
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, memory_kv: KV, self_mask: torch.Tensor | None, cross_mask: torch.Tensor,
@@ -142,10 +143,13 @@ class Transformer(nn.Module):
             x = block(x, mask)
         return self.enc_ln(x), src_mask
 
-    def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced decoder: tgt_in (B, S) ids -> logits (B, S, V)."""
+    def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor,
+               keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher-forced decoder: tgt_in (B, S) ids -> logits (B, S, V), or (N, V) for the N positions where
+        ``keep`` (B, S) is true."""
         memory_kv = [block.cross_attn.keys_values(memory) for block in self.decoder]
-        return self.project(self.decoder_stack(tgt_in, memory_kv, src_mask))
+        h = self.decoder_stack(tgt_in, memory_kv, src_mask)  # (B, S, D)
+        return self.project(h if keep is None else h[keep])
 
     def decoder_stack(self, tgt_in: torch.Tensor, memory_kv: list[KV], src_mask: torch.Tensor) -> torch.Tensor:
         """Decoder hidden states (B, S, D) of a whole prefix, causal mask (+ relative bias) included."""
@@ -190,9 +194,14 @@ class Transformer(nn.Module):
             new_kv.append(self_kv)
         return self.project(self.dec_ln(x[:, 0])), replace(state, tokens=prefix, self_kv=new_kv)
 
-    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, S, V) of every target position, or (N, V) of those where ``keep`` (B, S) is true.
+
+        Training passes ``keep = target != PAD``: under length bucketing about a fifth of the target positions
+        are padding, and skipping them saves their share of the largest matmul (D x V) and of the softmax.
+        """
         memory, src_mask = self.encode(src)
-        return self.decode(tgt_in, memory, src_mask)
+        return self.decode(tgt_in, memory, src_mask, keep)
 
 
 def build_model(cfg: ModelConfig) -> Transformer:

@@ -52,6 +52,14 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> tor
                            label_smoothing=smoothing)
 
 
+def training_loss(model, src: torch.Tensor, tgt: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """The teacher-forced loss of one batch, tgt (B, S+1) with BOS first: the same value as
+    ``loss_fn(model(src, tgt[:, :-1]), tgt[:, 1:])`` (a test checks it) without projecting pad positions."""
+    target = tgt[:, 1:]
+    keep = target != PAD  # (B, S)
+    return loss_fn(model(src, tgt[:, :-1], keep), target[keep], smoothing)
+
+
 @torch.no_grad()
 def validate(model, tok, data: Encoded, refs: list[str], device, batch_tokens: int, max_len: int) -> dict:
     """Dev loss (no smoothing) and greedy BLEU / chrF++ on one dev set."""
@@ -141,7 +149,7 @@ def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "au
             src, tgt = collate(data, part, device)
             sync = ddp.no_sync() if world > 1 and j < len(micro) - 1 else nullcontext()
             with sync, autocast:
-                loss = loss_fn(ddp(src, tgt[:, :-1]), tgt[:, 1:], cfg.label_smoothing) / len(micro)
+                loss = training_loss(ddp, src, tgt, cfg.label_smoothing) / len(micro)
             if not torch.isfinite(loss):
                 raise UserError(f"loss became {loss.item()} at step {progress.step}; the last good checkpoint in "
                                 f"{out / 'checkpoints'} is intact (lower --lr and rerun to resume)")

@@ -149,6 +149,10 @@ def test_layer_reports_stats_and_weighted_aux_loss():
     assert s["max_over_mean"] >= 1.0 and s["cv"] >= 0 and 0 <= s["router_entropy"] <= math.log(4) + 1e-6
     assert result.aux_loss.item() == pytest.approx(0.01 * s["switch_aux_loss"])
 
+    layer.eval()  # inference: no losses, no statistics (no host syncs on every decoding step)
+    result = layer(torch.randn(64, 16))
+    assert result.stats == {} and result.aux_loss.item() == 0.0
+
 
 def test_config_validation():
     with pytest.raises(UserError, match="router must be one of"):

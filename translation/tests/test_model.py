@@ -96,3 +96,23 @@ def test_tiny_model_overfits_a_small_batch(positional):
         loss.backward()
         opt.step()
     assert loss.item() < 0.1  # from ~3.9 (uniform over 50 tokens)
+
+
+def test_training_loss_skipping_pad_positions_equals_the_full_loss_and_gradients():
+    from translation.train import loss_fn, training_loss
+
+    src = torch.randint(4, 50, (3, 7))
+    tgt = torch.randint(4, 50, (3, 6))
+    tgt[:, 0] = 1  # BOS
+    tgt[1, 4:] = PAD
+    tgt[2, 2:] = PAD
+    losses, grads = [], []
+    for fast in (False, True):
+        model = tiny("rope")
+        loss = (training_loss(model, src, tgt, 0.1) if fast
+                else loss_fn(model(src, tgt[:, :-1]), tgt[:, 1:], 0.1))
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert torch.allclose(losses[0], losses[1], atol=1e-6)
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
