@@ -46,9 +46,13 @@ def runs_to_train(seeds: list[int], spread_variants: list[str]) -> list[tuple[st
     return runs + [(f"{v}_seed{s}", v, s) for v in spread_variants for s in seeds[1:]]
 
 
+def metrics_rows(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
 def expert_load(run: Path) -> list[dict]:
     """Per-step max/mean load of every MoE layer, from the run's metrics.jsonl."""
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = metrics_rows(run)
     return [{"step": r["step"], "max_over_mean": [m["max_over_mean"] for m in r["moe"]],
              "dropped_fraction": [m["dropped_fraction"] for m in r["moe"]]} for r in rows if "moe" in r]
 
@@ -181,7 +185,9 @@ def main(argv: list[str] | None = None) -> None:
         run = args.runs / run_name
         info = train(summarizer_config(args.size, variant, **size), SumTrainConfig(**{**cfg.__dict__, "seed": seed}),
                      run, str(device))
-        train_info[run_name] = {"steps": info["step"], "seconds": info["seconds"]}
+        # time of the optimizer steps (validation excluded), from the log: right across a kill and resume
+        train_info[run_name] = {"steps": info["step"],
+                                "step_seconds": sum(r["ms_per_step"] for r in metrics_rows(run)) / 1e3}
         model, tok, mcfg = load_summarizer(run, device)
         per_run[run_name] = {}
         for name, docs in eval_sets.items():

@@ -32,7 +32,7 @@ from moe_summarization.model import build_model, label_smoothed_loss
 from moe_summarization.routing import balanced_hash_table
 from moe_summarization.tokenizer import PAD, decode, load_tokenizer, train_tokenizer
 from shared_utils.batching import collate, token_batches
-from shared_utils.checkpoint import Progress, load_latest, restore_progress, save_progress
+from shared_utils.checkpoint import Progress, load_latest, open_metrics, restore_progress, save_progress
 from shared_utils.data import load_documents
 from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import rouge_scores
@@ -106,7 +106,7 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
     config = {"model": asdict(mcfg), "train": asdict(cfg)}
     if main_proc:
         (out / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-    metrics = (out / "metrics.jsonl").open("a", encoding="utf-8") if main_proc else None
+    metrics = open_metrics(out, progress.step) if main_proc else None
 
     def checkpoint(dev: dict | None) -> None:
         is_best = dev is not None and dev["rougeL"] > progress.best["rougeL"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from shared_utils.errors import UserError
+from shared_utils.runtime import check_training_flags
 
 POSITIONALS = ("sinusoidal", "rope", "relative_bias")
 
@@ -60,11 +61,7 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("batch_tokens", "grad_accum", "steps", "eval_every"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        if self.lr <= 0 or self.warmup < 0:
-            raise UserError("--lr must be positive and --warmup non-negative")
+        check_training_flags(self)
 
 
 PRESETS: dict[str, dict] = {

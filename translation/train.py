@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from shared_utils.batching import collate, token_batches
-from shared_utils.checkpoint import Progress, load_latest, restore_progress, save_progress
+from shared_utils.checkpoint import Progress, load_latest, open_metrics, restore_progress, save_progress
 from shared_utils.data import load_parallel
 from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import translation_scores
@@ -116,7 +116,7 @@ def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "au
     config = {"model": asdict(mcfg), "train": asdict(cfg)}
     if main_proc:
         (out / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-    metrics = (out / "metrics.jsonl").open("a", encoding="utf-8") if main_proc else None
+    metrics = open_metrics(out, progress.step) if main_proc else None
 
     def checkpoint(dev: dict | None) -> None:
         is_best = dev is not None and dev["bleu"] > progress.best["bleu"]

@@ -199,3 +199,17 @@ def restore_progress(ckpt: Checkpoint, optimizer) -> Progress:
     optimizer.load_state_dict(ckpt.state["optimizer"])
     set_rng_state(ckpt.state["rng"])
     return Progress(**{f.name: ckpt.state[f.name] for f in fields(Progress)})
+
+
+def open_metrics(run_dir: Path, step: int):
+    """Open ``run_dir/metrics.jsonl`` for appending from ``step`` on: rows of later steps, written after the
+    checkpoint a run resumes from, are dropped (the resumed run logs those steps again), so the log holds
+    each step once. ``step`` 0 starts a fresh log."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if path.is_file():
+        rows = [line for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(r + "\n" for r in rows), encoding="utf-8")
+        os.replace(tmp, path)
+    return path.open("a", encoding="utf-8")

@@ -150,3 +150,12 @@ def inverse_sqrt_lr(step: int, peak: float, warmup: int) -> float:
     """Linear warmup to ``peak`` over ``warmup`` steps, then peak * sqrt(warmup / step) (Vaswani et al. 2017)."""
     s, warm = step + 1, max(1, warmup)
     return peak * min(s / warm, math.sqrt(warm / s))
+
+
+def check_training_flags(cfg) -> None:
+    """The flag checks both seq2seq training configs share (batch, accumulation, steps, schedule)."""
+    for name in ("batch_tokens", "grad_accum", "steps", "eval_every"):
+        if getattr(cfg, name) <= 0:
+            raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
+    if cfg.lr <= 0 or cfg.warmup < 0:
+        raise UserError("--lr must be positive and --warmup non-negative")

@@ -80,3 +80,17 @@ def test_fresh_run_and_bad_paths(tmp_path):
     (tmp_path / "junk").mkdir()
     with pytest.raises(UserError, match="not a checkpoint folder"):
         load_checkpoint(tmp_path / "junk")
+
+
+def test_metrics_log_drops_the_rows_a_resumed_run_replays(tmp_path):
+    import json
+
+    with ckpt.open_metrics(tmp_path, 0) as f:
+        f.writelines(json.dumps({"step": s, "loss": 1.0 / s}) + "\n" for s in (1, 2, 3, 4))
+    # killed after step 4, resumed from the checkpoint of step 2: steps 3 and 4 will be logged again
+    with ckpt.open_metrics(tmp_path, 2) as f:
+        f.write(json.dumps({"step": 3, "loss": 0.5}) + "\n")
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3] and rows[-1]["loss"] == 0.5
+    ckpt.open_metrics(tmp_path, 0).close()  # a fresh run starts a fresh log
+    assert (tmp_path / "metrics.jsonl").read_text() == ""
