@@ -25,7 +25,7 @@ from moe_summarization.eval import default_bertscore_model, lead1, load_summariz
 from moe_summarization.model import active_ffn_parameters, build_model
 from moe_summarization.train import train
 from shared_utils.data import load_documents
-from shared_utils.errors import cli_main
+from shared_utils.errors import UserError, cli_main
 from shared_utils.runtime import pick_device
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -153,6 +153,9 @@ def write_report(result: dict, out: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", choices=tuple(DATA), default="hub")
+    for split in ("train", "dev", "test"):
+        p.add_argument(f"--{split}", default=None, help=f"your own {split} JSONL instead of --data's (named by "
+                       "its file name in the results)")
     p.add_argument("--size", default="mini")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--batch-tokens", type=int, default=4000)
@@ -170,7 +173,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
     device = pick_device(args.device)
-    paths = DATA[args.data]
+    paths = {**DATA[args.data], **{k: getattr(args, k) for k in ("train", "dev", "test") if getattr(args, k)}}
+    paths["names"] = tuple(Path(paths[k]).stem if getattr(args, k) else name
+                           for k, name in zip(("dev", "test"), DATA[args.data]["names"]))
+    if paths["names"][0] == paths["names"][1]:
+        raise UserError(f"the dev and test sets are both named '{paths['names'][0]}': give them different file names")
     eval_sets = {}
     for split, name in zip(("dev", "test"), paths["names"]):
         docs = load_documents(paths[split], local_hint=HINT).records
@@ -229,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
         "seed_spread_rougeL": {s: max(models[v].get("spread", {}).get(s, {}).get("rougeL", 0.0) for v in models
                                       if v != "lead1") for s in eval_sets},
     }
-    if args.data == "local":
+    if args.data == "local" and not args.test:
         result["transfer_note"] = ("xsum.test-sample is a transfer evaluation: the models never saw XSum "
                                    "training data (they learned headline generation), so its scores are not "
                                    "comparable to XSum-trained systems.")

@@ -215,3 +215,24 @@ def test_ddp_on_two_cpu_processes_keeps_replicas_identical(corpus, tmp_path):
     proc = run_script(str(torchrun), "--standalone", "--nproc_per_node=2", str(script))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert torch.equal(torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt"))
+
+
+def test_benchmark_writes_the_results_file_with_every_model_and_baseline(corpus, tmp_path):
+    from moe_summarization.bench_summarization import main
+
+    for name in ("dev", "test"):
+        (tmp_path / f"{name}.jsonl").write_text("".join(corpus.read_text().splitlines(True)[:3]), encoding="utf-8")
+    out = tmp_path / "results"
+    main(["--data", "local", "--train", str(corpus), "--dev", str(tmp_path / "dev.jsonl"), "--test",
+          str(tmp_path / "test.jsonl"), "--size", "tiny", "--steps", "2", "--batch-tokens", "300",
+          "--runs", str(tmp_path / "runs"), "--out", str(out), "--device", "cpu"])
+    result = json.loads((out / "summarization.json").read_text())
+    assert result["budget"]["steps"] == 2 and result["bertscore_model"]
+    for model in ("moe_top2", "moe_top1", "moe_hash", "dense", "lead1"):
+        for split in ("dev", "test"):
+            assert set(result["models"][model][split]) >= {"rouge1", "rouge2", "rougeL", "bertscore_f1"}
+    assert set(result["models"]["dense"]["runs"]) == {"dense_seed0", "dense_seed1"}
+    assert all("not_run" in result["baselines"][b] for b in ("bart", "t5", "llama3"))  # no GPU here
+    assert result["moe_vs_dense"]["dev"] in ("win", "tie", "loss")
+    assert {p.name for p in out.glob("*.png")} == {"summarization_scores.png", "summarization_expert_load.png",
+                                                   "summarization_per_source.png"}
