@@ -27,6 +27,7 @@ class ModelConfig:
     activation_dropout: float = 0.0  # inside the FFN (likewise none by default)
     positional: str = "rope"  # "sinusoidal" | "rope" | "relative_bias"
     max_len: int = 256  # tokens per sentence (longer ones are truncated)
+    embed_init_std: float = 0.0  # init std of the shared embedding; 0 = d_model ** -0.5 (x sqrt(D): unit variance)
     fused_attention: bool = True  # SDPA; False = the explicit reference computation
     relative_buckets: int = 32
     relative_max_distance: int = 128
@@ -38,6 +39,8 @@ class ModelConfig:
             raise UserError(f"d_model {self.d_model} must be divisible by num_heads {self.num_heads}")
         if self.positional == "rope" and (self.d_model // self.num_heads) % 2:
             raise UserError("rope needs an even head dimension (d_model / num_heads)")
+        if self.embed_init_std < 0:
+            raise UserError(f"embed_init_std must be >= 0 (0 = d_model ** -0.5), got {self.embed_init_std}")
         for name in ("dropout", "attention_dropout", "activation_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise UserError(f"{name} must be in [0, 1), got {getattr(self, name)}")

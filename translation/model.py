@@ -115,7 +115,7 @@ class Transformer(nn.Module):
         self.cfg = cfg
         head_dim = cfg.d_model // cfg.num_heads
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=PAD)
-        nn.init.normal_(self.embed.weight, std=cfg.d_model ** -0.5)  # x sqrt(D) at input -> unit variance
+        nn.init.normal_(self.embed.weight, std=cfg.embed_init_std or cfg.d_model ** -0.5)  # x sqrt(D) at input
         self.sinusoidal = Sinusoidal(cfg.d_model, cfg.max_len + 2) if cfg.positional == "sinusoidal" else None
         rotary = Rotary(head_dim, cfg.max_len + 2) if cfg.positional == "rope" else None
         self.enc_bias = self.dec_bias = None
