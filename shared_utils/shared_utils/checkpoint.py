@@ -166,12 +166,12 @@ def load_latest(run_dir: str | Path, which: str = "latest") -> Checkpoint | None
     return load_checkpoint(root / tag) if tag else None
 
 
-
 def load_best(path: str | Path) -> Checkpoint:
     """What evaluation loads: a run folder's best checkpoint (else its latest), or a checkpoint folder itself."""
     path = Path(path)
     found = load_latest(path, "best") if (path / "checkpoints").is_dir() else None
     return found or load_checkpoint(path)
+
 
 @dataclass
 class Progress:
