@@ -1,7 +1,7 @@
 """The summarization benchmark behind ``make moe-xsum``: MoE and dense summarizers trained with equal steps
 and equal active parameters, evaluated with ROUGE and BERTScore next to lead-1 and the pretrained baselines.
 
-    python moe_summarization/bench_summarization.py --data local      # offline: ../shared/data (~1 h on 1 CPU core)
+    python moe_summarization/bench_summarization.py --data local   # offline: ../shared/data (~1.5 h, 2 cores)
     python moe_summarization/bench_summarization.py --data hub --size base --steps 20000   # XSum from the hub, GPU
 
 Runs: moe_top2 (8 experts, top-2, our bias balancer), dense, moe_top1 and moe_hash with the first seed, and
@@ -86,7 +86,9 @@ def write_report(result: dict, out: Path) -> None:
     lines = [f"# Summarization benchmark ({result['device']}, {result['machine']})", "",
              f"Budget: {b['steps']} steps of ~{b['batch_tokens']} tokens per model, size `{b['size']}` "
              f"(d_model {b['d_model']}, {b['layers']} layers, active FFN parameters {b['active_ffn_parameters']:,} "
-             f"for every model), documents truncated to {b['max_source_len']} tokens; beam 4, no-repeat-3-gram; "
+             f"for every model), documents truncated to {b['max_source_len']} tokens, "
+             f"{'pointer-generator (copy) output' if b.get('copy') else 'no copy mechanism'}, "
+             f"{'lowercased' if b.get('lowercase') else 'cased'} vocabulary; beam 4, no-repeat-3-gram; "
              f"{', '.join(f'{s}: {n} documents' for s, n in result['documents'].items())}. "
              f"BERTScore model: `{result['bertscore_model']}`. Means over seeds (± half the range, where two).", ""]
     if result.get("transfer_note"):
@@ -157,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument(f"--{split}", default=None, help=f"your own {split} JSONL instead of --data's (named by "
                        "its file name in the results)")
     p.add_argument("--size", default="mini")
-    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch-tokens", type=int, default=4000)
     p.add_argument("--max-source-len", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -166,6 +168,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--spread-variants", nargs="+", default=["dense"],
                    help="variants also trained with the other seeds, to measure the seed spread")
     p.add_argument("--vocab-size", type=int, default=None)
+    p.add_argument("--copy", action=argparse.BooleanOptionalAction, default=True,
+                   help="pointer-generator output layer in every model (default on)")
+    p.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=None,
+                   help="lowercasing tokenizer (default: on for --data local, whose Reuters headlines are ALL CAPS "
+                        "over mixed-case articles; ROUGE and MiniLM BERTScore ignore case)")
     p.add_argument("--eval-limit", type=int, default=0, help="documents per evaluation set (0 = all)")
     p.add_argument("--time-budget-min", type=float, default=0.0, help="per training run (0 = none)")
     p.add_argument("--runs", type=Path, default=Path("runs/sum-bench"))
@@ -183,7 +190,8 @@ def main(argv: list[str] | None = None) -> None:
         docs = load_documents(paths[split], local_hint=HINT).records
         eval_sets[name] = docs[: args.eval_limit or None]
     bert = default_bertscore_model()
-    size = dict(max_source_len=args.max_source_len, vocab_size=args.vocab_size)
+    lowercase = args.data == "local" if args.lowercase is None else args.lowercase
+    size = dict(max_source_len=args.max_source_len, vocab_size=args.vocab_size, copy=args.copy, lowercase=lowercase)
     cfg = SumTrainConfig(train=paths["train"], dev=paths["dev"], steps=args.steps, batch_tokens=args.batch_tokens,
                          lr=args.lr, warmup=args.warmup, eval_every=max(1, args.steps // 4), dev_limit=200,
                          time_budget_min=args.time_budget_min)
@@ -225,7 +233,8 @@ def main(argv: list[str] | None = None) -> None:
     result = {
         "budget": {"steps": args.steps, "batch_tokens": args.batch_tokens, "size": args.size, "seeds": args.seeds,
                    "d_model": mcfg.d_model, "layers": f"{mcfg.encoder_layers}+{mcfg.decoder_layers}",
-                   "max_source_len": mcfg.max_source_len, "data": args.data, "train": paths["train"],
+                   "max_source_len": mcfg.max_source_len, "copy": mcfg.copy, "lowercase": mcfg.lowercase,
+                   "data": args.data, "train": paths["train"],
                    "active_ffn_parameters": active_ffn_parameters(build_model(mcfg)), "runs": train_info},
         "device": str(device), "machine": platform.processor() or platform.machine(),
         "eval_sets": list(eval_sets), "documents": {s: len(d) for s, d in eval_sets.items()},

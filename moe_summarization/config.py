@@ -102,6 +102,9 @@ class SummarizerConfig:
     balancer: str = "own"  # one of BALANCERS
     max_source_len: int = 256  # document tokens kept (longer documents are truncated, and counted)
     max_target_len: int = 48  # summary tokens kept, and the decoding limit
+    copy: bool = True  # pointer-generator output layer: copy document tokens as well as generate them
+    lowercase: bool = False  # the tokenizer lowercases: pays where summaries differ in case from documents
+    # (ALL-CAPS headlines); ROUGE and the offline MiniLM BERTScore ignore case anyway
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:

@@ -3,10 +3,15 @@
 
     document ids --embed*sqrt(D)+sinusoidal--> [attn, FFN | MoE] x N --LN--> memory
     summary ids  --embed*sqrt(D)+sinusoidal--> [self-attn, cross-attn, FFN | MoE] x N --LN--> @ embed^T
+                                                                          (+ copy from the document, optional)
 
 Padding never reaches an expert: MoE layers see only the real tokens (so pads neither use capacity nor
 count in the load statistics). Hash routing routes by the id of the token at each position. Every forward
-returns the summed, already weighted auxiliary loss and the per-layer routing statistics next to the logits.
+returns the summed, already weighted auxiliary loss and the per-layer routing statistics next to the scores.
+
+With ``cfg.copy`` the output layer is a pointer-generator (See et al. 2017): the next-token distribution mixes
+the vocabulary softmax with an attention distribution over the document's own tokens, so a name or number the
+summary shares with the document can be copied instead of generated. Headlines are mostly such words.
 
 Dimension legend: B batch, L document length, S summary length, D d_model, V vocabulary, N rows (decoding).
 """
@@ -35,6 +40,30 @@ def sinusoidal_table(length: int, d_model: int) -> torch.Tensor:
     table = torch.zeros(length, d_model)
     table[:, 0::2], table[:, 1::2] = torch.sin(pos * inv_freq), torch.cos(pos * inv_freq)
     return table
+
+
+class CopyHead(nn.Module):
+    """Pointer-generator output: p = g * softmax(logits) + (1 - g) * sum of copy attention over source positions
+    holding each token, with the gate g = sigmoid(w . [h, context]) (See et al. 2017). One attention head of its
+    own (the decoder's attention heads stay free to do other work); the vocabulary is shared, so no extended
+    vocabulary is needed. Returns log-probabilities, computed in fp32."""
+
+    def __init__(self, d_model: int):
+        super().__init__()
+        self.query = nn.Linear(d_model, d_model, bias=False)
+        self.gate = nn.Linear(2 * d_model, 1)
+
+    def forward(self, h: torch.Tensor, logits: torch.Tensor, memory: torch.Tensor, src: torch.Tensor,
+                src_mask: torch.Tensor) -> torch.Tensor:
+        """h (B, S, D) final decoder states, logits (B, S, V), memory (B, L, D), src (B, L), src_mask (B, 1, 1, L)
+        -> log p(next token) (B, S, V)."""
+        h, memory = h.float(), memory.float()
+        scores = self.query(h) @ memory.transpose(1, 2) / math.sqrt(h.shape[-1])  # (B, S, L)
+        attn = scores.masked_fill(~src_mask[:, 0], float("-inf")).softmax(-1)  # (B, S, L)
+        gate = torch.sigmoid(self.gate(torch.cat([h, attn @ memory], dim=-1)))  # (B, S, 1)
+        probs = gate * logits.float().softmax(-1)  # (B, S, V)
+        probs = probs.scatter_add(-1, src[:, None, :].expand(-1, h.shape[1], -1), (1 - gate) * attn)
+        return probs.clamp_min(1e-12).log()
 
 
 class Routed:
@@ -103,13 +132,16 @@ class DecoderState:
     src_mask: torch.Tensor  # (N, 1, 1, L) bool, True = real token
     tokens: torch.Tensor  # (N, t) fed so far, BOS first
     self_kv: list[KV]  # per decoder layer: self-attention keys/values of those t tokens
+    memory: torch.Tensor  # (N, L, D) encoder output: what the copy head attends to
+    src: torch.Tensor  # (N, L) document ids: what the copy head copies
 
     def select(self, index: torch.Tensor) -> DecoderState:
         def pick(kv: KV) -> KV:
             return kv[0].index_select(0, index), kv[1].index_select(0, index)
 
         return DecoderState([pick(kv) for kv in self.memory_kv], self.src_mask.index_select(0, index),
-                            self.tokens.index_select(0, index), [pick(kv) for kv in self.self_kv])
+                            self.tokens.index_select(0, index), [pick(kv) for kv in self.self_kv],
+                            self.memory.index_select(0, index), self.src.index_select(0, index))
 
 
 class Summarizer(nn.Module):
@@ -124,6 +156,7 @@ class Summarizer(nn.Module):
         self.decoder = nn.ModuleList(DecoderBlock(cfg, cfg.is_moe_layer(i)) for i in range(cfg.decoder_layers))
         self.enc_ln, self.dec_ln = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
         self.dropout = nn.Dropout(cfg.dropout)
+        self.copy = CopyHead(cfg.d_model) if cfg.copy else None
 
     def embed_tokens(self, ids: torch.Tensor, offset: int = 0) -> torch.Tensor:
         x = self.embed(ids) * math.sqrt(self.cfg.d_model) + self.positions[offset: offset + ids.shape[1]]
@@ -137,8 +170,15 @@ class Summarizer(nn.Module):
             x = block(x, src, mask, routed)
         return self.enc_ln(x), mask
 
+    def output(self, x: torch.Tensor, memory: torch.Tensor, src: torch.Tensor, src_mask: torch.Tensor):
+        """Final decoder states (B, S, D) -> next-token scores (B, S, V): logits, or with the copy head
+        log-probabilities (either way ``log_softmax`` of them is the model's distribution)."""
+        h = self.dec_ln(x)
+        logits = h @ self.embed.weight.t()
+        return logits if self.copy is None else self.copy(h, logits, memory, src, src_mask)
+
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
-        """Teacher forcing: (logits (B, S, V), weighted aux loss, routing stats of every MoE layer)."""
+        """Teacher forcing: (scores (B, S, V), weighted aux loss, routing stats of every MoE layer)."""
         routed = Routed(src.device)
         memory, src_mask = self.encode(src, routed)
         S = tgt_in.shape[1]
@@ -146,17 +186,17 @@ class Summarizer(nn.Module):
         x = self.embed_tokens(tgt_in)
         for block in self.decoder:
             x, _ = block(x, tgt_in, block.cross_attn.project_kv(memory), causal, src_mask, routed)
-        return self.dec_ln(x) @ self.embed.weight.t(), routed.aux, routed.stats
+        return self.output(x, memory, src, src_mask), routed.aux, routed.stats
 
     # -- incremental decoding: the interface decoding.py uses ------------------------------------------------
 
     def start(self, src: torch.Tensor) -> DecoderState:
         memory, src_mask = self.encode(src, Routed(src.device))
         memory_kv = [block.cross_attn.project_kv(memory) for block in self.decoder]
-        return DecoderState(memory_kv, src_mask, src.new_empty((src.shape[0], 0)), [])
+        return DecoderState(memory_kv, src_mask, src.new_empty((src.shape[0], 0)), [], memory, src)
 
     def decode_step(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
-        """One new token per row (N,) -> next-token logits (N, V); only the new position is computed."""
+        """One new token per row (N,) -> next-token scores (N, V); only the new position is computed."""
         t = state.tokens.shape[1]
         ids = tokens[:, None]  # (N, 1)
         x, routed, new_kv = self.embed_tokens(ids, offset=t), Routed(tokens.device), []
@@ -164,7 +204,8 @@ class Summarizer(nn.Module):
             x, self_kv = block(x, ids, kv, None, state.src_mask, routed, past=state.self_kv[i] if t else None)
             new_kv.append(self_kv)
         prefix = torch.cat([state.tokens, ids], dim=1)
-        return self.dec_ln(x[:, 0]) @ self.embed.weight.t(), replace(state, tokens=prefix, self_kv=new_kv)
+        scores = self.output(x, state.memory, state.src, state.src_mask)[:, 0]
+        return scores, replace(state, tokens=prefix, self_kv=new_kv)
 
     def set_hash_table(self, table: torch.Tensor) -> None:
         """Give every hash-routed layer the (frequency-balanced) token -> expert table."""
@@ -191,7 +232,8 @@ def active_ffn_parameters(model: Summarizer) -> int:
 
 
 def label_smoothed_loss(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> torch.Tensor:
-    """Mean cross-entropy over non-pad targets: (B, S, V), (B, S) -> scalar."""
+    """Mean cross-entropy over non-pad targets: (B, S, V), (B, S) -> scalar. Takes logits or log-probabilities
+    (the copy head's): ``cross_entropy`` log-softmaxes its input, which leaves log-probabilities unchanged."""
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1), ignore_index=PAD,
                            label_smoothing=smoothing)
 

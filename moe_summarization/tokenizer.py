@@ -13,8 +13,8 @@ SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
 PAD, BOS, EOS, UNK = range(4)
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:
-    return train_bpe(texts, vocab_size, SPECIALS)
+def train_tokenizer(texts: Iterable[str], vocab_size: int, lowercase: bool = False) -> Tokenizer:
+    return train_bpe(texts, vocab_size, SPECIALS, lowercase)
 
 
 decode = functools.partial(decode_ids, eos_id=EOS, num_specials=len(SPECIALS))  # ids -> text, up to EOS

@@ -80,7 +80,8 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
         tok = load_tokenizer(resume.read_text("tokenizer.json"))
         mcfg = SummarizerConfig(**resume.config["model"])
     else:
-        tok = train_tokenizer((t for d in train_set for t in (d.document, d.summary)), mcfg.vocab_size)
+        tok = train_tokenizer((t for d in train_set for t in (d.document, d.summary)), mcfg.vocab_size,
+                              mcfg.lowercase)
         mcfg = SummarizerConfig(**{**asdict(mcfg), "vocab_size": tok.get_vocab_size()})
     data = encode_documents(tok, train_set.records, mcfg.max_source_len, mcfg.max_target_len)
     log(f"train: {data.truncated} of {len(data.src)} documents truncated to {mcfg.max_source_len} tokens")
@@ -201,6 +202,8 @@ def parse_args(argv: list[str] | None) -> tuple[SummarizerConfig, SumTrainConfig
     for f in [*fields(SummarizerConfig), *fields(SumTrainConfig)]:
         if f.type in scalar and f.name != "variant":
             p.add_argument(f"--{f.name.replace('_', '-')}", type=scalar[f.type], default=None)
+        elif f.type == "bool":  # --copy / --no-copy, --lowercase / --no-lowercase
+            p.add_argument(f"--{f.name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=None)
     args = vars(p.parse_args(argv))
     out, size, variant, device = args.pop("out"), args.pop("size"), args.pop("variant"), args.pop("device")
     dropless = args.pop("dropless")

@@ -76,6 +76,40 @@ def test_incremental_decoding_equals_teacher_forcing(variant):
     assert torch.allclose(torch.stack(steps, 1), full, atol=1e-4)
 
 
+def test_copy_head_mixes_a_normalised_vocabulary_and_copy_distribution():
+    torch.manual_seed(0)
+    src = torch.randint(4, 600, (2, 9))
+    src[1, 6:] = PAD
+    tgt = torch.cat([torch.full((2, 1), BOS), torch.randint(4, 600, (2, 4))], dim=1)
+    model = build_model(tiny("moe_top2")).eval()
+    plain = build_model(tiny("moe_top2", copy=False)).eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("copy.")})
+    with torch.no_grad():
+        scores, _, _ = model(src, tgt)
+        assert torch.allclose(scores.logsumexp(-1), torch.zeros(2, 5), atol=1e-5)  # log-probabilities
+        model.copy.gate.weight.zero_()
+        model.copy.gate.bias.fill_(50.0)  # gate = 1: generate only, the plain model's distribution
+        generate_only, _, _ = model(src, tgt)
+        logits, _, _ = plain(src, tgt)
+        assert torch.allclose(generate_only, logits.log_softmax(-1), atol=1e-5)
+        model.copy.gate.bias.fill_(-50.0)  # gate = 0: copy only, all mass on the real tokens of the document
+        copy_only, _, _ = model(src, tgt)
+    for row in range(2):
+        real = src[row][src[row] != PAD].unique()
+        assert torch.allclose(copy_only[row].exp()[:, real].sum(-1), torch.ones(5), atol=1e-5)
+    assert copy_only[1].exp()[:, PAD].max() < 1e-6  # padding positions are never copied
+
+
+def test_lowercase_tokenizer_gives_all_caps_headlines_the_document_ids():
+    from moe_summarization.tokenizer import train_tokenizer
+
+    texts = [d for d, _ in PAIRS] * 3
+    assert train_tokenizer(texts, 300).encode("BANK RAISES RATES").ids != \
+        train_tokenizer(texts, 300).encode("bank raises rates").ids
+    tok = train_tokenizer(texts, 300, lowercase=True)
+    assert tok.encode("BANK RAISES RATES").ids == tok.encode("bank raises rates").ids
+
+
 def test_beam_search_respects_min_max_length_and_no_repeat_ngram():
     torch.manual_seed(0)
     model = build_model(tiny("moe_top2")).eval()

@@ -1,7 +1,7 @@
 """One byte-level BPE trainer (HF `tokenizers`) for every project that trains its own subword vocabulary.
 
-NFKC normalisation, byte-level pre-tokenisation (no character is ever unknown), the given special tokens
-first, so their ids are 0, 1, ... in order.
+NFKC normalisation (optionally lowercasing), byte-level pre-tokenisation (no character is ever unknown), the
+given special tokens first, so their ids are 0, 1, ... in order.
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from collections.abc import Iterable
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 
-def train_bpe(texts: Iterable[str], vocab_size: int, specials: list[str]) -> Tokenizer:
+def train_bpe(texts: Iterable[str], vocab_size: int, specials: list[str], lowercase: bool = False) -> Tokenizer:
     """Train on ``texts``; ``specials[i]`` gets id ``i``."""
     tok = Tokenizer(models.BPE(unk_token="<unk>" if "<unk>" in specials else None))
-    tok.normalizer = normalizers.NFKC()
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()]) if lowercase \
+        else normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
