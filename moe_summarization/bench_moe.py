@@ -6,6 +6,10 @@ under each balancing setting in a short real training run. Writes ``results/moe_
 
 Speed: forward+backward of one layer on (batch x seq) tokens, every variant timed in turn within each repeat
 (interleaved, so machine noise hits all of them alike); medians reported. Ratios are ours / theirs.
+Like for like: Hugging Face's Switch and Mixtral experts have no biases (T5 style) and our router has no jitter
+noise, so the headline rows run bias-free FFNs (ours, the dense ones) and HF's Switch router without jitter.
+The ``_bias`` rows are our layer with the biases the summarizer's experts carry, against a dense FFN with
+biases, and against the same HF Switch block (there we do more work than it).
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ def hf_switch(d: int, f: int, experts: int, seq: int, cf: float) -> nn.Module:
     from transformers.models.switch_transformers.modeling_switch_transformers import SwitchTransformersSparseMLP
 
     config = SwitchTransformersConfig(d_model=d, d_ff=f, num_experts=experts, dense_act_fn="gelu",
-                                      expert_capacity=math.ceil(cf * seq / experts), dropout_rate=0.0)
+                                      expert_capacity=math.ceil(cf * seq / experts), dropout_rate=0.0,
+                                      router_jitter_noise=0.0)
     return SwitchTransformersSparseMLP(config)
 
 
@@ -86,21 +91,23 @@ def speed(batch: int, seq: int, d: int, f: int, experts: int, warmup: int, repea
     x = torch.randn(batch, seq, d)
     grad = torch.randn(batch, seq, d)
     base = dict(d_model=d, d_ff=f, num_experts=experts)
-    variants = {  # name -> (k, capacity factor, activation, balancer)
-        "top1_cf1.25": (1, 1.25, "gelu", "switch_aux"),
-        "top1_dropless": (1, None, "gelu", "switch_aux"),
-        "top2_cf1.25": (2, 1.25, "gelu", "switch_aux"),
-        "top2_dropless": (2, None, "gelu", "switch_aux"),
-        "swiglu_top2_dropless": (2, None, "swiglu", "none"),  # Mixtral's block
+    variants = {  # name -> (k, capacity factor, activation, balancer, expert biases)
+        "top1_cf1.25": (1, 1.25, "gelu", "switch_aux", False),
+        "top1_dropless": (1, None, "gelu", "switch_aux", False),
+        "top2_cf1.25": (2, 1.25, "gelu", "switch_aux", False),
+        "top2_dropless": (2, None, "gelu", "switch_aux", False),
+        "swiglu_top2_dropless": (2, None, "swiglu", "none", False),  # Mixtral's block
+        "top1_cf1.25_bias": (1, 1.25, "gelu", "switch_aux", True),  # the summarizer's experts
     }
     moe = {}
     for dispatch in DISPATCHES:
-        for name, (k, cf, act, bal) in variants.items():
-            cfg = MoEConfig(**base, k=k, capacity_factor=cf, activation=act, dispatch=dispatch)
+        for name, (k, cf, act, bal, bias) in variants.items():
+            cfg = MoEConfig(**base, k=k, capacity_factor=cf, activation=act, bias=bias, dispatch=dispatch)
             moe[f"moe_{name}_{dispatch}"] = MoELayer(with_balancer(cfg, bal))
     modules = {
-        "dense_ffn_f": FFN(d, f),  # the active parameters of top-1
-        "dense_ffn_2f": FFN(d, 2 * f),  # the active parameters of top-2
+        "dense_ffn_f": FFN(d, f, bias=False),  # the active parameters of top-1
+        "dense_ffn_2f": FFN(d, 2 * f, bias=False),  # the active parameters of top-2
+        "dense_ffn_f_bias": FFN(d, f),
         **moe,
         "hf_switch_top1_cf1.25": hf_switch(d, f, experts, seq, 1.25),
         "hf_mixtral_top2": hf_mixtral(d, f, experts, 2),
@@ -115,6 +122,8 @@ def speed(batch: int, seq: int, d: int, f: int, experts: int, warmup: int, repea
             "time_ratio_top2_dropless_vs_dense_2f": ms[f"moe_top2_dropless_{dispatch}"] / ms["dense_ffn_2f"],
             "time_ratio_vs_hf_switch": ms[f"moe_top1_cf1.25_{dispatch}"] / ms["hf_switch_top1_cf1.25"],
             "time_ratio_vs_hf_mixtral": ms[f"moe_swiglu_top2_dropless_{dispatch}"] / ms["hf_mixtral_top2"],
+            "time_ratio_with_bias_vs_dense_with_bias": ms[f"moe_top1_cf1.25_bias_{dispatch}"] / ms["dense_ffn_f_bias"],
+            "time_ratio_with_bias_vs_hf_switch": ms[f"moe_top1_cf1.25_bias_{dispatch}"] / ms["hf_switch_top1_cf1.25"],
         }
     default = MoEConfig.dispatch
     return {

@@ -27,7 +27,9 @@ class MoEConfig:
     eval_capacity_factor: float | None = None  # the same in eval mode; None = dropless, so at inference a
     # token's output never depends on the other tokens of its batch (beam search, batch size)
     jitter: float = 0.0  # multiplicative input noise on the router during training (Switch uses 0.01)
-    activation: str = "gelu"  # expert FFN: "gelu"/"relu" (2 matrices + biases) or "swiglu" (3, no bias)
+    activation: str = "gelu"  # expert FFN: "gelu"/"relu" (2 matrices) or "swiglu" (3, as Mixtral)
+    bias: bool = True  # gelu/relu experts with biases, as the dense nn.Linear FFN; False as T5/Switch
+    # (swiglu experts never have biases)
     aux_loss_weight: float = 0.0  # alpha of the Switch load-balancing loss (0.01 in the paper)
     z_loss_weight: float = 0.0  # weight of the ST-MoE router z-loss (1e-3 in the paper)
     bias_update_rate: float = 0.0  # aux-loss-free balancing (DeepSeek-V3): per-expert bias step size

@@ -7,7 +7,7 @@ Dispatch groups assignments per expert with one stable sort, then runs the exper
 - ``grouped`` (:func:`dispatch_grouped`): the sorted tokens stay one contiguous (kept, D) tensor and each
   expert multiplies its own segment (what a grouped GEMM kernel does in one launch): no padding.
 
-Either way the gated outputs return with one ``index_add``; nothing loops over tokens.
+Either way the gated outputs return by ``index_add`` (one, or one per expert); nothing loops over tokens.
 :func:`moe_reference` is the plain loop-over-experts version kept beside them; a test proves all three equal
 in outputs and gradients.
 
@@ -41,59 +41,56 @@ def _activate(h: torch.Tensor, activation: str) -> torch.Tensor:
 class FFN(nn.Module):
     """The dense position-wise FFN (the baseline, and what every expert computes)."""
 
-    def __init__(self, d_model: int, d_ff: int, activation: str = "gelu"):
+    def __init__(self, d_model: int, d_ff: int, activation: str = "gelu", bias: bool = True):
         super().__init__()
         swiglu = activation == "swiglu"
         self.activation = activation
-        self.fc_in = nn.Linear(d_model, d_ff * (2 if swiglu else 1), bias=not swiglu)
-        self.fc_out = nn.Linear(d_ff, d_model, bias=not swiglu)
+        self.fc_in = nn.Linear(d_model, d_ff * (2 if swiglu else 1), bias=bias and not swiglu)
+        self.fc_out = nn.Linear(d_ff, d_model, bias=bias and not swiglu)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc_out(_activate(self.fc_in(x), self.activation))
 
 
 class Experts(nn.Module):
-    """E FFNs stored as stacked weights, so all experts run in one batched matmul."""
+    """E FFNs, each with weight tensors of its own (as Hugging Face's Switch and Mixtral blocks keep them).
 
-    def __init__(self, num_experts: int, d_model: int, d_ff: int, activation: str = "gelu"):
+    Why not one stacked (E, D, F) parameter: the grouped path multiplies each expert's segment by that expert's
+    matrices, and slicing a stacked parameter makes autograd assemble a new full (E, D, F) gradient from the E
+    slices on every backward pass (a copy of all expert weights, twice per layer). Separate tensors receive
+    their gradients in place. The padded path, which wants the stacked layout, stacks them per call instead.
+    """
+
+    def __init__(self, num_experts: int, d_model: int, d_ff: int, activation: str = "gelu", bias: bool = True):
         super().__init__()
         self.activation = activation
         width = d_ff * (2 if activation == "swiglu" else 1)
-        bias = activation != "swiglu"
-        self.w_in = nn.Parameter(torch.empty(num_experts, d_model, width))  # (E, D, F')
-        self.w_out = nn.Parameter(torch.empty(num_experts, d_ff, d_model))  # (E, F, D)
-        self.b_in = nn.Parameter(torch.zeros(num_experts, 1, width)) if bias else None  # (E, 1, F')
-        self.b_out = nn.Parameter(torch.zeros(num_experts, 1, d_model)) if bias else None  # (E, 1, D)
-        # the same init as nn.Linear, per expert
-        nn.init.uniform_(self.w_in, -1 / math.sqrt(d_model), 1 / math.sqrt(d_model))
-        nn.init.uniform_(self.w_out, -1 / math.sqrt(d_ff), 1 / math.sqrt(d_ff))
+        bias = bias and activation != "swiglu"
+        # the same init as nn.Linear, per expert (drawn stacked: one random stream whatever E is)
+        w_in = torch.empty(num_experts, d_model, width).uniform_(-1 / math.sqrt(d_model), 1 / math.sqrt(d_model))
+        w_out = torch.empty(num_experts, d_ff, d_model).uniform_(-1 / math.sqrt(d_ff), 1 / math.sqrt(d_ff))
+        self.w_in = nn.ParameterList(nn.Parameter(w.clone()) for w in w_in)  # E x (D, F')
+        self.w_out = nn.ParameterList(nn.Parameter(w.clone()) for w in w_out)  # E x (F, D)
+        self.b_in = nn.ParameterList(nn.Parameter(torch.zeros(width)) for _ in range(num_experts)) if bias \
+            else None  # E x (F',)
+        self.b_out = nn.ParameterList(nn.Parameter(torch.zeros(d_model)) for _ in range(num_experts)) if bias \
+            else None  # E x (D,)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (E, C, D) tokens grouped per expert -> (E, C, D)."""
-        h = torch.bmm(x, self.w_in) if self.b_in is None else torch.baddbmm(self.b_in, x, self.w_in)  # (E, C, F')
-        h = _activate(h, self.activation)  # (E, C, F)
-        return torch.bmm(h, self.w_out) if self.b_out is None else torch.baddbmm(self.b_out, h, self.w_out)
-
-    def grouped(self, x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-        """x: (A, D) rows sorted by expert, ``sizes[e]`` rows for expert e -> (A, D), no padding.
-
-        The weights are unbound once: indexing ``w_in[e]`` per expert would make autograd build a full
-        (E, D, F) zero gradient for every expert, which costs more than the matmuls at these sizes.
-        """
-        w_in, w_out = self.w_in.unbind(0), self.w_out.unbind(0)  # E x (D, F'), E x (F, D)
-        b_in = self.b_in.unbind(0) if self.b_in is not None else [None] * len(w_in)  # E x (1, F')
-        b_out = self.b_out.unbind(0) if self.b_out is not None else [None] * len(w_in)  # E x (1, D)
-        outs = []
-        for e, seg in enumerate(x.split(sizes)):
-            h = seg @ w_in[e] if b_in[e] is None else torch.addmm(b_in[e], seg, w_in[e])  # (n_e, F')
-            h = _activate(h, self.activation)  # (n_e, F)
-            outs.append(h @ w_out[e] if b_out[e] is None else torch.addmm(b_out[e], h, w_out[e]))  # (n_e, D)
-        return torch.cat(outs)
+        """x: (E, C, D) tokens grouped per expert -> (E, C, D), every expert in one batched matmul."""
+        w_in, w_out = torch.stack(list(self.w_in)), torch.stack(list(self.w_out))  # (E, D, F'), (E, F, D)
+        if self.b_in is None:
+            return torch.bmm(_activate(torch.bmm(x, w_in), self.activation), w_out)
+        b_in, b_out = torch.stack(list(self.b_in))[:, None], torch.stack(list(self.b_out))[:, None]  # (E, 1, .)
+        h = _activate(torch.baddbmm(b_in, x, w_in), self.activation)  # (E, C, F)
+        return torch.baddbmm(b_out, h, w_out)
 
     def one(self, e: int, x: torch.Tensor) -> torch.Tensor:
-        """Expert ``e`` alone on x: (N, D) -> (N, D); used by the reference."""
-        h = x @ self.w_in[e] + (0 if self.b_in is None else self.b_in[e])
-        return _activate(h, self.activation) @ self.w_out[e] + (0 if self.b_out is None else self.b_out[e])
+        """Expert ``e`` on x: (N, D) -> (N, D)."""
+        if self.b_in is None:
+            return _activate(x @ self.w_in[e], self.activation) @ self.w_out[e]
+        h = _activate(torch.addmm(self.b_in[e], x, self.w_in[e]), self.activation)  # (N, F)
+        return torch.addmm(self.b_out[e], h, self.w_out[e])
 
     def load_dense(self, e: int, ffn: FFN) -> None:
         """Copy a dense :class:`FFN`'s weights into expert ``e`` (nn.Linear stores (out, in))."""
@@ -101,8 +98,8 @@ class Experts(nn.Module):
             self.w_in[e].copy_(ffn.fc_in.weight.t())
             self.w_out[e].copy_(ffn.fc_out.weight.t())
             if self.b_in is not None:
-                self.b_in[e, 0].copy_(ffn.fc_in.bias)
-                self.b_out[e, 0].copy_(ffn.fc_out.bias)
+                self.b_in[e].copy_(ffn.fc_in.bias)
+                self.b_out[e].copy_(ffn.fc_out.bias)
 
 
 class MoEOutput(NamedTuple):
@@ -156,14 +153,18 @@ def dispatch(x: torch.Tensor, routing: Routing, experts: Experts, num_experts: i
 
 def dispatch_grouped(x: torch.Tensor, routing: Routing, experts: Experts, num_experts: int,
                      capacity: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Grouped dispatch: no padding; each expert's matmul covers exactly its contiguous segment."""
+    """Grouped dispatch: no padding; each expert's matmuls cover exactly its contiguous segment, and its gated
+    output is added straight into the result (no concatenation of the segments)."""
     T, D = x.shape
     assign, _, expert, _, kept = _group(routing, num_experts, capacity)
     tokens = routing.token_idx[assign]  # (A_kept,) grouped by expert
+    gate = routing.weight[assign].to(x.dtype).unsqueeze(-1)  # (A_kept, 1)
     sizes = torch.bincount(expert, minlength=num_experts).tolist()  # one host sync for the segment sizes
-    y = experts.grouped(x[tokens], sizes)  # (A_kept, D)
-    gated = y * routing.weight[assign].to(y.dtype).unsqueeze(-1)  # (A_kept, D)
-    return x.new_zeros(T, D).index_add(0, tokens, gated), kept
+    out = x.new_zeros(T, D)
+    for e, (rows, tok, g) in enumerate(zip(x[tokens].split(sizes), tokens.split(sizes), gate.split(sizes))):
+        if sizes[e]:  # an expert without tokens does no work (and gets no gradient)
+            out.index_add_(0, tok, experts.one(e, rows) * g)  # (n_e, D) into their tokens' rows
+    return out, kept
 
 
 def moe_reference(x: torch.Tensor, routing: Routing, experts: Experts, num_experts: int,
@@ -187,7 +188,7 @@ class MoELayer(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.router = build_router(cfg)
-        self.experts = Experts(cfg.num_experts, cfg.d_model, cfg.d_ff, cfg.activation)
+        self.experts = Experts(cfg.num_experts, cfg.d_model, cfg.d_ff, cfg.activation, cfg.bias)
 
     def forward(self, x: torch.Tensor, token_ids: torch.Tensor | None = None) -> MoEOutput:
         cfg = self.cfg

@@ -104,8 +104,11 @@ def test_batched_dispatch_equals_loop_reference_in_outputs_and_gradients(kw, dis
     ref = moe_reference(flat, routing, layer.experts, layer.cfg.num_experts, capacity).reshape(x.shape)
     ref_grads = torch.autograd.grad(ref.pow(2).sum(), [x, *layer.parameters()], allow_unused=True)
     assert torch.allclose(out, ref, atol=1e-5)
-    for g, r in zip(grads, ref_grads):
-        assert (g is None and r is None) or torch.allclose(g, r, atol=1e-5)
+    params = [x, *layer.parameters()]
+    for p, g, r in zip(params, grads, ref_grads):  # None: an expert that got no token (padded: a zero gradient)
+        zero = torch.zeros_like(p)
+        assert torch.allclose(zero if g is None else g, zero if r is None else r, atol=1e-5)
+    assert any(g is not None for g in grads[1:])
 
 
 def test_dropped_tokens_output_zero_and_are_counted():
@@ -116,10 +119,12 @@ def test_dropped_tokens_output_zero_and_are_counted():
     assert (result.out.abs().sum(-1) == 0).sum() == 12  # residual alone carries the dropped tokens
 
 
-def test_one_expert_equals_the_dense_ffn():
+@pytest.mark.parametrize("bias", [True, False])
+def test_one_expert_equals_the_dense_ffn(bias):
     torch.manual_seed(0)
-    dense = FFN(16, 32)
-    layer = MoELayer(cfg(num_experts=1, k=1, capacity_factor=1.0))
+    dense = FFN(16, 32, bias=bias)
+    layer = MoELayer(cfg(num_experts=1, k=1, capacity_factor=1.0, bias=bias))
+    assert sum(p.numel() for p in layer.experts.parameters()) == sum(p.numel() for p in dense.parameters())
     layer.experts.load_dense(0, dense)
     x = torch.randn(3, 7, 16)
     assert torch.allclose(layer(x).out, dense(x), atol=1e-6)  # softmax over one expert gives weight 1
