@@ -57,13 +57,14 @@ class CopyHead(nn.Module):
                 src_mask: torch.Tensor) -> torch.Tensor:
         """h (B, S, D) final decoder states, logits (B, S, V), memory (B, L, D), src (B, L), src_mask (B, 1, 1, L)
         -> log p(next token) (B, S, V)."""
-        h, memory = h.float(), memory.float()
-        scores = self.query(h) @ memory.transpose(1, 2) / math.sqrt(h.shape[-1])  # (B, S, L)
-        attn = scores.masked_fill(~src_mask[:, 0], float("-inf")).softmax(-1)  # (B, S, L)
-        gate = torch.sigmoid(self.gate(torch.cat([h, attn @ memory], dim=-1)))  # (B, S, 1)
-        probs = gate * logits.float().softmax(-1)  # (B, S, V)
-        probs = probs.scatter_add(-1, src[:, None, :].expand(-1, h.shape[1], -1), (1 - gate) * attn)
-        return probs.clamp_min(1e-12).log()
+        with torch.autocast(h.device.type, enabled=False):  # fp32 also under bf16 autocast: mixing probabilities
+            h, memory = h.float(), memory.float()
+            scores = self.query(h) @ memory.transpose(1, 2) / math.sqrt(h.shape[-1])  # (B, S, L)
+            attn = scores.masked_fill(~src_mask[:, 0], float("-inf")).softmax(-1)  # (B, S, L)
+            gate = torch.sigmoid(self.gate(torch.cat([h, attn @ memory], dim=-1)))  # (B, S, 1)
+            probs = gate * logits.float().softmax(-1)  # (B, S, V)
+            probs = probs.scatter_add(-1, src[:, None, :].expand(-1, h.shape[1], -1), (1 - gate) * attn)
+            return probs.clamp_min(1e-12).log()
 
 
 class Routed:

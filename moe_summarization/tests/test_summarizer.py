@@ -87,6 +87,9 @@ def test_copy_head_mixes_a_normalised_vocabulary_and_copy_distribution():
     with torch.no_grad():
         scores, _, _ = model(src, tgt)
         assert torch.allclose(scores.logsumexp(-1), torch.zeros(2, 5), atol=1e-5)  # log-probabilities
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # as train.py runs on CUDA: the mixing stays fp32
+            mixed, _, _ = model(src, tgt)
+        assert mixed.dtype == torch.float32 and torch.allclose(mixed.logsumexp(-1), torch.zeros(2, 5), atol=1e-5)
         model.copy.gate.weight.zero_()
         model.copy.gate.bias.fill_(50.0)  # gate = 1: generate only, the plain model's distribution
         generate_only, _, _ = model(src, tgt)
