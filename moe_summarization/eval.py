@@ -20,7 +20,7 @@ import torch
 from moe_summarization.config import SummarizerConfig
 from moe_summarization.data import encode_documents
 from moe_summarization.decoding import beam_search
-from moe_summarization.model import build_model
+from moe_summarization.model import restore_model
 from moe_summarization.tokenizer import decode, load_tokenizer
 from shared_utils.batching import collate, token_batches
 from shared_utils.checkpoint import load_best
@@ -56,13 +56,7 @@ def load_summarizer(path: str | Path, device: torch.device):
     ckpt = load_best(path)
     if "model" not in ckpt.config or not (ckpt.path / "tokenizer.json").is_file():
         raise UserError(f"{ckpt.path} is not a summarizer checkpoint (no model config or tokenizer.json)")
-    try:
-        cfg = SummarizerConfig(**ckpt.config["model"])
-        model = build_model(cfg)
-        ckpt.load_weights(model)
-    except (TypeError, RuntimeError) as err:
-        first = str(err).strip().splitlines()[0]
-        raise UserError(f"{ckpt.path} is not compatible with this version of moe_summarization/ ({first})") from None
+    model, cfg = restore_model(ckpt)
     return model.to(device).eval(), load_tokenizer(ckpt.read_text("tokenizer.json")), cfg
 
 

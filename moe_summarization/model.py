@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shared_utils.errors import UserError
+
 from .attention import MultiHeadAttention
 from .config import SummarizerConfig
 from .moe import FFN, MoELayer
@@ -217,6 +219,20 @@ class Summarizer(nn.Module):
 
 def build_model(cfg: SummarizerConfig) -> Summarizer:
     return Summarizer(cfg)
+
+
+def restore_model(ckpt) -> tuple[Summarizer, SummarizerConfig]:
+    """The model a checkpoint's config describes, with its weights; one clear error (not a state-dict
+    traceback) when the checkpoint was written by an incompatible version of this code."""
+    try:
+        cfg = SummarizerConfig(**{"copy": False, **ckpt.config["model"]})  # configs before the copy head
+        model = build_model(cfg)
+        ckpt.load_weights(model)
+    except (TypeError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[0]
+        raise UserError(f"{ckpt.path} is not compatible with this version of moe_summarization/ ({first}); "
+                        "retrain into a new --out folder") from None
+    return model, cfg
 
 
 def active_ffn_parameters(model: Summarizer) -> int:

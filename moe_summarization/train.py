@@ -28,7 +28,7 @@ from tqdm import tqdm
 from moe_summarization.config import SIZES, VARIANTS, SummarizerConfig, SumTrainConfig, summarizer_config
 from moe_summarization.data import Encoded, encode_documents, token_counts
 from moe_summarization.decoding import beam_search
-from moe_summarization.model import build_model, label_smoothed_loss
+from moe_summarization.model import build_model, label_smoothed_loss, restore_model
 from moe_summarization.routing import balanced_hash_table
 from moe_summarization.tokenizer import PAD, decode, load_tokenizer, train_tokenizer
 from shared_utils.batching import collate, token_batches
@@ -78,7 +78,7 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
     resume = load_latest(out)
     if resume is not None:
         tok = load_tokenizer(resume.read_text("tokenizer.json"))
-        mcfg = SummarizerConfig(**resume.config["model"])
+        model, mcfg = restore_model(resume)
     else:
         tok = train_tokenizer((t for d in train_set for t in (d.document, d.summary)), mcfg.vocab_size,
                               mcfg.lowercase)
@@ -89,12 +89,10 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
     dev_data = encode_documents(tok, dev_rows, mcfg.max_source_len, mcfg.max_target_len)
     dev_refs = [d.summary for d in dev_rows]
 
-    model = build_model(mcfg).to(device)
+    model = (model if resume is not None else build_model(mcfg)).to(device)
     if mcfg.variant == "moe_hash" and resume is None:  # balanced on this corpus's token frequencies
         model.set_hash_table(balanced_hash_table(mcfg.vocab_size, mcfg.num_experts,
                                                  counts=token_counts(data, mcfg.vocab_size)).to(device))
-    if resume is not None:
-        resume.load_weights(model)
     # an expert that received no token in a step has no gradient: DDP must not wait for it
     ddp = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=mcfg.variant != "dense") \
         if world > 1 else model

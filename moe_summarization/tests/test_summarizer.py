@@ -150,6 +150,19 @@ def test_resume_gives_the_identical_next_step_loss(corpus, tmp_path):
     assert a == b
 
 
+def test_an_incompatible_checkpoint_fails_with_one_clear_error(corpus, tmp_path):
+    run = tmp_path / "run"
+    train(tiny("moe_top1"), train_cfg(corpus, steps=2), run, "cpu")
+    config = next((run / "checkpoints").glob("step_*")) / "config.json"
+    saved = json.loads(config.read_text())
+    saved["model"]["num_experts"] = 2  # as if written by other code: its weights no longer fit
+    config.write_text(json.dumps(saved))
+    with pytest.raises(UserError, match="not compatible with this version.*retrain into a new --out"):
+        train(tiny("moe_top1"), train_cfg(corpus, steps=4), run, "cpu")
+    with pytest.raises(UserError, match="not compatible"):
+        load_summarizer(run, torch.device("cpu"))
+
+
 def test_metrics_and_lead1_on_known_pairs():
     scores = rouge_scores(["the cat sat"], ["the cat sat on the mat"])
     assert scores["rouge1"] == pytest.approx(100 * 2 * 1.0 * 0.5 / 1.5)  # P = 3/3, R = 3/6
