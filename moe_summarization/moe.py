@@ -66,7 +66,8 @@ class Experts(nn.Module):
         self.activation = activation
         width = d_ff * (2 if activation == "swiglu" else 1)
         bias = bias and activation != "swiglu"
-        # the same init as nn.Linear, per expert (drawn stacked: one random stream whatever E is)
+        # the same init as nn.Linear, per expert, drawn as one (E, D, F) tensor as the stacked layout drew it
+        # (so a seed gives the same weights as before)
         w_in = torch.empty(num_experts, d_model, width).uniform_(-1 / math.sqrt(d_model), 1 / math.sqrt(d_model))
         w_out = torch.empty(num_experts, d_ff, d_model).uniform_(-1 / math.sqrt(d_ff), 1 / math.sqrt(d_ff))
         self.w_in = nn.ParameterList(nn.Parameter(w.clone()) for w in w_in)  # E x (D, F')
