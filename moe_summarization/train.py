@@ -83,13 +83,14 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
         tok = train_tokenizer((t for d in train_set for t in (d.document, d.summary)), mcfg.vocab_size,
                               mcfg.lowercase)
         mcfg = SummarizerConfig(**{**asdict(mcfg), "vocab_size": tok.get_vocab_size()})
+        model = build_model(mcfg)
     data = encode_documents(tok, train_set.records, mcfg.max_source_len, mcfg.max_target_len)
     log(f"train: {data.truncated} of {len(data.src)} documents truncated to {mcfg.max_source_len} tokens")
     dev_rows = dev_set.records[: cfg.dev_limit] if cfg.dev_limit else dev_set.records
     dev_data = encode_documents(tok, dev_rows, mcfg.max_source_len, mcfg.max_target_len)
     dev_refs = [d.summary for d in dev_rows]
 
-    model = (model if resume is not None else build_model(mcfg)).to(device)
+    model = model.to(device)
     if mcfg.variant == "moe_hash" and resume is None:  # balanced on this corpus's token frequencies
         model.set_hash_table(balanced_hash_table(mcfg.vocab_size, mcfg.num_experts,
                                                  counts=token_counts(data, mcfg.vocab_size)).to(device))
