@@ -6,7 +6,7 @@
     torchrun --nproc_per_node=2 moe_summarization/train.py --out runs/sum-ddp ...   # DDP (gloo on CPU)
 
 One loop: label-smoothed cross-entropy plus the MoE layers' weighted aux losses, AdamW, warmup then
-inverse-square-root decay, clipping, token-budget batches, gradient accumulation, bf16 autocast on CUDA,
+cosine (or inverse-square-root) decay, clipping, token-budget batches, gradient accumulation, bf16 autocast on CUDA,
 validation (loss and greedy ROUGE on a dev subset) every ``--eval-every`` steps, per-expert load of every
 MoE layer in ``metrics.jsonl``, atomic best/last checkpoints and exact resume from ``--out``.
 """
@@ -18,7 +18,7 @@ import json
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
@@ -36,7 +36,7 @@ from shared_utils.checkpoint import Progress, load_latest, open_metrics, restore
 from shared_utils.data import load_documents
 from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import rouge_scores
-from shared_utils.runtime import inverse_sqrt_lr, seed_everything, setup_distributed
+from shared_utils.runtime import cosine_lr, inverse_sqrt_lr, seed_everything, setup_distributed
 
 DATA_HINT = ("use --train ../shared/data/summarization/train.jsonl --dev ../shared/data/summarization/dev.jsonl "
              "(make moe-xsum MOE_DATA=local)")
@@ -130,7 +130,8 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
         idx = batches[progress.batch_pos + rank]  # each rank takes its own batch of the same step
         progress.batch_pos += world
         model.train()
-        lr = inverse_sqrt_lr(progress.step, cfg.lr, cfg.warmup)
+        lr = (cosine_lr(progress.step, cfg.lr, cfg.warmup, cfg.steps) if cfg.schedule == "cosine"
+              else inverse_sqrt_lr(progress.step, cfg.lr, cfg.warmup))
         for group in opt.param_groups:
             group["lr"] = lr
         t0 = time.perf_counter()
@@ -195,7 +196,6 @@ def parse_args(argv: list[str] | None) -> tuple[SummarizerConfig, SumTrainConfig
     p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, metrics.jsonl, config.json")
     p.add_argument("--size", default="small", choices=tuple(SIZES))
     p.add_argument("--variant", default="moe_top2", choices=VARIANTS)
-    p.add_argument("--dropless", action="store_true", help="no capacity limit while training")
     p.add_argument("--device", default="auto")
     scalar = {"int": int, "float": float, "str": str, "float | None": float}
     for f in [*fields(SummarizerConfig), *fields(SumTrainConfig)]:
@@ -205,10 +205,7 @@ def parse_args(argv: list[str] | None) -> tuple[SummarizerConfig, SumTrainConfig
             p.add_argument(f"--{f.name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=None)
     args = vars(p.parse_args(argv))
     out, size, variant, device = args.pop("out"), args.pop("size"), args.pop("variant"), args.pop("device")
-    dropless = args.pop("dropless")
     mcfg = summarizer_config(size, variant, **args)
-    if dropless:
-        mcfg = replace(mcfg, capacity_factor=None)
     train_fields = {f.name for f in fields(SumTrainConfig)}
     tcfg = SumTrainConfig(**{k: v for k, v in args.items() if k in train_fields and v is not None})
     return mcfg, tcfg, out, device

@@ -117,13 +117,17 @@ def bertscore_f1(
         return 0.0
     model_type, default_layers = resolve_bertscore_model(model)
     layers = num_layers if num_layers is not None else default_layers
+    # an empty summary scores 0 (bert-score itself cannot encode "" with transformers 5 tokenizers)
+    scored = [(p, r) for p, r in zip(preds, refs) if p.strip() and r.strip()]
+    if not scored:
+        return 0.0
 
     def run(model_type: str):
-        return bert_score.score(list(preds), list(refs), model_type=model_type, num_layers=layers,
-                                batch_size=batch_size, device=device, verbose=False)
+        return bert_score.score([p for p, _ in scored], [r for _, r in scored], model_type=model_type,
+                                num_layers=layers, batch_size=batch_size, device=device, verbose=False)
 
     _, _, f1 = from_pretrained(run, model_type, local_hint="use --bertscore-model minilm for the offline model")
-    return 100.0 * float(f1.mean())
+    return 100.0 * float(f1.sum()) / len(preds)
 
 
 def accuracy(preds: Sequence[int], labels: Sequence[int]) -> float:

@@ -152,6 +152,18 @@ def inverse_sqrt_lr(step: int, peak: float, warmup: int) -> float:
     return peak * min(s / warm, math.sqrt(warm / s))
 
 
+def cosine_lr(step: int, peak: float, warmup: int, total: int) -> float:
+    """Linear warmup to ``peak``, then half a cosine down towards 0 at step ``total`` (Loshchilov & Hutter 2017).
+
+    For a step budget fixed in advance: the last updates are small, so the weights that get evaluated are an
+    average over the end of training rather than one large step from elsewhere, as they are at the
+    inverse-square-root schedule's still-high final rate (which is why two seeds differ less)."""
+    s, warm = step + 1, max(1, warmup)
+    if s <= warm:
+        return peak * s / warm
+    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm + 1))))
+
+
 def check_training_flags(cfg) -> None:
     """The flag checks both seq2seq training configs share (batch, accumulation, steps, schedule)."""
     for name in ("batch_tokens", "grad_accum", "steps", "eval_every"):

@@ -61,6 +61,9 @@ def test_bertscore_runs_offline_with_the_minilm_package():
     mixed = bertscore_f1(preds, refs, model="minilm")
     assert same == pytest.approx(100.0, abs=1e-3)
     assert 0.0 < mixed < same
+    # an empty summary (an untrained model's) scores 0 and the others are unchanged, instead of a crash
+    assert bertscore_f1(["", preds[0]], ["A cat.", refs[0]], model="minilm") == pytest.approx(same / 2, abs=1e-3)
+    assert bertscore_f1([""], ["A cat."], model="minilm") == 0.0
 
 
 def test_accuracy_and_macro_f1_known_values():

@@ -6,6 +6,8 @@ import torch
 
 from shared_utils.errors import UserError, cli_main
 from shared_utils.runtime import (
+    cosine_lr,
+    inverse_sqrt_lr,
     measure_latency,
     module_bytes,
     peak_rss_mb,
@@ -63,3 +65,14 @@ def test_cli_main_turns_user_errors_into_one_line(capsys):
         main()
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == "error: data.tsv:3: empty field 'target'\n"
+
+
+def test_lr_schedules_warm_up_then_decay():
+    peak, warm, total = 2e-3, 10, 110
+    cos = [cosine_lr(s, peak, warm, total) for s in range(total)]
+    assert cos[warm - 1] == pytest.approx(peak) and cos[0] == pytest.approx(peak / warm)
+    assert all(a >= b for a, b in zip(cos[warm - 1:], cos[warm:]))  # monotone after the warmup
+    assert cos[warm - 1 + 50] == pytest.approx(peak / 2, rel=0.02)  # half-way through the decay
+    assert 0 < cos[-1] < 1e-3 * peak  # the last step is tiny, and still a step
+    assert inverse_sqrt_lr(warm - 1, peak, warm) == pytest.approx(peak)
+    assert inverse_sqrt_lr(4 * warm - 1, peak, warm) == pytest.approx(peak / 2)
