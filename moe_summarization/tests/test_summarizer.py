@@ -241,6 +241,8 @@ def test_scripts_have_help_and_fail_clearly(tmp_path):
     bad.write_text('{"document": "a", "summary": "b"}\n{"document": "c"}\n', encoding="utf-8")
     with pytest.raises(UserError, match=r"bad.jsonl:2"):
         train(tiny("dense"), train_cfg(bad), tmp_path / "bad-run", "cpu")
+    with pytest.raises(UserError, match="--schedule must be one of cosine, inverse_sqrt, got 'linear'"):
+        train_cfg(bad, schedule="linear")
 
 
 def test_ddp_on_two_cpu_processes_keeps_replicas_identical(corpus, tmp_path):
