@@ -6,9 +6,9 @@ and equal active parameters, evaluated with ROUGE and BERTScore next to lead-1 a
 
 Runs: moe_top2 (8 experts, top-2, our bias balancer), dense, moe_top1 and moe_hash with the first seed, and
 moe_top2 and dense again with the second seed: a gap between their means smaller than the spread between
-two seeds of either counts as a tie. Every model
-is scored on the dev set and on the test set (offline: the XSum slice, a transfer evaluation: no XSum
-training data is used). Writes results/summarization.{json,md} and summarization_*.png.
+two seeds of either counts as a tie. Every model is scored on the dev set and on the test set (offline: the
+XSum slice, a transfer evaluation: no XSum training data is used). Writes results/summarization.{json,md}
+and summarization_*.png.
 """
 
 from __future__ import annotations

@@ -145,7 +145,8 @@ class SumTrainConfig:
     steps: int = 1000
     lr: float = 1e-3
     warmup: int = 200  # linear warmup, then the schedule's decay
-    schedule: str = "cosine"  # "cosine": down to ~0 at --steps; "inverse_sqrt": Vaswani et al., never annealed
+    schedule: str = "cosine"  # "cosine": down to ~0 at --steps (a --time-budget-min stop comes before the end);
+    # "inverse_sqrt": Vaswani et al., never annealed
     label_smoothing: float = 0.1
     clip: float = 1.0
     eval_every: int = 250  # validation (loss + ROUGE on dev_limit documents) and checkpoints
