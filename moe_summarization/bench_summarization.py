@@ -236,13 +236,12 @@ def main(argv: list[str] | None = None) -> None:
     baselines = run_baselines(eval_sets[paths["names"][1]], device,
                               scorer=lambda preds, refs: {paths["names"][1]: summary_metrics(preds, refs, bert)})
     mcfg = summarizer_config(args.size, "dense", **size)
-    moe_cfg = summarizer_config(args.size, "moe_top2", **size).moe()
     result = {
         "budget": {"steps": args.steps, "batch_tokens": args.batch_tokens, "size": args.size, "seeds": args.seeds,
                    "d_model": mcfg.d_model, "layers": f"{mcfg.encoder_layers}+{mcfg.decoder_layers}",
                    "max_source_len": mcfg.max_source_len, "copy": mcfg.copy, "lowercase": mcfg.lowercase,
                    "schedule": cfg.schedule, "lr": cfg.lr, "warmup": cfg.warmup,
-                   "capacity_factor": moe_cfg.capacity_factor, "balancer": mcfg.balancer, "dev_limit": cfg.dev_limit,
+                   "capacity_factor": mcfg.capacity_factor, "balancer": mcfg.balancer, "dev_limit": cfg.dev_limit,
                    "data": args.data, "train": paths["train"],
                    "active_ffn_parameters": active_ffn_parameters(build_model(mcfg)), "runs": train_info},
         "device": str(device), "machine": platform.processor() or platform.machine(),
