@@ -24,6 +24,7 @@ from moe_summarization.model import restore_model
 from moe_summarization.tokenizer import decode, load_tokenizer
 from shared_utils.batching import collate, token_batches
 from shared_utils.checkpoint import load_best
+from shared_utils.cli import nonnegative_int
 from shared_utils.data import Doc, load_documents
 from shared_utils.errors import UserError, cli_main
 from shared_utils.hub import hub_reachable, offline_requested
@@ -54,9 +55,9 @@ def summary_metrics(preds: list[str], refs: list[str], bertscore_model: str) -> 
 def load_summarizer(path: str | Path, device: torch.device):
     """(model, tokenizer, config) from a run folder's best (else latest) checkpoint, or a checkpoint folder."""
     ckpt = load_best(path)
-    if "model" not in ckpt.config or not (ckpt.path / "tokenizer.json").is_file():
-        raise UserError(f"{ckpt.path} is not a summarizer checkpoint (no model config or tokenizer.json)")
     model, cfg = restore_model(ckpt)
+    if not (ckpt.path / "tokenizer.json").is_file():
+        raise UserError(f"{ckpt.path} has no tokenizer.json, so it cannot summarize; retrain into a new --out")
     return model.to(device).eval(), load_tokenizer(ckpt.read_text("tokenizer.json")), cfg
 
 
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="run folder (best checkpoint) or checkpoint folder")
     p.add_argument("--data", default="hf:EdinburghNLP/xsum::test", help="JSONL {document, summary} or hf:...")
-    p.add_argument("--limit", type=int, default=0, help="first N documents (0 = all)")
+    p.add_argument("--limit", type=nonnegative_int, default=0, help="first N documents (0 = all)")
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("--beam-size", type=int, default=4)
     p.add_argument("--length-penalty", type=float, default=1.0)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shared_utils.errors import UserError
+from shared_utils import checkpoint
 
 from .attention import MultiHeadAttention
 from .config import SummarizerConfig
@@ -221,18 +221,15 @@ def build_model(cfg: SummarizerConfig) -> Summarizer:
     return Summarizer(cfg)
 
 
-def restore_model(ckpt) -> tuple[Summarizer, SummarizerConfig]:
-    """The model a checkpoint's config describes, with its weights; one clear error (not a state-dict
-    traceback) when the checkpoint was written by an incompatible version of this code."""
-    try:
-        cfg = SummarizerConfig(**{"copy": False, **ckpt.config["model"]})  # configs before the copy head
-        model = build_model(cfg)
-        ckpt.load_weights(model)
-    except (TypeError, RuntimeError) as err:
-        first = str(err).strip().splitlines()[0]
-        raise UserError(f"{ckpt.path} is not compatible with this version of moe_summarization/ ({first}); "
-                        "retrain into a new --out folder") from None
-    return model, cfg
+def restore_model(ckpt, hint: str = "pass a moe_summarization run folder") -> tuple[Summarizer, SummarizerConfig]:
+    """The model a checkpoint's config describes, with its weights (configs from before the copy head load
+    as ``copy=False``); one clear error for another project's or an incompatible checkpoint."""
+
+    def build(config: dict) -> tuple[Summarizer, SummarizerConfig]:
+        cfg = SummarizerConfig(**{"copy": False, **config["model"]})
+        return build_model(cfg), cfg
+
+    return checkpoint.restore_model(ckpt, "moe_summarization", build, hint=hint)
 
 
 def active_ffn_parameters(model: Summarizer) -> int:

@@ -18,7 +18,7 @@ import json
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -32,7 +32,15 @@ from moe_summarization.model import build_model, label_smoothed_loss, restore_mo
 from moe_summarization.routing import balanced_hash_table
 from moe_summarization.tokenizer import PAD, decode, load_tokenizer, train_tokenizer
 from shared_utils.batching import collate, token_batches
-from shared_utils.checkpoint import Progress, load_latest, open_metrics, restore_progress, save_progress
+from shared_utils.checkpoint import (
+    Progress,
+    check_resume_config,
+    load_resumable,
+    open_metrics,
+    restore_progress,
+    save_progress,
+)
+from shared_utils.cli import add_dataclass_flags, pick
 from shared_utils.data import load_documents
 from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import rouge_scores
@@ -40,6 +48,7 @@ from shared_utils.runtime import cosine_lr, inverse_sqrt_lr, seed_everything, se
 
 DATA_HINT = ("use --train ../shared/data/summarization/train.jsonl --dev ../shared/data/summarization/dev.jsonl "
              "(make moe-xsum MOE_DATA=local)")
+SCHEDULE_FIELDS = ("steps", "lr", "warmup", "schedule", "time_budget_min", "eval_every")  # may change on resume
 
 
 @torch.no_grad()
@@ -72,18 +81,23 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
     seed_everything(cfg.seed)
     log = print if main_proc else (lambda *a, **k: None)
 
-    train_set = load_documents(cfg.train, local_hint=DATA_HINT)
-    dev_set = load_documents(cfg.dev, local_hint=DATA_HINT)
+    train_set = load_documents(cfg.train, local_hint=DATA_HINT).require("--train")
+    dev_set = load_documents(cfg.dev, local_hint=DATA_HINT).require("--dev")
     log(train_set.summary(), "|", dev_set.summary())
-    resume = load_latest(out)
+    # the requested vocabulary size is kept beside the one the tokenizer reached, to compare flags on resume
+    config = {"project": "moe_summarization", "model": asdict(mcfg), "train": asdict(cfg),
+              "requested_vocab_size": mcfg.vocab_size}
+    resume = load_resumable(out, log)
     if resume is not None:
+        model, mcfg = restore_model(resume, hint=f"{out} holds another project's run: pass a new --out")
+        check_resume_config(out, resume.config, config, may_change=SCHEDULE_FIELDS, ignore=("vocab_size",), log=log)
         tok = load_tokenizer(resume.read_text("tokenizer.json"))
-        model, mcfg = restore_model(resume)
     else:
         tok = train_tokenizer((t for d in train_set for t in (d.document, d.summary)), mcfg.vocab_size,
                               mcfg.lowercase)
         mcfg = SummarizerConfig(**{**asdict(mcfg), "vocab_size": tok.get_vocab_size()})
         model = build_model(mcfg)
+    config["model"] = asdict(mcfg)
     data = encode_documents(tok, train_set.records, mcfg.max_source_len, mcfg.max_target_len)
     log(f"train: {data.truncated} of {len(data.src)} documents truncated to {mcfg.max_source_len} tokens")
     dev_rows = dev_set.records[: cfg.dev_limit] if cfg.dev_limit else dev_set.records
@@ -103,7 +117,6 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
         progress = restore_progress(resume, opt)
         log(f"resumed from {resume.path} at step {progress.step}")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    config = {"model": asdict(mcfg), "train": asdict(cfg)}
     if main_proc:
         (out / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     metrics = open_metrics(out, progress.step) if main_proc else None
@@ -197,18 +210,11 @@ def parse_args(argv: list[str] | None) -> tuple[SummarizerConfig, SumTrainConfig
     p.add_argument("--size", default="small", choices=tuple(SIZES))
     p.add_argument("--variant", default="moe_top2", choices=VARIANTS)
     p.add_argument("--device", default="auto")
-    scalar = {"int": int, "float": float, "str": str, "float | None": float}
-    for f in [*fields(SummarizerConfig), *fields(SumTrainConfig)]:
-        if f.type in scalar and f.name != "variant":
-            p.add_argument(f"--{f.name.replace('_', '-')}", type=scalar[f.type], default=None)
-        elif f.type == "bool":  # --copy / --no-copy, --lowercase / --no-lowercase
-            p.add_argument(f"--{f.name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=None)
+    add_dataclass_flags(p, SummarizerConfig, SumTrainConfig, skip=("variant",))
     args = vars(p.parse_args(argv))
     out, size, variant, device = args.pop("out"), args.pop("size"), args.pop("variant"), args.pop("device")
-    mcfg = summarizer_config(size, variant, **args)
-    train_fields = {f.name for f in fields(SumTrainConfig)}
-    tcfg = SumTrainConfig(**{k: v for k, v in args.items() if k in train_fields and v is not None})
-    return mcfg, tcfg, out, device
+    mcfg = summarizer_config(size, variant, **pick(args, SummarizerConfig))
+    return mcfg, SumTrainConfig(**pick(args, SumTrainConfig)), out, device
 
 
 @cli_main

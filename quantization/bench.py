@@ -26,7 +26,8 @@ import torch
 from quantization.model import classifier_from_checkpoint
 from quantization.qlinear import Int8WeightOnlyLinear, W8A8Linear, linear_weight
 from quantization.quantize import get_method, target_layers
-from shared_utils.checkpoint import load_best
+from shared_utils.checkpoint import check_project, load_best
+from shared_utils.cli import nonnegative_int, positive_int
 from shared_utils.errors import UserError, cli_main
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -162,9 +163,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dev", required=True)
     p.add_argument("--train", required=True, help="calibration data for W8A8")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS))
-    p.add_argument("--limit", type=int, default=0, help="first N dev rows only (0 = all)")
-    p.add_argument("--latency-iters", type=int, default=10)
-    p.add_argument("--linear-repeats", type=int, default=20)
+    p.add_argument("--limit", type=nonnegative_int, default=0, help="first N dev rows only (0 = all)")
+    p.add_argument("--latency-iters", type=positive_int, default=10)
+    p.add_argument("--linear-repeats", type=positive_int, default=20)
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--name", default="bench", help="file stem of the outputs")
     args = p.parse_args(argv)
@@ -174,6 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     if methods[0] != "fp32":
         raise UserError("--methods must start with fp32 (the reference for agreement)")
     ckpt = load_best(args.checkpoint)
+    check_project(ckpt, "quantization", "pass a quantization run folder (quantization/train.py --out)")
     model_name = ckpt.config["model"]
     if model_name == "tiny":
         model_name = "tiny GPT-2 trained from scratch"

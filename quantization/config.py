@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 from shared_utils.errors import UserError
+from shared_utils.runtime import check_numbers
 
 LABELS = ("World", "Sports", "Business", "Sci/Tech")
 LOCAL_TRAIN = "../shared/data/agnews/train.csv"
@@ -33,16 +34,15 @@ class TrainConfig:
     tiny_layers: int = 4
     tiny_d_model: int = 256
     tiny_heads: int = 4
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_numbers(self, positive=("max_len", "batch_size", "grad_accum", "eval_every", "epochs", "lr",
+                                      "tiny_vocab", "tiny_layers", "tiny_d_model", "tiny_heads"),
+                      nonnegative=("warmup", "weight_decay", "clip", "dev_limit", "time_budget_min"))
         if self.batch_size % self.grad_accum:
             raise UserError(f"--batch-size {self.batch_size} must be divisible by --grad-accum {self.grad_accum}")
-        for name in ("max_len", "batch_size", "grad_accum", "eval_every"):
-            if getattr(self, name) <= 0:
-                raise UserError(f"--{name.replace('_', '-')} must be positive")
-        if self.epochs <= 0 or self.lr <= 0:
-            raise UserError("--epochs and --lr must be positive")
+        if self.warmup >= 1:
+            raise UserError(f"--warmup is a fraction of the steps, in [0, 1), got {self.warmup}")
 
 
 PRESETS: dict[str, dict] = {

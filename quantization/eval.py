@@ -22,12 +22,14 @@ from quantization.model import classifier_from_checkpoint
 from quantization.quantize import METHODS, get_method, quantize_model, quantized_layer_bytes, state_bytes, target_layers
 from quantization.train import collate, encode, predict
 from shared_utils.checkpoint import load_best
+from shared_utils.cli import nonnegative_int, positive_int
 from shared_utils.data import load_labelled
 from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import accuracy, macro_f1
 from shared_utils.runtime import current_rss_mb, measure_latency, peak_rss_mb, pick_device, seed_everything
 
-DATA_HINT = "use --dev ../shared/data/agnews/dev.csv (and --train ../shared/data/agnews/train.csv for w8a8)"
+DATA_HINT = ("use --dev ../shared/data/agnews/dev.csv (and --train ../shared/data/agnews/train.csv for w8a8; "
+             "make quant-bench QUANT_DATA=local)")
 
 
 def fixed_length_batch(tok, texts: list[str], batch: int, seq_len: int, device) -> dict[str, torch.Tensor]:
@@ -44,7 +46,7 @@ def run_method(checkpoint: str, method: str, dev: str, train: str | None, *, lim
     ckpt = load_best(checkpoint)
     model, tok = classifier_from_checkpoint(ckpt)
     model.to(dev_dev)
-    dev_set = load_labelled(dev, num_labels=len(LABELS), local_hint=DATA_HINT)
+    dev_set = load_labelled(dev, num_labels=len(LABELS), local_hint=DATA_HINT).require("--dev")
     rows = dev_set.records[:limit] if limit else dev_set.records
     texts, labels = [e.text for e in rows], [e.label for e in rows]
     max_len = ckpt.config["max_len"]
@@ -57,7 +59,8 @@ def run_method(checkpoint: str, method: str, dev: str, train: str | None, *, lim
     if spec.kind == "w8a8":
         if train is None:
             raise UserError("--method w8a8 needs --train (calibration batches from the training set)")
-        train_texts = [e.text for e in load_labelled(train, num_labels=len(LABELS), local_hint=DATA_HINT)]
+        train_texts = [e.text for e in load_labelled(train, num_labels=len(LABELS),
+                                                     local_hint=DATA_HINT).require("--train")]
         calib_ids = encode(tok, train_texts[: calib_batches * 32], max_len)
         calibration = [collate(calib_ids[i: i + 32], tok.pad_token_id, dev_dev)
                        for i in range(0, len(calib_ids), 32)]
@@ -99,9 +102,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--method", default="fp32", help=f"one of: {', '.join(METHODS)}")
     p.add_argument("--dev", required=True, help="CSV label,text (or hf:ag_news::test)")
     p.add_argument("--train", default=None, help="CSV for W8A8 calibration")
-    p.add_argument("--limit", type=int, default=0, help="evaluate the first N dev rows only")
-    p.add_argument("--calib-batches", type=int, default=8)
-    p.add_argument("--latency-iters", type=int, default=10)
+    p.add_argument("--limit", type=nonnegative_int, default=0, help="evaluate the first N dev rows only (0 = all)")
+    p.add_argument("--calib-batches", type=positive_int, default=8)
+    p.add_argument("--latency-iters", type=positive_int, default=10)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", type=Path, default=None, help="write all measurements here")
     args = p.parse_args(argv)

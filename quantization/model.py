@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from quantization.config import LABELS, TrainConfig
+from shared_utils.checkpoint import restore_model
+from shared_utils.errors import UserError
 from shared_utils.hub import from_pretrained
 from shared_utils.metrics import minilm_model_dir
 
@@ -68,13 +70,20 @@ def tokenizer_files(tok) -> dict[str, bytes]:
         return {f"tokenizer/{p.name}": p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
 
 
-def classifier_from_checkpoint(ckpt):
-    """Rebuild (model, tokenizer) from a training checkpoint alone (architecture, weights, tokenizer)."""
+def classifier_from_checkpoint(ckpt, hint: str = "pass a quantization run folder (quantization/train.py --out)"):
+    """Rebuild (model, tokenizer) from a training checkpoint alone (architecture, weights, tokenizer); one
+    sentence for another project's checkpoint or a damaged tokenizer folder."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    hf = dict(ckpt.config["hf_config"])
-    config = AutoConfig.for_model(hf.pop("model_type"), **hf)
-    model = AutoModelForSequenceClassification.from_config(config)
-    ckpt.load_weights(model)
-    tok = AutoTokenizer.from_pretrained(str(ckpt.path / "tokenizer"))
+    def build(config: dict):
+        hf = dict(config["hf_config"])
+        hf_config = AutoConfig.for_model(hf.pop("model_type"), **hf)
+        return AutoModelForSequenceClassification.from_config(hf_config), hf_config
+
+    model, _ = restore_model(ckpt, "quantization", build, hint=hint)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(ckpt.path / "tokenizer"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"the tokenizer in {ckpt.path / 'tokenizer'} is missing or damaged "
+                        f"({type(exc).__name__}); retrain into a new --out") from None
     return model.eval(), tok

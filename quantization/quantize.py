@@ -119,6 +119,9 @@ def quantize_model(model: nn.Module, method: str, *, calibration: Iterable[dict]
 def _bnb_linear(layer: nn.Module, spec: Method) -> nn.Module:
     """A bitsandbytes module holding ``layer``'s weights. bitsandbytes quantizes inside ``.to(device)``, so
     the module is moved to the layer's own device once its float weights are set."""
+    # on AVX-512 CPUs bitsandbytes looks for an optional accelerated 4-bit kernel (the `kernels` package) at
+    # import and logs a warning when it is absent; its own CPU kernel is used instead, so the line is noise
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     import bitsandbytes as bnb
 
     weight, bias = linear_weight(layer)

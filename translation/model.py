@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from shared_utils import checkpoint
+
 from .attention import MultiHeadAttention
 from .config import ModelConfig
 from .positional import RelativeBias, Rotary, Sinusoidal
@@ -207,3 +209,14 @@ class Transformer(nn.Module):
 def build_model(cfg: ModelConfig) -> Transformer:
     """The one factory: every part chosen by the config."""
     return Transformer(cfg)
+
+
+def restore_model(ckpt, hint: str = "pass a translation run folder") -> tuple[Transformer, ModelConfig]:
+    """The model a checkpoint's config describes, with its weights, for resume and evaluation alike; one clear
+    error for another project's or an incompatible checkpoint."""
+
+    def build(config: dict) -> tuple[Transformer, ModelConfig]:
+        cfg = ModelConfig(**config["model"])
+        return build_model(cfg), cfg
+
+    return checkpoint.restore_model(ckpt, "translation", build, hint=hint)

@@ -18,7 +18,7 @@ import json
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -27,7 +27,15 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from shared_utils.batching import collate, token_batches
-from shared_utils.checkpoint import Progress, load_latest, open_metrics, restore_progress, save_progress
+from shared_utils.checkpoint import (
+    Progress,
+    check_resume_config,
+    load_resumable,
+    open_metrics,
+    restore_progress,
+    save_progress,
+)
+from shared_utils.cli import add_dataclass_flags, pick
 from shared_utils.data import load_parallel
 from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import translation_scores
@@ -35,11 +43,12 @@ from shared_utils.runtime import inverse_sqrt_lr, seed_everything, setup_distrib
 from translation.config import PRESETS, ModelConfig, TrainConfig, model_config
 from translation.data import Encoded, encode_pairs
 from translation.decoding import greedy, max_new_tokens
-from translation.model import PAD, build_model
+from translation.model import PAD, build_model, restore_model
 from translation.tokenizer import decode, load_tokenizer, train_tokenizer
 
 DATA_HINT = ("use --train ../shared/data/translation/train.fi-en.tsv --dev ../shared/data/translation/"
              "dev.tatoeba.fi-en.tsv (make translation MT_DATA=local)")
+SCHEDULE_FIELDS = ("steps", "lr", "warmup", "time_budget_min", "eval_every")  # may change when resuming
 
 
 def get_lr(step: int, cfg: TrainConfig) -> float:
@@ -84,17 +93,23 @@ def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "au
     seed_everything(cfg.seed)
     log = print if main_proc else (lambda *a, **k: None)
 
-    train_set = load_parallel(cfg.train, local_hint=DATA_HINT)
-    dev_sets = {Path(d).name.removesuffix(".tsv").removesuffix(".fi-en"): load_parallel(d, local_hint=DATA_HINT)
-                for d in cfg.dev}
+    train_set = load_parallel(cfg.train, local_hint=DATA_HINT).require("--train")
+    dev_sets = {Path(d).name.removesuffix(".tsv").removesuffix(".fi-en"):
+                load_parallel(d, local_hint=DATA_HINT).require("--dev") for d in cfg.dev}
     log(train_set.summary(), "|", " | ".join(d.summary() for d in dev_sets.values()))
-    resume = load_latest(out)
+    # the requested vocabulary size is kept beside the one the tokenizer reached, to compare flags on resume
+    config = {"project": "translation", "model": asdict(mcfg), "train": asdict(cfg),
+              "requested_vocab_size": mcfg.vocab_size}
+    resume = load_resumable(out, log)
     if resume is not None:
+        model, mcfg = restore_model(resume, hint=f"{out} holds another project's run: pass a new --out")
+        check_resume_config(out, resume.config, config, may_change=SCHEDULE_FIELDS, ignore=("vocab_size",), log=log)
         tok = load_tokenizer(resume.read_text("tokenizer.json"))
-        mcfg = ModelConfig(**resume.config["model"])
     else:
         tok = train_tokenizer((t for p in train_set for t in (p.src, p.tgt)), mcfg.vocab_size)
         mcfg = ModelConfig(**{**asdict(mcfg), "vocab_size": tok.get_vocab_size()})
+        model = build_model(mcfg)
+    config["model"] = asdict(mcfg)
     data = encode_pairs(tok, train_set.records, mcfg.max_len)
     log(f"train: {data.truncated} of {len(data.src)} pairs truncated to {mcfg.max_len} tokens")
     dev_data = {}
@@ -102,9 +117,7 @@ def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "au
         rows = d.records[: cfg.dev_limit] if cfg.dev_limit else d.records
         dev_data[name] = (encode_pairs(tok, rows, mcfg.max_len), [p.tgt for p in rows])
 
-    model = build_model(mcfg).to(device)
-    if resume is not None:
-        resume.load_weights(model)
+    model = model.to(device)
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-9,
                             weight_decay=cfg.weight_decay)
@@ -113,7 +126,6 @@ def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "au
         progress = restore_progress(resume, opt)
         log(f"resumed from {resume.path} at step {progress.step}")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    config = {"model": asdict(mcfg), "train": asdict(cfg)}
     if main_proc:
         (out / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     metrics = open_metrics(out, progress.step) if main_proc else None
@@ -205,17 +217,10 @@ def parse_args(argv: list[str] | None) -> tuple[ModelConfig, TrainConfig, Path, 
     p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, metrics.jsonl, config.json")
     p.add_argument("--preset", default="small", choices=tuple(PRESETS))
     p.add_argument("--device", default="auto")
-    p.add_argument("--dev", nargs="+", default=None, help="one or more dev sets (TSV or hf:...)")
-    scalar = {"int": int, "float": float, "str": str}  # field annotations are strings (PEP 563)
-    for f in [*fields(ModelConfig), *fields(TrainConfig)]:
-        if f.type in scalar:
-            p.add_argument(f"--{f.name.replace('_', '-')}", type=scalar[f.type], default=None)
+    add_dataclass_flags(p, ModelConfig, TrainConfig)  # --dev takes one or more dev sets (TSV or hf:...)
     args = vars(p.parse_args(argv))
     out, preset, device = args.pop("out"), args.pop("preset"), args.pop("device")
-    mcfg = model_config(preset, **args)
-    train_fields = {f.name for f in fields(TrainConfig)}
-    tcfg = TrainConfig(**{k: v for k, v in args.items() if k in train_fields and v is not None})
-    return mcfg, tcfg, out, device
+    return model_config(preset, **pick(args, ModelConfig)), TrainConfig(**pick(args, TrainConfig)), out, device
 
 
 @cli_main

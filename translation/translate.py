@@ -4,9 +4,10 @@
     python translation/translate.py --checkpoint runs/mt-rope --input fi.txt --strategy beam --beam-size 4
     python translation/translate.py --checkpoint runs/mt-rope --interactive --strategy sample --top-p 0.9
 
-One output line per input line, in order (empty lines stay empty). With ``--nbest N`` (beam search) each
-input gets N lines ``index<TAB>score<TAB>translation``. Lines longer than the model's maximum length are
-truncated, with a warning on stderr.
+One output line per input line, in order (empty lines stay empty): lines are split on ``\\n`` only, so a
+``\\r`` or ``\\f`` inside a line never shifts the output. With ``--nbest N`` (beam search) each input gets N lines
+``index<TAB>score<TAB>translation``. Lines longer than the model's maximum length are truncated, with a
+warning on stderr. Input that is not UTF-8 is an error naming the line.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from shared_utils.data import read_text_lines
 from shared_utils.errors import UserError, cli_main
 from shared_utils.runtime import pick_device
 from translation.decoding import add_strategy_args, strategy_from_args
@@ -35,6 +37,8 @@ def prompt():
             line = input("fi> ")
         except EOFError:
             return
+        except UnicodeDecodeError as exc:
+            raise UserError(f"<stdin>: invalid UTF-8 at byte {exc.start} of the typed line") from None
         if not line.strip():
             return
         yield line
@@ -70,8 +74,8 @@ def main(argv: list[str] | None = None) -> None:
         for line in prompt():
             print("\n".join(run([line])), flush=True)
         return
-    text = args.input.read_text(encoding="utf-8") if args.input else sys.stdin.read()
-    out = "\n".join(run(text.splitlines())) + "\n"
+    lines = read_text_lines(args.input, sys.stdin.buffer)
+    out = "\n".join(run(lines)) + "\n" if lines else ""
     if args.output:
         args.output.write_text(out, encoding="utf-8")
     else:

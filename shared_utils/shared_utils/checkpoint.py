@@ -10,7 +10,14 @@
         best                    text file: the name of the best checkpoint (optional)
 
 A checkpoint is written into a temporary folder, every file fsynced, then renamed into place; the pointer
-files are replaced atomically afterwards. A crash at any point leaves the previous ``latest`` intact.
+files are replaced atomically afterwards. A crash at any point leaves the previous ``latest`` intact, and the
+half-written temp folder (``.step_XXXXXXXX.*``) is removed by the next save or resume.
+
+Reading is defensive, because disks fill up and copies get cut short: :func:`load_checkpoint` checks every file
+(the weights file's length against its own header, the state and config as they load) and names the damaged
+file in one sentence; :func:`load_resumable` skips a damaged checkpoint, says so, and resumes from the newest
+one that loads; :func:`check_project` and :func:`check_resume_config` stop a run whose ``--out`` holds another
+project's checkpoints, or a run trained with other model or data settings.
 """
 
 from __future__ import annotations
@@ -18,12 +25,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import struct
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
 from .errors import UserError
@@ -60,6 +70,37 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
     _fsync_dir(path.parent)
 
 
+class DamagedCheckpointError(UserError):
+    """A checkpoint file that cannot be read: truncated, empty, or not what its name says."""
+
+    def __init__(self, file: Path, reason: str):
+        self.file, self.reason = file, reason
+        super().__init__(f"checkpoint file {file} is damaged ({reason}); use another checkpoint, or retrain")
+
+
+def verify_weights(file: Path) -> None:
+    """Check a safetensors file without loading it: its length must be the one its own header promises.
+
+    The format is an 8-byte little-endian header length, a JSON header whose ``data_offsets`` locate every
+    tensor, then the tensor bytes; a copy or save cut short is shorter than header + the last offset.
+    """
+    size = file.stat().st_size
+    if size == 0:
+        raise DamagedCheckpointError(file, "empty file")
+    try:
+        with file.open("rb") as f:
+            (header_len,) = struct.unpack("<Q", f.read(8))
+            if 8 + header_len > size:
+                raise ValueError("header runs past the end")
+            header = json.loads(f.read(header_len))
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    except (struct.error, ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError):
+        raise DamagedCheckpointError(file, "not a safetensors file, or its header is cut") from None
+    if 8 + header_len + end != size:
+        raise DamagedCheckpointError(file, f"{size} bytes where its header promises {8 + header_len + end}: "
+                                           "the file was cut short or overwritten")
+
+
 @dataclass
 class Checkpoint:
     """A published checkpoint folder and its small files, already read."""
@@ -70,7 +111,10 @@ class Checkpoint:
 
     def load_weights(self, model: torch.nn.Module, strict: bool = True) -> None:
         """Load ``model.safetensors`` into ``model`` (which must have been built from :attr:`config`)."""
-        load_model(model, self.path / WEIGHTS, strict=strict)
+        try:
+            load_model(model, self.path / WEIGHTS, strict=strict)
+        except SafetensorError as exc:  # damaged after load_checkpoint looked at it (or a header we cannot see)
+            raise DamagedCheckpointError(self.path / WEIGHTS, str(exc)) from None
 
     def read_text(self, name: str) -> str:
         return (self.path / name).read_text(encoding="utf-8")
@@ -131,14 +175,12 @@ def _pointer(root: Path, name: str) -> str | None:
 
 
 def _prune(root: Path, keep_last: int) -> None:
-    published = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    published = _published(root)
     protected = {_pointer(root, "latest"), _pointer(root, "best")}
     for old in published[:-keep_last] if keep_last > 0 else published:
         if old.name not in protected:
             shutil.rmtree(old, ignore_errors=True)
-    for stale in root.glob(".*.*"):  # temp folders left by a crash mid-write
-        if stale.is_dir():
-            shutil.rmtree(stale, ignore_errors=True)
+    remove_stale(root.parent)
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -154,9 +196,56 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     missing = [n for n in (WEIGHTS, STATE, CONFIG) if not (path / n).is_file()]
     if missing:
         raise UserError(f"{path} is not a checkpoint folder (missing {', '.join(missing)})")
-    config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
-    state = torch.load(path / STATE, map_location="cpu", weights_only=False)
+    verify_weights(path / WEIGHTS)
+    try:
+        config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DamagedCheckpointError(path / CONFIG, f"not valid JSON: {exc}") from None
+    if not isinstance(config, dict):
+        raise DamagedCheckpointError(path / CONFIG, "not a JSON object")
+    try:
+        state = torch.load(path / STATE, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises RuntimeError, EOFError or UnpicklingError for a cut file
+        raise DamagedCheckpointError(path / STATE, f"{type(exc).__name__}: {str(exc).splitlines()[0][:80]}") \
+            from None
+    if not isinstance(state, dict):
+        raise DamagedCheckpointError(path / STATE, "not a training state")
     return Checkpoint(path, config, state)
+
+
+def _published(root: Path) -> list[Path]:
+    """Published checkpoint folders, oldest first (tags are zero-padded steps, so names sort by step)."""
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
+
+
+def remove_stale(run_dir: str | Path) -> None:
+    """Delete what a crash mid-save leaves behind: ``.tag.*`` temp folders and ``.name.*.tmp`` pointer files."""
+    root = Path(run_dir) / "checkpoints"
+    for stale in root.glob(".*.*") if root.is_dir() else []:
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
+def load_resumable(run_dir: str | Path, log: Callable[[str], None] = print) -> Checkpoint | None:
+    """The newest checkpoint of ``run_dir`` that loads, or ``None`` for a fresh run.
+
+    A damaged or incomplete checkpoint is skipped with one line saying which and why; resuming from the one
+    before it loses only the steps since, which the run replays exactly. When checkpoints exist but none
+    loads, that is an error: starting afresh would overwrite them.
+    """
+    remove_stale(run_dir)
+    candidates = _published(Path(run_dir) / "checkpoints")[::-1]
+    for folder in candidates:
+        try:
+            return load_checkpoint(folder)
+        except UserError as exc:
+            log(f"warning: skipped checkpoint {folder.name}: {exc}")
+    if candidates:
+        raise UserError(f"no checkpoint in {Path(run_dir) / 'checkpoints'} can be loaded (see the warnings above); "
+                        "move the folder away to start afresh, or pass a new --out")
+    return None
 
 
 def load_latest(run_dir: str | Path, which: str = "latest") -> Checkpoint | None:
@@ -196,9 +285,13 @@ def save_progress(run_dir: str | Path, progress: Progress, *, model: torch.nn.Mo
 
 def restore_progress(ckpt: Checkpoint, optimizer) -> Progress:
     """Load the optimizer and RNG states of ``ckpt`` and return where its run stood."""
-    optimizer.load_state_dict(ckpt.state["optimizer"])
-    set_rng_state(ckpt.state["rng"])
-    return Progress(**{f.name: ckpt.state[f.name] for f in fields(Progress)})
+    try:
+        optimizer.load_state_dict(ckpt.state["optimizer"])
+        set_rng_state(ckpt.state["rng"])
+    except (KeyError, ValueError, TypeError) as exc:  # a state written for another model or by other code
+        raise UserError(f"{ckpt.path / STATE} does not fit this run ({type(exc).__name__}: {exc}); "
+                        "retrain into a new --out folder") from None
+    return Progress(**{f.name: ckpt.state[f.name] for f in fields(Progress) if f.name in ckpt.state})
 
 
 def open_metrics(run_dir: Path, step: int):
@@ -213,3 +306,72 @@ def open_metrics(run_dir: Path, step: int):
         tmp.write_text("".join(r + "\n" for r in rows), encoding="utf-8")
         os.replace(tmp, path)
     return path.open("a", encoding="utf-8")
+
+
+def checkpoint_project(config: dict) -> str:
+    """Which project wrote a checkpoint: its ``project`` key, or for older checkpoints the keys only it writes."""
+    if "project" in config:
+        return str(config["project"])
+    model = config.get("model")
+    if "hf_config" in config:
+        return "quantization"
+    if isinstance(model, dict) and "positional" in model:
+        return "translation"
+    if isinstance(model, dict) and "variant" in model:
+        return "moe_summarization"
+    return "unknown"
+
+
+def check_project(ckpt: Checkpoint, project: str, hint: str) -> None:
+    """One sentence, not a ``KeyError``, when a checkpoint of another project is handed to ``project``."""
+    found = checkpoint_project(ckpt.config)
+    if found != project:
+        whose = f"a {found} checkpoint" if found != "unknown" else "a checkpoint of no project in this repository"
+        raise UserError(f"{ckpt.path} is {whose}, not a {project} one; {hint}")
+
+
+def _flat(config: dict) -> dict:
+    """Top-level settings plus those of the ``model`` and ``train`` sections, in one dict."""
+    flat = {k: v for k, v in config.items() if not isinstance(v, dict)}
+    for section in ("model", "train"):
+        if isinstance(config.get(section), dict):
+            flat.update(config[section])
+    return flat
+
+
+def check_resume_config(run_dir: str | Path, saved: dict, now: dict, *, may_change: Iterable[str],
+                        ignore: Iterable[str] = (), log: Callable[[str], None] = print) -> None:
+    """Stop a resume whose flags change the model or the data; allow (and print) a changed schedule.
+
+    ``saved`` is the config stored in the checkpoint, ``now`` the one this run's flags resolve to, in the same
+    layout. Resuming keeps the saved model and data, so a changed ``--positional`` or ``--train`` would be
+    silently ignored; a changed ``--lr`` or ``--steps`` is a deliberate change of schedule. Fields missing on
+    either side (written by older code) are not compared.
+    """
+    old, new, skip = _flat(saved), _flat(now), set(ignore)
+    changed = {k: (old[k], v) for k, v in new.items() if k in old and k not in skip and old[k] != v}
+    refused = {k: ab for k, ab in changed.items() if k not in set(may_change)}
+    if refused:
+        what = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in refused.items())
+        raise UserError(f"{run_dir} holds a run trained with other settings ({what}); pass the same flags to "
+                        "resume it, or a new --out to start afresh")
+    for k, (a, b) in changed.items():
+        log(f"resuming with a changed schedule: {k} {a!r} -> {b!r}")
+
+
+def restore_model(ckpt: Checkpoint, project: str, build: Callable[[dict], tuple[torch.nn.Module, Any]], *,
+                  hint: str) -> tuple[torch.nn.Module, Any]:
+    """``(model, model_config)`` rebuilt from ``ckpt`` alone, for training (resume) and evaluation alike.
+
+    ``build(config)`` makes the model and its config from the checkpoint's ``config.json``. A checkpoint of
+    another project, or one whose fields or weights this code does not know, is one sentence (``hint`` says
+    what to do instead), never a ``KeyError`` or a state-dict traceback."""
+    check_project(ckpt, project, hint)
+    try:
+        model, cfg = build(ckpt.config)
+        ckpt.load_weights(model)
+    except (TypeError, KeyError, RuntimeError) as err:  # a config field or weight this code does not know
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"{ckpt.path} is not compatible with this version of {project}/ ({first}); "
+                        "retrain into a new --out folder") from None
+    return model, cfg

@@ -73,6 +73,16 @@ class Loaded(Generic[R]):
     def __getitem__(self, i):
         return self.records[i]
 
+    def require(self, flag: str) -> Loaded[R]:
+        """Itself, or one sentence naming ``flag`` and the file when it holds no usable record.
+
+        Training scripts call this for every input before the first step, so an empty ``--dev`` fails at
+        start-up, not at the first validation an hour later."""
+        if not self.records:
+            why = f" (skipped: {self.summary().split('(skipped ', 1)[1]}" if self.skipped else ""
+            raise UserError(f"{flag} {self.source} has no records{why}")
+        return self
+
     def summary(self) -> str:
         """One line for logs, e.g. ``train.tsv: 59931 records (skipped 2: empty line x2)``."""
         text = f"{self.source}: {len(self.records)} records"
@@ -93,16 +103,30 @@ def parse_hub_source(source: str) -> tuple[str, str | None, str]:
     return name, config, split
 
 
+def decode_lines(raw: Iterable[bytes], name: str) -> Iterator[tuple[int, str]]:
+    """``(line_number, text)`` for raw lines split on ``\\n`` only, 1-based; a CRLF line ending is dropped, a
+    ``\\r`` or ``\\f`` inside a line is kept (so line N of the output is always line N of the input); bytes that
+    are not UTF-8 raise :class:`DataError` naming ``name:line``."""
+    for number, line in enumerate(raw, start=1):
+        try:
+            yield number, line.decode("utf-8").removesuffix("\n").removesuffix("\r")
+        except UnicodeDecodeError as exc:
+            raise DataError(name, number, f"invalid UTF-8 at byte {exc.start}") from None
+
+
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, text)`` with 1-based numbers; undecodable bytes raise with the line number."""
+    """Yield ``(line_number, text)`` of a file with 1-based numbers; undecodable bytes raise with the line."""
     if not path.is_file():
         raise DataError(str(path), None, "file not found" if not path.exists() else "not a regular file")
     with path.open("rb") as f:
-        for number, raw in enumerate(f, start=1):
-            try:
-                yield number, raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as exc:
-                raise DataError(str(path), number, f"invalid UTF-8 at byte {exc.start}") from None
+        yield from decode_lines(f, str(path))
+
+
+def read_text_lines(path: Path | None, stream=None) -> list[str]:
+    """Every line of ``path`` (or of the binary ``stream``, e.g. ``sys.stdin.buffer``, named ``<stdin>``)."""
+    if path is not None:
+        return [text for _, text in _lines(Path(path))]
+    return [text for _, text in decode_lines(stream, "<stdin>")]
 
 
 class _Collector(Generic[R]):
@@ -124,6 +148,11 @@ class _Collector(Generic[R]):
 def _check_text(col: _Collector, line: int, name: str, value: object) -> str | None:
     if not isinstance(value, str):
         col.bad(line, f"field '{name}' must be a string, got {type(value).__name__}", kind=f"bad {name}")
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # JSON can spell a lone surrogate ("\ud800"), which no tokenizer can encode
+        col.bad(line, f"field '{name}' holds an invalid Unicode character", kind=f"bad {name}")
         return None
     value = value.strip()
     if not value:
@@ -200,10 +229,23 @@ def load_labelled(
         return col.loaded
 
     numbered = list(_lines(Path(source)))
-    if not numbered or [c.strip() for c in next(csv.reader([numbered[0][1]]))] != ["label", "text"]:
+    if not numbered:
+        raise DataError(source, 1, "empty file (expected the header 'label,text')")
+    try:
+        header = [c.strip() for c in next(csv.reader([numbered[0][1]]), [])]
+    except csv.Error:
+        header = []
+    if header != ["label", "text"]:
         raise DataError(source, 1, "expected the header 'label,text'")
     reader = csv.reader(text + "\n" for _, text in numbered[1:])
-    for cells in reader:
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # a NUL byte, a field past the size limit, a quote left open at the end
+            col.bad(reader.line_num + 1, f"unreadable CSV ({exc})", kind="unreadable CSV")
+            continue
         line = reader.line_num + 1  # +1 for the header; line_num counts the physical lines consumed
         if not cells or all(not c.strip() for c in cells):
             col.empty()
@@ -248,6 +290,9 @@ def load_documents(
             row = json.loads(text)
         except json.JSONDecodeError as exc:
             col.bad(number, f"invalid JSON ({exc.msg} at column {exc.colno})", kind="invalid JSON")
+            continue
+        except RecursionError:
+            col.bad(number, "invalid JSON (nested too deeply)", kind="invalid JSON")
             continue
         if not isinstance(row, dict):
             col.bad(number, f"expected a JSON object, got {type(row).__name__}", kind="not an object")

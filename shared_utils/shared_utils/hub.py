@@ -22,6 +22,13 @@ def is_local(name_or_path: str | os.PathLike) -> bool:
     return Path(name_or_path).expanduser().exists()
 
 
+def looks_like_path(name_or_path: str | os.PathLike) -> bool:
+    """True for something only a file path can be: a hub id is ``name`` or ``owner/name``, never more parts,
+    never starting with ``/``, ``.`` or ``~``."""
+    text = str(name_or_path)
+    return text.startswith(("/", ".", "~")) or text.count("/") > 1 or "\\" in text
+
+
 def offline_requested() -> bool:
     """True when the user asked the HF libraries to use their cache only (``HF_HUB_OFFLINE=1``)."""
     return any(os.environ.get(v, "0") not in ("0", "") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
@@ -68,6 +75,8 @@ def from_pretrained(load: Callable[[str], Any], name_or_path: str, *, local_hint
     A local folder that fails to load is reported as such: that is a broken folder, not a network problem.
     """
     local = is_local(name_or_path)
+    if not local and looks_like_path(name_or_path):
+        raise HubUnavailableError(f"the local model folder '{name_or_path}' does not exist")
     if not local and not offline_requested() and not hub_reachable():
         raise _unreachable(f"model '{name_or_path}'", local_hint)
     try:

@@ -164,10 +164,23 @@ def cosine_lr(step: int, peak: float, warmup: int, total: int) -> float:
     return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm + 1))))
 
 
+def check_numbers(cfg, *, positive: tuple[str, ...] = (), nonnegative: tuple[str, ...] = ()) -> None:
+    """A config's numbers, checked where the config is built: every float field finite, the named fields
+    > 0 or >= 0. The message names the flag, so ``--lr nan`` is one sentence, not an AdamW traceback."""
+    from dataclasses import fields
+
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        flag = f"--{f.name.replace('_', '-')}"
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"{flag} must be a finite number, got {value}")
+        if f.name in positive and not value > 0:
+            raise UserError(f"{flag} must be positive, got {value}")
+        if f.name in nonnegative and not value >= 0:
+            raise UserError(f"{flag} must be >= 0, got {value}")
+
+
 def check_training_flags(cfg) -> None:
     """The flag checks both seq2seq training configs share (batch, accumulation, steps, schedule)."""
-    for name in ("batch_tokens", "grad_accum", "steps", "eval_every"):
-        if getattr(cfg, name) <= 0:
-            raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
-    if cfg.lr <= 0 or cfg.warmup < 0:
-        raise UserError("--lr must be positive and --warmup non-negative")
+    check_numbers(cfg, positive=("batch_tokens", "grad_accum", "steps", "eval_every", "lr"),
+                  nonnegative=("warmup", "dev_limit", "time_budget_min", "label_smoothing", "clip", "weight_decay"))

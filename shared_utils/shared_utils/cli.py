@@ -1,0 +1,74 @@
+"""Command-line flags: generated from the config dataclasses, with argparse types that reject absurd numbers.
+
+One helper serves the three training scripts, so a config field is a flag in every project the same way: a
+field ``batch_tokens: int`` becomes ``--batch-tokens``, a ``bool`` becomes ``--x`` / ``--no-x``, a ``list[str]``
+takes one or more values. Every default is ``None``, so the caller can tell an explicit flag from a preset's
+value. Numbers are checked where argparse reads them: ``--lr nan`` or ``--limit -1`` end with argparse's own
+one-line error (exit status 2), never a traceback from deep inside the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import fields
+
+
+def finite_float(text: str) -> float:
+    """A float flag that is a real number: ``nan`` and ``inf`` are refused."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got '{text}'")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """An int flag that is 0 or more (0 usually means 'all' or 'none')."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An int flag that is 1 or more."""
+    value = nonnegative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be >= 1, got 0")
+    return value
+
+
+_TYPES = {"int": int, "float": finite_float, "str": str, "float | None": finite_float}
+
+
+def add_dataclass_flags(parser: argparse.ArgumentParser, *classes, skip: tuple[str, ...] = ()) -> None:
+    """Add one ``--flag`` per field of each dataclass (default ``None``: "not given, keep the preset's").
+
+    Field annotations are strings (``from __future__ import annotations``); int/float/str, ``float | None``,
+    ``bool`` and ``list[str]`` fields are supported, and any other type is a programming error.
+    """
+    for cls in classes:
+        for f in fields(cls):
+            if f.name in skip:
+                continue
+            flag = f"--{f.name.replace('_', '-')}"
+            if f.type == "bool":
+                parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+            elif f.type == "list[str]":
+                parser.add_argument(flag, nargs="+", default=None)
+            elif f.type in _TYPES:
+                parser.add_argument(flag, type=_TYPES[f.type], default=None)
+            else:
+                raise TypeError(f"{cls.__name__}.{f.name}: no flag for type {f.type}")
+
+
+def pick(args: dict, cls) -> dict:
+    """The flags given for ``cls``'s fields (``None`` = not given), as keyword overrides."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in args.items() if k in names and v is not None}
