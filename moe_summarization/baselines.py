@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from shared_utils.cli import Parser
 from shared_utils.data import Doc, load_documents
 from shared_utils.errors import HubUnavailableError, cli_main
 from shared_utils.hub import from_pretrained, hub_reachable, is_local, offline_requested
@@ -112,7 +113,7 @@ def run_baselines(docs: list[Doc], device: torch.device, models: dict[str, str] 
 def main(argv: list[str] | None = None) -> None:
     from moe_summarization.eval import default_bertscore_model, summary_metrics
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="hf:EdinburghNLP/xsum::test")
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)

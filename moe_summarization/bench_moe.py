@@ -28,6 +28,7 @@ from torch import nn
 from moe_summarization.config import BALANCERS, DISPATCHES, MoEConfig, with_balancer
 from moe_summarization.experiment import DEFAULT_DATA, ExperimentConfig, late_summary, run
 from moe_summarization.moe import FFN, MoELayer
+from shared_utils.cli import Parser
 from shared_utils.errors import cli_main
 from shared_utils.runtime import seed_everything
 
@@ -217,7 +218,7 @@ def plot(result: dict, histories: dict, out: Path) -> None:
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes; writes to --out only if given")
     parser.add_argument("--steps", type=int, default=600, help="training steps per balancing setting")
     parser.add_argument("--data", default=DEFAULT_DATA, help="JSONL with a 'document' key for the balance run")

@@ -25,6 +25,7 @@ from moe_summarization.config import SumTrainConfig, summarizer_config
 from moe_summarization.eval import default_bertscore_model, lead1, load_summarizer, summarize, summary_metrics
 from moe_summarization.model import active_ffn_parameters, build_model
 from moe_summarization.train import train
+from shared_utils.cli import Parser
 from shared_utils.data import load_documents
 from shared_utils.errors import UserError, cli_main
 from shared_utils.runtime import pick_device
@@ -158,7 +159,7 @@ def write_report(result: dict, out: Path) -> None:
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", choices=tuple(DATA), default="hub")
     for split in ("train", "dev", "test"):
         p.add_argument(f"--{split}", default=None, help=f"your own {split} JSONL instead of --data's (named by "

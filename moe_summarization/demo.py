@@ -18,6 +18,7 @@ from moe_summarization.config import MoEConfig, SumTrainConfig, summarizer_confi
 from moe_summarization.eval import lead1, load_summarizer, summarize
 from moe_summarization.moe import MoELayer, capacity_for, moe_reference
 from moe_summarization.train import train
+from shared_utils.cli import Parser
 from shared_utils.data import load_documents
 from shared_utils.errors import cli_main
 from shared_utils.metrics import rouge_scores
@@ -68,7 +69,7 @@ def summarizers(out: Path, steps: int) -> list[tuple[str, float, float]]:
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--out", type=Path, default=Path("runs/demo/moe"))
     args = p.parse_args(argv)

@@ -24,7 +24,7 @@ from moe_summarization.model import restore_model
 from moe_summarization.tokenizer import decode, load_tokenizer
 from shared_utils.batching import collate, token_batches
 from shared_utils.checkpoint import load_best
-from shared_utils.cli import nonnegative_int
+from shared_utils.cli import Parser, nonnegative_int
 from shared_utils.data import Doc, load_documents
 from shared_utils.errors import UserError, cli_main
 from shared_utils.hub import hub_reachable, offline_requested
@@ -90,7 +90,7 @@ def write_outputs(out_dir: Path, docs: list[Doc], preds: dict[str, list[str]], m
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="run folder (best checkpoint) or checkpoint folder")
     p.add_argument("--data", default="hf:EdinburghNLP/xsum::test", help="JSONL {document, summary} or hf:...")
     p.add_argument("--limit", type=nonnegative_int, default=0, help="first N documents (0 = all)")

@@ -22,6 +22,7 @@ from moe_summarization.attention import MultiHeadAttention
 from moe_summarization.config import BALANCERS, MoEConfig, with_balancer
 from moe_summarization.moe import MoELayer
 from moe_summarization.tokenizer import train_tokenizer
+from shared_utils.cli import Parser
 from shared_utils.data import load_documents
 from shared_utils.errors import cli_main
 from shared_utils.runtime import seed_everything
@@ -131,7 +132,7 @@ def late_summary(history: dict, fraction: float = 0.1) -> dict[str, float]:
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--balancer", choices=tuple(BALANCERS), default="own")
     parser.add_argument("--steps", type=int, default=ExperimentConfig.steps)
     parser.add_argument("--data", default=DEFAULT_DATA, help="JSONL with a 'document' key (or hf:...)")

@@ -40,7 +40,7 @@ from shared_utils.checkpoint import (
     restore_progress,
     save_progress,
 )
-from shared_utils.cli import add_dataclass_flags, pick
+from shared_utils.cli import Parser, add_dataclass_flags, pick
 from shared_utils.data import load_documents
 from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import rouge_scores
@@ -205,7 +205,7 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
 
 
 def parse_args(argv: list[str] | None) -> tuple[SummarizerConfig, SumTrainConfig, Path, str]:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, metrics.jsonl, config.json")
     p.add_argument("--size", default="small", choices=tuple(SIZES))
     p.add_argument("--variant", default="moe_top2", choices=VARIANTS)

@@ -27,7 +27,7 @@ from quantization.model import classifier_from_checkpoint
 from quantization.qlinear import Int8WeightOnlyLinear, W8A8Linear, linear_weight
 from quantization.quantize import get_method, target_layers
 from shared_utils.checkpoint import check_project, load_best
-from shared_utils.cli import nonnegative_int, positive_int
+from shared_utils.cli import Parser, nonnegative_int, positive_int
 from shared_utils.errors import UserError, cli_main
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -158,7 +158,7 @@ def plot(result: dict, out: Path, stem: str) -> None:
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="training run folder (its best checkpoint is used)")
     p.add_argument("--dev", required=True)
     p.add_argument("--train", required=True, help="calibration data for W8A8")

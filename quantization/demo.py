@@ -17,6 +17,7 @@ import torch
 from quantization.config import make_config
 from quantization.eval import run_method
 from quantization.train import train
+from shared_utils.cli import Parser
 from shared_utils.errors import cli_main
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
@@ -33,7 +34,7 @@ def run(out: Path, epochs: float, methods=METHODS) -> list[dict]:
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=float, default=4.0)
     p.add_argument("--out", type=Path, default=Path("runs/demo/quantization"))
     args = p.parse_args(argv)

@@ -22,7 +22,7 @@ from quantization.model import classifier_from_checkpoint
 from quantization.quantize import METHODS, get_method, quantize_model, quantized_layer_bytes, state_bytes, target_layers
 from quantization.train import collate, encode, predict
 from shared_utils.checkpoint import load_best
-from shared_utils.cli import nonnegative_int, positive_int
+from shared_utils.cli import Parser, nonnegative_int, positive_int
 from shared_utils.data import load_labelled
 from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import accuracy, macro_f1
@@ -97,7 +97,7 @@ def run_method(checkpoint: str, method: str, dev: str, train: str | None, *, lim
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="run folder (uses its best checkpoint) or checkpoint folder")
     p.add_argument("--method", default="fp32", help=f"one of: {', '.join(METHODS)}")
     p.add_argument("--dev", required=True, help="CSV label,text (or hf:ag_news::test)")

@@ -32,7 +32,7 @@ from shared_utils.checkpoint import (
     restore_progress,
     save_progress,
 )
-from shared_utils.cli import add_dataclass_flags, pick
+from shared_utils.cli import Parser, add_dataclass_flags, pick
 from shared_utils.data import load_labelled
 from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import accuracy, macro_f1
@@ -179,7 +179,7 @@ def train(cfg: TrainConfig, out: Path, device: torch.device) -> dict:
 
 
 def parse_args(argv: list[str] | None) -> tuple[TrainConfig, Path, str]:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="gpt2-large", choices=tuple(PRESETS))
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, metrics.jsonl)")
     p.add_argument("--device", default="auto")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from shared_utils.cli import Parser
 from shared_utils.data import load_parallel
 from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import translation_scores
@@ -186,7 +187,7 @@ def write_report(result: dict, out: Path) -> None:
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default=None,
                    help="default: the best scheme of results/training.json, from --runs")
     p.add_argument("--runs", type=Path, default=Path("runs/mt-bench"), help="the training benchmark's runs")

@@ -28,6 +28,7 @@ import torch
 from tqdm import tqdm
 
 from shared_utils.batching import collate, token_batches
+from shared_utils.cli import Parser
 from shared_utils.data import load_parallel
 from shared_utils.errors import cli_main
 from shared_utils.metrics import translation_scores
@@ -215,7 +216,7 @@ def marian_entry(cfg: TrainConfig, runs: Path, dev_sets: dict, device) -> dict:
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train", default=f"{LOCAL}/train.fi-en.tsv")
     p.add_argument("--dev", nargs="+",
                    default=[f"{LOCAL}/dev.tatoeba.fi-en.tsv", f"{LOCAL}/dev.newstest2018.fi-en.tsv"])

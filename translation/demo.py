@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from shared_utils.cli import Parser
 from shared_utils.data import load_parallel
 from shared_utils.errors import cli_main
 from shared_utils.metrics import translation_scores
@@ -50,7 +51,7 @@ def run(out: Path, steps: int, positional: str = "rope") -> list[tuple[str, floa
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--positional", default="rope", choices=POSITIONALS)
     p.add_argument("--out", type=Path, default=Path("runs/demo/translation"))

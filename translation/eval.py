@@ -20,6 +20,7 @@ import torch
 
 from shared_utils.batching import collate, token_batches
 from shared_utils.checkpoint import load_best
+from shared_utils.cli import Parser
 from shared_utils.data import Pair, load_parallel, read_text_lines
 from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import translation_scores
@@ -99,7 +100,7 @@ def translate(model, tok, cfg: ModelConfig, sources: list[str], device, strategy
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="run folder (best checkpoint) or checkpoint folder")
     p.add_argument("--input", required=True, help="TSV finnish<TAB>english, or plain Finnish sentences")
     p.add_argument("--format", default="auto", choices=FORMATS, help="how to read --input (auto: from every line)")

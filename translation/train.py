@@ -35,7 +35,7 @@ from shared_utils.checkpoint import (
     restore_progress,
     save_progress,
 )
-from shared_utils.cli import add_dataclass_flags, pick
+from shared_utils.cli import Parser, add_dataclass_flags, pick
 from shared_utils.data import load_parallel
 from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import translation_scores
@@ -213,7 +213,7 @@ def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "au
 
 
 def parse_args(argv: list[str] | None) -> tuple[ModelConfig, TrainConfig, Path, str]:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, metrics.jsonl, config.json")
     p.add_argument("--preset", default="small", choices=tuple(PRESETS))
     p.add_argument("--device", default="auto")

@@ -16,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from shared_utils.cli import Parser
 from shared_utils.data import read_text_lines
 from shared_utils.errors import UserError, cli_main
 from shared_utils.runtime import pick_device
@@ -46,7 +47,7 @@ def prompt():
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="run folder (its best checkpoint) or a checkpoint folder")
     p.add_argument("--input", type=Path, default=None, help="Finnish sentences, one per line (default: stdin)")
     p.add_argument("--output", type=Path, default=None, help="write translations here (default: stdout)")

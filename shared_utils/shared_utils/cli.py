@@ -11,7 +11,17 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from dataclasses import fields
+
+
+class Parser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose errors are one line (``error: argument --lr: ...``, exit status 2)
+    instead of the usage block, which for a generated flag set runs to twenty lines."""
+
+    def error(self, message: str):
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def finite_float(text: str) -> float:

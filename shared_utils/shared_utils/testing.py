@@ -1,0 +1,84 @@
+"""Test helpers the three projects' robustness suites share: run a CLI as a user would, damage a file the way
+a full disk or a cut copy does, plant another project's checkpoint, and kill a training run mid-step.
+
+Only tests import this module.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from .checkpoint import save_checkpoint
+
+
+def run_cli(main: Callable[[list[str]], object], argv: list[str], capsys) -> tuple[int, str, str]:
+    """``main(argv)`` in this process: (exit status, stdout, stderr). Any exception other than ``SystemExit``
+    propagates, so a traceback a user would see fails the test."""
+    capsys.readouterr()
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(result: tuple[int, str, str], *fragments: str) -> str:
+    """A non-zero exit whose stderr ends in one ``error:`` line holding every fragment, and no traceback
+    (warnings may come before it). Returns that line."""
+    code, _, err = result
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert code != 0, f"expected a failure, got exit {code}: {err}"
+    assert "Traceback" not in err, err
+    assert lines and lines[-1].startswith("error: "), err
+    assert all(line.startswith("warning: ") for line in lines[:-1]), err
+    for fragment in fragments:
+        assert fragment in lines[-1], f"{fragment!r} not in {lines[-1]!r}"
+    return lines[-1]
+
+
+def truncate(file: Path, keep: float = 0.5) -> None:
+    """Cut ``file`` to a fraction of its bytes (0 = an empty file), as a killed copy or a full disk leaves it."""
+    data = file.read_bytes()
+    file.write_bytes(data[: int(len(data) * keep)])
+
+
+def foreign_checkpoint(run_dir: Path, project: str) -> Path:
+    """A published checkpoint in ``run_dir`` whose config says another ``project`` wrote it."""
+    config = {"project": project, "model": {"d_model": 8}, "train": {"steps": 1}}
+    return save_checkpoint(run_dir, "step_00000001", model=torch.nn.Linear(2, 2), state={"step": 1},
+                           config=config)
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL: not an ``Exception``, so no handler in the code under test catches it."""
+
+
+def kill_at_step(monkeypatch, step: int) -> None:
+    """Make the ``step``-th call of ``clip_grad_norm_`` (once per optimizer step in every trainer) raise
+    :class:`Killed`: the run dies inside that step, after logging the ones before it."""
+    original, calls = torch.nn.utils.clip_grad_norm_, {"n": 0}
+
+    def clip(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == step:
+            raise Killed(f"killed in step {step}")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
+
+
+def logged_steps(run_dir: Path) -> list[int]:
+    """The ``step`` of every row of ``run_dir/metrics.jsonl``, in file order."""
+    lines = (Path(run_dir) / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line)["step"] for line in lines if line.strip()]
+
+
+def weights_bytes(run_dir: Path, tag: str) -> bytes:
+    """The raw bytes of a checkpoint's weights file, for byte-for-byte comparisons."""
+    return (Path(run_dir) / "checkpoints" / tag / "model.safetensors").read_bytes()

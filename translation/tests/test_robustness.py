@@ -1,0 +1,197 @@
+"""Every translation entry point against bad input, as a user would run it: one ``error:`` line and a non-zero
+exit, or the right output; and kill-and-resume that loses nothing."""
+
+import io
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared_utils.testing import (
+    Killed,
+    assert_one_line_error,
+    foreign_checkpoint,
+    kill_at_step,
+    logged_steps,
+    run_cli,
+    truncate,
+    weights_bytes,
+)
+from translation import eval as eval_cli
+from translation import train as train_cli
+from translation import translate as translate_cli
+
+WORDS = [("yksi", "one"), ("kaksi", "two"), ("kolme", "three"), ("kissa", "cat"), ("koira", "dog"),
+         ("talo", "house")]
+
+
+def train_argv(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["--out", str(out), "--preset", "tiny", "--max-len", "16", "--vocab-size", "300", "--train",
+            str(data / "train.tsv"), "--dev", str(data / "train.tsv"), "--batch-tokens", "200", "--steps", "6",
+            "--eval-every", "2", "--dev-limit", "5", "--warmup", "2", "--lr", "1e-3", "--device", "cpu", *extra]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("data")
+    pairs = [f"{a} {b}\t{x} {y}" for a, x in WORDS for b, y in WORDS]
+    (folder / "train.tsv").write_text("\n".join(pairs) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def run(data, tmp_path_factory) -> Path:
+    """One uninterrupted 6-step run (checkpoints at steps 4 and 6 kept): the reference for every test here."""
+    out = tmp_path_factory.mktemp("runs") / "full"
+    assert train_cli.main(train_argv(data, out)) is None
+    return out
+
+
+def copy_run(run: Path, tmp_path: Path) -> Path:
+    shutil.copytree(run, tmp_path / "run")
+    return tmp_path / "run"
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "state.pt", "config.json"])
+@pytest.mark.parametrize("keep", [0.0, 0.5])
+def test_eval_and_translate_name_a_damaged_checkpoint_file(run, data, tmp_path, capsys, name, keep):
+    broken = copy_run(run, tmp_path)
+    best = broken / "checkpoints" / (broken / "checkpoints" / "best").read_text().strip()
+    truncate(best / name, keep)
+    line = assert_one_line_error(run_cli(eval_cli.main, ["--checkpoint", str(broken), "--input",
+                                                         str(data / "train.tsv")], capsys), str(best / name))
+    assert "damaged" in line
+    assert_one_line_error(run_cli(translate_cli.main, ["--checkpoint", str(broken), "--input",
+                                                       str(data / "train.tsv")], capsys), "damaged")
+
+
+def test_eval_reads_every_line_to_decide_the_format(run, data, tmp_path, capsys):
+    tsv = tmp_path / "blank_first.tsv"
+    tsv.write_bytes(b"\r\n" + (data / "train.tsv").read_bytes().replace(b"\n", b"\r\n"))  # CRLF, blank first
+    code, out, err = run_cli(eval_cli.main, ["--checkpoint", str(run), "--input", str(tsv)], capsys)
+    assert code == 0, err
+    assert out.splitlines()[0].startswith("BLEU")  # scored as a TSV
+    mixed = tmp_path / "mixed.tsv"
+    mixed.write_text("kissa\tcat\nkoira\n", encoding="utf-8")
+    assert_one_line_error(run_cli(eval_cli.main, ["--checkpoint", str(run), "--input", str(mixed)], capsys),
+                          "line 1 has a tab", "line 2 has none", "--format")
+    code, out, _ = run_cli(eval_cli.main, ["--checkpoint", str(run), "--input", str(mixed), "--format", "text"],
+                           capsys)
+    assert code == 0 and len(out.splitlines()) == 2  # forced text: both lines translated, to stdout
+
+
+@pytest.mark.parametrize(("content", "fragment"), [
+    (b"", "is empty"),
+    (b"\n\n  \n", "is empty"),
+    (b"kissa\n\xff\xfe koira\n", ":2: invalid UTF-8"),
+    (bytes(range(256)) * 4, "invalid UTF-8"),
+])
+def test_eval_rejects_empty_and_undecodable_input(run, tmp_path, capsys, content, fragment):
+    bad = tmp_path / "input.txt"
+    bad.write_bytes(content)
+    assert_one_line_error(run_cli(eval_cli.main, ["--checkpoint", str(run), "--input", str(bad)], capsys),
+                          str(bad), fragment)
+
+
+def test_eval_prints_plain_text_translations_and_creates_the_output_folder(run, tmp_path, capsys):
+    text = tmp_path / "fi.txt"
+    text.write_text("kissa koira\n\ntalo\r\n", encoding="utf-8")
+    code, out, _ = run_cli(eval_cli.main, ["--checkpoint", str(run), "--input", str(text)], capsys)
+    assert code == 0 and len(out.splitlines()) == 3 and out.splitlines()[1] == ""
+    target = tmp_path / "new" / "folder" / "hyps.txt"
+    code, _, _ = run_cli(eval_cli.main, ["--checkpoint", str(run), "--input", str(text), "--output", str(target)],
+                         capsys)
+    assert code == 0 and target.read_text(encoding="utf-8").splitlines() == out.splitlines()
+    assert_one_line_error(run_cli(eval_cli.main, ["--checkpoint", str(run), "--input", str(text), "--output",
+                                                  str(text / "x")], capsys), "--output")
+
+
+def test_eval_warns_when_it_truncates(run, tmp_path, capsys):
+    text = tmp_path / "long.txt"
+    text.write_text(" ".join(["kissa"] * 40) + "\n", encoding="utf-8")
+    code, _, err = run_cli(eval_cli.main, ["--checkpoint", str(run), "--input", str(text)], capsys)
+    assert code == 0 and "1 line(s) longer than 16 tokens were truncated" in err
+
+
+def test_translate_keeps_one_output_line_per_input_line(run, monkeypatch, capsys):
+    lines = ["kissa\rkoira", "talo\fkissa", "", "yksi kaksi", "koira\r"]  # \r and \f inside lines; CRLF
+    stdin = io.TextIOWrapper(io.BytesIO("\n".join(lines).encode() + b"\n"))
+    monkeypatch.setattr(sys, "stdin", stdin)
+    code, out, err = run_cli(translate_cli.main, ["--checkpoint", str(run)], capsys)
+    assert code == 0, err
+    assert len(out.split("\n")) == len(lines) + 1 and out.split("\n")[2] == ""
+
+
+@pytest.mark.parametrize("junk", [b"kissa\n\x80\x81\xfe\n", bytes(range(256))])
+def test_translate_names_the_line_of_binary_input(run, tmp_path, monkeypatch, capsys, junk):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(junk)))
+    assert_one_line_error(run_cli(translate_cli.main, ["--checkpoint", str(run)], capsys), "<stdin>:", "UTF-8")
+    file = tmp_path / "junk.txt"
+    file.write_bytes(junk)
+    assert_one_line_error(run_cli(translate_cli.main, ["--checkpoint", str(run), "--input", str(file)], capsys),
+                          f"{file}:", "UTF-8")
+
+
+@pytest.mark.parametrize("project", ["quantization", "moe_summarization"])
+def test_foreign_checkpoints_are_named(run, data, tmp_path, capsys, project):
+    other = tmp_path / "other"
+    foreign_checkpoint(other, project)
+    for main, argv in ((eval_cli.main, ["--input", str(data / "train.tsv")]), (translate_cli.main, [])):
+        assert_one_line_error(run_cli(main, ["--checkpoint", str(other), *argv], capsys),
+                              f"is a {project} checkpoint, not a translation one")
+    assert_one_line_error(run_cli(train_cli.main, train_argv(data, other), capsys),
+                          f"is a {project} checkpoint", "pass a new --out")
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--lr", "nan"), ("--lr", "inf"), ("--lr", "-1"), ("--steps", "-3"),
+                                             ("--batch-tokens", "0"), ("--dev-limit", "-1"), ("--dropout", "nan"),
+                                             ("--warmup", "-5"), ("--label-smoothing", "-0.1")])
+def test_absurd_numbers_are_refused_before_training(data, tmp_path, capsys, flag, value):
+    out = tmp_path / "run"
+    assert_one_line_error(run_cli(train_cli.main, train_argv(data, out, flag, value), capsys), flag.lstrip("-"))
+    assert not (out / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(("which", "content"), [("--train", ""), ("--dev", ""), ("--dev", "\n\n")])
+def test_empty_inputs_are_refused_before_training(data, tmp_path, capsys, which, content):
+    empty = tmp_path / "empty.tsv"
+    empty.write_text(content, encoding="utf-8")
+    argv = train_argv(data, tmp_path / "run", which, str(empty))
+    assert_one_line_error(run_cli(train_cli.main, argv, capsys), f"{which} {empty} has no records")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_resume_refuses_a_changed_model_and_prints_a_changed_schedule(run, data, tmp_path, capsys):
+    resumed = copy_run(run, tmp_path)
+    assert_one_line_error(run_cli(train_cli.main, train_argv(data, resumed, "--positional", "relative_bias"),
+                                  capsys), "positional 'rope' -> 'relative_bias'", "a new --out")
+    assert_one_line_error(run_cli(train_cli.main, train_argv(data, resumed, "--seed", "3"), capsys), "seed 0 -> 3")
+    code, out, err = run_cli(train_cli.main, train_argv(data, resumed, "--lr", "5e-4", "--steps", "7"), capsys)
+    assert code == 0, err
+    assert "resuming with a changed schedule: lr 0.001 -> 0.0005" in out and logged_steps(resumed)[-1] == 7
+
+
+def test_a_kill_between_checkpoints_resumes_to_identical_weights(run, data, tmp_path, monkeypatch, capsys):
+    cut = tmp_path / "cut"
+    kill_at_step(monkeypatch, 4)  # dies inside step 4; the last checkpoint is step 2, steps 1-3 are logged
+    with pytest.raises(Killed):
+        train_cli.main(train_argv(data, cut))
+    assert logged_steps(cut) == [1, 2, 3]
+    monkeypatch.undo()
+    assert train_cli.main(train_argv(data, cut)) is None
+    assert logged_steps(cut) == [1, 2, 3, 4, 5, 6]  # each step once
+    assert weights_bytes(cut, "step_00000006") == weights_bytes(run, "step_00000006")
+
+
+def test_a_damaged_newest_checkpoint_resumes_from_the_one_before(run, data, tmp_path, capsys):
+    broken = copy_run(run, tmp_path)
+    truncate(broken / "checkpoints" / "step_00000006" / "model.safetensors")
+    (broken / "checkpoints" / ".step_00000008.tmp1234").mkdir()  # a save killed half-way
+    code, out, err = run_cli(train_cli.main, train_argv(data, broken), capsys)
+    assert code == 0, err
+    assert "warning: skipped checkpoint step_00000006" in out and "damaged" in out
+    assert "resumed from" in out and "step_00000004" in out
+    assert not (broken / "checkpoints" / ".step_00000008.tmp1234").exists()
+    assert weights_bytes(broken, "step_00000006") == weights_bytes(run, "step_00000006")
+    assert logged_steps(broken) == [1, 2, 3, 4, 5, 6]
