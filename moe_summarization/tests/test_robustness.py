@@ -2,7 +2,6 @@
 non-zero exit, or the right output; and kill-and-resume that loses nothing."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -10,14 +9,14 @@ import pytest
 from moe_summarization import eval as eval_cli
 from moe_summarization import train as train_cli
 from shared_utils.testing import (
-    Killed,
     assert_one_line_error,
+    check_damaged_newest_resume,
+    check_kill_and_resume,
+    copy_run,
     foreign_checkpoint,
-    kill_at_step,
     logged_steps,
     run_cli,
     truncate,
-    weights_bytes,
 )
 
 PAIRS = [("The central bank raised interest rates by half a point to fight inflation.", "bank raises rates"),
@@ -46,10 +45,6 @@ def run(data, tmp_path_factory) -> Path:
     assert train_cli.main(train_argv(data, out)) is None
     return out
 
-
-def copy_run(run: Path, tmp_path: Path) -> Path:
-    shutil.copytree(run, tmp_path / "run")
-    return tmp_path / "run"
 
 
 def eval_argv(checkpoint: Path, data: Path, tmp_path: Path, *extra: str) -> list[str]:
@@ -115,25 +110,12 @@ def test_resume_refuses_a_changed_model_and_prints_a_changed_schedule(run, data,
 
 
 def test_a_kill_between_checkpoints_resumes_to_identical_weights(run, data, tmp_path, monkeypatch):
-    cut = tmp_path / "cut"
-    kill_at_step(monkeypatch, 4)  # dies inside step 4; the last checkpoint is step 2, steps 1-3 are logged
-    with pytest.raises(Killed):
-        train_cli.main(train_argv(data, cut))
-    assert logged_steps(cut) == [1, 2, 3]
-    monkeypatch.undo()
-    assert train_cli.main(train_argv(data, cut)) is None
-    assert logged_steps(cut) == [1, 2, 3, 4, 5, 6]  # each step once
-    assert weights_bytes(cut, "step_00000006") == weights_bytes(run, "step_00000006")
+    check_kill_and_resume(train_cli.main, lambda out: train_argv(data, out), run, tmp_path, monkeypatch)
 
-
-def test_a_damaged_newest_checkpoint_resumes_from_the_one_before(run, data, tmp_path, capsys):
-    broken = copy_run(run, tmp_path)
-    (broken / "checkpoints" / "step_00000006" / "state.pt").unlink()  # missing counts as damaged too
-    code, out, err = run_cli(train_cli.main, train_argv(data, broken), capsys)
-    assert code == 0, err
-    assert "warning: skipped checkpoint step_00000006" in out and "missing state.pt" in out
-    assert weights_bytes(broken, "step_00000006") == weights_bytes(run, "step_00000006")
-    assert logged_steps(broken) == [1, 2, 3, 4, 5, 6]
+def test_a_missing_state_in_the_newest_checkpoint_resumes_from_the_one_before(run, data, tmp_path, capsys):
+    out = check_damaged_newest_resume(train_cli.main, lambda o: train_argv(data, o), run, tmp_path, capsys,
+                                      lambda newest: (newest / "state.pt").unlink())
+    assert "missing state.pt" in out
 
 
 def test_every_checkpoint_damaged_is_an_error_not_a_fresh_start(run, data, tmp_path, capsys):

@@ -1,7 +1,6 @@
 """Every quantization entry point against bad input, as a user would run it: one ``error:`` line and a
 non-zero exit, or the right output; and kill-and-resume that loses nothing."""
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,14 +10,14 @@ from quantization import bench as bench_cli
 from quantization import eval as eval_cli
 from quantization import train as train_cli
 from shared_utils.testing import (
-    Killed,
     assert_one_line_error,
+    check_damaged_newest_resume,
+    check_kill_and_resume,
+    copy_run,
     foreign_checkpoint,
-    kill_at_step,
     logged_steps,
     run_cli,
     truncate,
-    weights_bytes,
 )
 
 TOPICS = ["stocks fell as markets slid", "the team won the final match", "new chip speeds up phones",
@@ -60,10 +59,6 @@ def run(csv, tmp_path_factory) -> Path:
         torch.use_deterministic_algorithms(False)
     return out
 
-
-def copy_run(run: Path, tmp_path: Path) -> Path:
-    shutil.copytree(run, tmp_path / "run")
-    return tmp_path / "run"
 
 
 def test_a_short_last_batch_trains(run):
@@ -149,22 +144,9 @@ def test_resume_refuses_a_changed_model_and_prints_a_changed_schedule(run, csv, 
 
 
 def test_a_kill_between_checkpoints_resumes_to_identical_weights(run, csv, tmp_path, monkeypatch):
-    cut = tmp_path / "cut"
-    kill_at_step(monkeypatch, 4)  # dies inside step 4; the last checkpoint is step 2, steps 1-3 are logged
-    with pytest.raises(Killed):
-        train_cli.main(train_argv(csv, cut))
-    assert logged_steps(cut) == [1, 2, 3]
-    monkeypatch.undo()
-    assert train_cli.main(train_argv(csv, cut)) is None
-    assert logged_steps(cut) == [1, 2, 3, 4, 5, 6]  # each step once
-    assert weights_bytes(cut, "step_00000006") == weights_bytes(run, "step_00000006")
-
+    check_kill_and_resume(train_cli.main, lambda out: train_argv(csv, out), run, tmp_path, monkeypatch)
 
 def test_a_damaged_newest_checkpoint_resumes_from_the_one_before(run, csv, tmp_path, capsys):
-    broken = copy_run(run, tmp_path)
-    truncate(broken / "checkpoints" / "step_00000006" / "state.pt", 0.3)
-    code, out, err = run_cli(train_cli.main, train_argv(csv, broken), capsys)
-    assert code == 0, err
-    assert "warning: skipped checkpoint step_00000006" in out and "step_00000004" in out
-    assert weights_bytes(broken, "step_00000006") == weights_bytes(run, "step_00000006")
-    assert logged_steps(broken) == [1, 2, 3, 4, 5, 6]
+    out = check_damaged_newest_resume(train_cli.main, lambda o: train_argv(csv, o), run, tmp_path, capsys,
+                                      lambda newest: truncate(newest / "state.pt", 0.3))
+    assert "state.pt is damaged" in out

@@ -319,16 +319,34 @@ def dedupe(records: Iterable[R], key: Callable[[R], Hashable] = lambda r: r) -> 
     return out
 
 
-def train_dev_split(records: Sequence[R], dev_size: int | float, *, seed: int = 0) -> tuple[list[R], list[R]]:
-    """Seeded random split; ``dev_size`` is a count (int) or a fraction (float in (0, 1)).
+def selection_split(records: Sequence[R], size: int, *, seed: int = 0,
+                    stratify: Callable[[R], Hashable] | None = None,
+                    key: Callable[[R], Hashable] = lambda r: r) -> tuple[list[R], list[R]]:
+    """Carve a selection split of ``size`` records out of training data: ``(train, selection)``.
 
-    Both halves keep the input order, so the same seed always yields the same files.
+    Checkpoint choice and every design decision are made on this split, so the dev sets stay reported, never
+    selected on. The split is deterministic from ``seed``; with ``stratify`` each stratum (e.g. the source
+    corpus) gets its share of ``size`` (largest remainders first). Selection records are distinct by ``key``,
+    and every training record with a selection key is removed from ``train``, so no selection item is also
+    trained on. Both halves keep the input order.
     """
-    n = len(records)
-    n_dev = round(dev_size * n) if isinstance(dev_size, float) else int(dev_size)
-    if not 0 <= n_dev <= n:
-        raise UserError(f"dev_size {dev_size} is out of range for {n} records")
-    dev_idx = set(random.Random(seed).sample(range(n), n_dev))
-    train = [r for i, r in enumerate(records) if i not in dev_idx]
-    dev = [r for i, r in enumerate(records) if i in dev_idx]
-    return train, dev
+    if size < 0:
+        raise UserError(f"the selection split size must be >= 0, got {size}")
+    distinct = dedupe(range(len(records)), key=lambda i: key(records[i]))  # first index of each key
+    if size >= len(distinct):
+        raise UserError(f"a selection split of {size} needs more than the {len(distinct)} distinct training "
+                        "records; lower --select-size (0 = none)")
+    strata: dict[Hashable, list[int]] = {}
+    for i in distinct:
+        strata.setdefault(stratify(records[i]) if stratify else "", []).append(i)
+    names = sorted(strata, key=str)
+    quota = {n: size * len(strata[n]) / len(distinct) for n in names}
+    share = {n: int(quota[n]) for n in names}
+    for n in sorted(names, key=lambda n: (share[n] - quota[n], str(n)))[: size - sum(share.values())]:
+        share[n] += 1
+    rng = random.Random(seed)
+    chosen = {i for n in names for i in rng.sample(strata[n], share[n])}
+    held = {key(records[i]) for i in chosen}
+    train = [r for r in records if key(r) not in held]
+    selection = [records[i] for i in sorted(chosen)]
+    return train, selection

@@ -82,3 +82,45 @@ def logged_steps(run_dir: Path) -> list[int]:
 def weights_bytes(run_dir: Path, tag: str) -> bytes:
     """The raw bytes of a checkpoint's weights file, for byte-for-byte comparisons."""
     return (Path(run_dir) / "checkpoints" / tag / "model.safetensors").read_bytes()
+
+
+def copy_run(run_dir: Path, tmp_path: Path) -> Path:
+    """A copy of a finished run folder, to damage or resume without touching the reference."""
+    import shutil
+
+    shutil.copytree(run_dir, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def check_kill_and_resume(main: Callable[[list[str]], object], argv: Callable[[Path], list[str]], reference: Path,
+                          tmp_path: Path, monkeypatch, *, kill_step: int = 4, steps: int = 6) -> None:
+    """A run killed inside ``kill_step`` (between two checkpoints), then rerun with the same flags, logs each
+    step once and ends with weights byte-identical to the uninterrupted ``reference`` run."""
+    import pytest
+
+    cut = tmp_path / "cut"
+    kill_at_step(monkeypatch, kill_step)
+    with pytest.raises(Killed):
+        main(argv(cut))
+    assert logged_steps(cut) == list(range(1, kill_step))
+    monkeypatch.undo()
+    assert main(argv(cut)) is None
+    assert logged_steps(cut) == list(range(1, steps + 1))  # each step once
+    tag = f"step_{steps:08d}"
+    assert weights_bytes(cut, tag) == weights_bytes(reference, tag)
+
+
+def check_damaged_newest_resume(main: Callable[[list[str]], object], argv: Callable[[Path], list[str]],
+                                reference: Path, tmp_path: Path, capsys, damage: Callable[[Path], None], *,
+                                steps: int = 6, before: int = 4) -> str:
+    """Damage the newest checkpoint of a copy of ``reference`` (``damage(folder)``), rerun: the run says it
+    skipped it, resumes from the one before, and ends byte-identical to ``reference``. Returns stdout."""
+    broken = copy_run(reference, tmp_path)
+    newest = f"step_{steps:08d}"
+    damage(broken / "checkpoints" / newest)
+    code, out, err = run_cli(main, argv(broken), capsys)
+    assert code == 0, err
+    assert f"warning: skipped checkpoint {newest}" in out and f"step_{before:08d}" in out
+    assert weights_bytes(broken, newest) == weights_bytes(reference, newest)
+    assert logged_steps(broken) == list(range(1, steps + 1))
+    return out

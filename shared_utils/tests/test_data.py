@@ -11,7 +11,7 @@ from shared_utils.data import (
     load_labelled,
     load_parallel,
     parse_hub_source,
-    train_dev_split,
+    selection_split,
 )
 from shared_utils.errors import DataError, HubUnavailableError, UserError
 
@@ -174,16 +174,21 @@ def test_dedupe_keeps_first_occurrence_in_order():
     assert dedupe(pairs, key=lambda p: p.src) == [Pair("a", "1"), Pair("b", "2")]
 
 
-def test_train_dev_split_is_deterministic_and_disjoint():
-    items = list(range(100))
-    train, dev = train_dev_split(items, 0.2, seed=3)
-    assert len(dev) == 20 and len(train) == 80
-    assert sorted(train + dev) == items
-    assert train_dev_split(items, 0.2, seed=3) == (train, dev)
-    assert train_dev_split(items, 0.2, seed=4)[1] != dev
-    assert dev == sorted(dev)  # input order is kept
-    with pytest.raises(UserError):
-        train_dev_split(items, 101)
+def test_selection_split_is_deterministic_stratified_and_unseen_in_training():
+    records = [Pair(f"s{i % 60}", f"t{i}") for i in range(100)]  # 60 distinct sources; 40 repeat one
+    key, source = (lambda p: p.src), (lambda p: "news" if p.src < "s2" else "other")
+    train, select = selection_split(records, 10, seed=3, key=key, stratify=source)
+    assert len(select) == 10 and len({p.src for p in select}) == 10
+    assert not {p.src for p in select} & {p.src for p in train}  # a repeated source leaves train with it
+    assert len(train) + sum(2 if int(p.src[1:]) < 40 else 1 for p in select) == 100
+    news = [p for p in records if source(p) == "news"]  # s0, s1, s10-s19: 12 of 60 distinct -> 2 of 10
+    assert sum(source(p) == "news" for p in select) == round(10 * len({p.src for p in news}) / 60)
+    assert selection_split(records, 10, seed=3, key=key, stratify=source) == (train, select)
+    assert selection_split(records, 10, seed=4, key=key, stratify=source)[1] != select
+    assert train == [r for r in records if r in train] and select == [r for r in records if r in select]
+    assert selection_split(records, 0) == (records, [])
+    with pytest.raises(UserError, match="lower --select-size"):
+        selection_split(records, 60, key=key)
 
 
 # ------------------------------------------------------------------------------------------- real files

@@ -2,21 +2,20 @@
 exit, or the right output; and kill-and-resume that loses nothing."""
 
 import io
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
 from shared_utils.testing import (
-    Killed,
     assert_one_line_error,
+    check_damaged_newest_resume,
+    check_kill_and_resume,
+    copy_run,
     foreign_checkpoint,
-    kill_at_step,
     logged_steps,
     run_cli,
     truncate,
-    weights_bytes,
 )
 from translation import eval as eval_cli
 from translation import train as train_cli
@@ -47,10 +46,6 @@ def run(data, tmp_path_factory) -> Path:
     assert train_cli.main(train_argv(data, out)) is None
     return out
 
-
-def copy_run(run: Path, tmp_path: Path) -> Path:
-    shutil.copytree(run, tmp_path / "run")
-    return tmp_path / "run"
 
 
 @pytest.mark.parametrize("name", ["model.safetensors", "state.pt", "config.json"])
@@ -172,26 +167,14 @@ def test_resume_refuses_a_changed_model_and_prints_a_changed_schedule(run, data,
     assert "resuming with a changed schedule: lr 0.001 -> 0.0005" in out and logged_steps(resumed)[-1] == 7
 
 
-def test_a_kill_between_checkpoints_resumes_to_identical_weights(run, data, tmp_path, monkeypatch, capsys):
-    cut = tmp_path / "cut"
-    kill_at_step(monkeypatch, 4)  # dies inside step 4; the last checkpoint is step 2, steps 1-3 are logged
-    with pytest.raises(Killed):
-        train_cli.main(train_argv(data, cut))
-    assert logged_steps(cut) == [1, 2, 3]
-    monkeypatch.undo()
-    assert train_cli.main(train_argv(data, cut)) is None
-    assert logged_steps(cut) == [1, 2, 3, 4, 5, 6]  # each step once
-    assert weights_bytes(cut, "step_00000006") == weights_bytes(run, "step_00000006")
-
+def test_a_kill_between_checkpoints_resumes_to_identical_weights(run, data, tmp_path, monkeypatch):
+    check_kill_and_resume(train_cli.main, lambda out: train_argv(data, out), run, tmp_path, monkeypatch)
 
 def test_a_damaged_newest_checkpoint_resumes_from_the_one_before(run, data, tmp_path, capsys):
-    broken = copy_run(run, tmp_path)
-    truncate(broken / "checkpoints" / "step_00000006" / "model.safetensors")
-    (broken / "checkpoints" / ".step_00000008.tmp1234").mkdir()  # a save killed half-way
-    code, out, err = run_cli(train_cli.main, train_argv(data, broken), capsys)
-    assert code == 0, err
-    assert "warning: skipped checkpoint step_00000006" in out and "damaged" in out
-    assert "resumed from" in out and "step_00000004" in out
-    assert not (broken / "checkpoints" / ".step_00000008.tmp1234").exists()
-    assert weights_bytes(broken, "step_00000006") == weights_bytes(run, "step_00000006")
-    assert logged_steps(broken) == [1, 2, 3, 4, 5, 6]
+    def damage(newest: Path) -> None:
+        truncate(newest / "model.safetensors")
+        (newest.parent / ".step_00000008.tmp1234").mkdir()  # and a save killed half-way
+
+    out = check_damaged_newest_resume(train_cli.main, lambda o: train_argv(data, o), run, tmp_path, capsys, damage)
+    assert "damaged" in out and "resumed from" in out
+    assert not (tmp_path / "run" / "checkpoints" / ".step_00000008.tmp1234").exists()

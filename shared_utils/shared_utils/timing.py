@@ -1,0 +1,73 @@
+"""Speed comparisons that survive noise: ``torch.utils.benchmark`` timers, the candidates interleaved round by
+round, median and interquartile range.
+
+A machine's speed drifts (other load, frequency scaling, caches), so timing A, then B, compares A's moment with
+B's. :func:`interleaved` times every candidate once per round, in a fresh shuffled order each round, for
+``repeats`` rounds; each time is the median of a ``Timer.blocked_autorange`` block (which synchronises CUDA).
+:func:`ratio` pairs the candidates' times round by round, so a drift common to both cancels, and calls one
+faster only when the whole interquartile range of the per-round ratios lies on one side of 1.0.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.benchmark import Timer
+
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Per-round times of one candidate, in ms."""
+
+    samples_ms: tuple[float, ...]
+
+    @property
+    def median_ms(self) -> float:
+        return float(np.median(self.samples_ms))
+
+    def as_dict(self) -> dict:
+        """``median_ms``, ``iqr_ms`` ([25th, 75th] percentile) and ``repeats``, as the results files hold them."""
+        q25, q75 = np.percentile(self.samples_ms, [25, 75])
+        return {"median_ms": self.median_ms, "iqr_ms": [float(q25), float(q75)], "repeats": len(self.samples_ms),
+                "samples_ms": list(self.samples_ms)}
+
+
+def time_once(fn: Callable[[], object], *, min_run_time: float = 0.2) -> float:
+    """Median ms per call of ``fn`` over one ``blocked_autorange`` block, with all of torch's threads."""
+    timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
+
+
+def interleaved(candidates: dict[str, Callable[[], object]], *, repeats: int = 5, min_run_time: float = 0.2,
+                warmup: int = 1, seed: int = 0) -> dict[str, Timing]:
+    """Time every candidate once per round, rounds in a shuffled order, after ``warmup`` untimed calls each."""
+    if repeats < 1:
+        raise UserError(f"--repeats must be >= 1, got {repeats}")
+    for fn in candidates.values():
+        for _ in range(warmup):
+            fn()
+    order, rng = list(candidates), random.Random(seed)
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(repeats):
+        rng.shuffle(order)
+        for name in order:
+            samples[name].append(time_once(candidates[name], min_run_time=min_run_time))
+    return {name: Timing(tuple(times)) for name, times in samples.items()}
+
+
+def ratio(num: Timing, den: Timing) -> dict:
+    """``num / den`` per round: ``median``, ``iqr`` ([25th, 75th] percentile), ``repeats`` and ``verdict``
+    (``lower`` / ``higher`` only when the whole IQR is below / above 1.0, else ``tie``)."""
+    if len(num.samples_ms) != len(den.samples_ms):
+        raise UserError("a paired ratio needs timings of the same rounds")
+    per_round = np.asarray(num.samples_ms) / np.asarray(den.samples_ms)
+    q25, q75 = np.percentile(per_round, [25, 75])
+    verdict = "lower" if q75 < 1.0 else "higher" if q25 > 1.0 else "tie"
+    return {"median": float(np.median(per_round)), "iqr": [float(q25), float(q75)], "repeats": len(per_round),
+            "verdict": verdict}
