@@ -25,7 +25,7 @@ from moe_summarization.config import SumTrainConfig, summarizer_config
 from moe_summarization.eval import default_bertscore_model, lead1, load_summarizer, summarize, summary_metrics
 from moe_summarization.model import active_ffn_parameters, build_model
 from moe_summarization.train import train
-from shared_utils.cli import Parser
+from shared_utils.cli import Parser, nonnegative_int
 from shared_utils.data import load_documents
 from shared_utils.errors import UserError, cli_main
 from shared_utils.runtime import pick_device
@@ -181,6 +181,8 @@ def main(argv: list[str] | None = None) -> None:
                         "over mixed-case articles; ROUGE and MiniLM BERTScore ignore case)")
     p.add_argument("--eval-limit", type=int, default=0, help="documents per evaluation set (0 = all)")
     p.add_argument("--time-budget-min", type=float, default=0.0, help="per training run (0 = none)")
+    p.add_argument("--select-size", type=nonnegative_int, default=SumTrainConfig.select_size,
+                   help="documents carved from --train to choose checkpoints on (dev is only reported)")
     p.add_argument("--runs", type=Path, default=Path("runs/sum-bench"))
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--device", default="auto")
@@ -200,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     size = dict(max_source_len=args.max_source_len, vocab_size=args.vocab_size, copy=args.copy, lowercase=lowercase)
     cfg = SumTrainConfig(train=paths["train"], dev=paths["dev"], steps=args.steps, batch_tokens=args.batch_tokens,
                          lr=args.lr, warmup=args.warmup, eval_every=max(1, args.steps // 4), dev_limit=200,
-                         time_budget_min=args.time_budget_min)
+                         time_budget_min=args.time_budget_min, select_size=args.select_size)
     per_run, loads, sources, train_info = {}, {}, {}, {}
     for run_name, variant, seed in runs_to_train(args.seeds, args.spread_variants):
         run = args.runs / run_name

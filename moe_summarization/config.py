@@ -150,7 +150,10 @@ class SumTrainConfig:
     label_smoothing: float = 0.1
     clip: float = 1.0
     eval_every: int = 250  # validation (loss + ROUGE on dev_limit documents) and checkpoints
-    dev_limit: int = 200
+    dev_limit: int = 200  # dev documents scored during training, for the curves only (0 = all)
+    select_size: int = 1000  # documents carved from --train (unseen in training, stratified by source) on
+    # which the best checkpoint is chosen; dev is reported, never selected on (0 = none: the last is kept)
+    select_seed: int = 0  # the split's seed: fixed apart from --seed, so every run trains on the same documents
     time_budget_min: float = 0.0  # stop cleanly at a checkpoint after this many minutes (0 = none)
     seed: int = 0
 

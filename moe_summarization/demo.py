@@ -53,7 +53,8 @@ def route_all(tokens: int = 512) -> list[tuple[str, float, float, float]]:
 def summarizers(out: Path, steps: int) -> list[tuple[str, float, float]]:
     """(model, ROUGE-1, ROUGE-L) on the sample dev set for dense / MoE summarizers and lead-1."""
     cfg = SumTrainConfig(train=str(SAMPLES / "train.jsonl"), dev=str(SAMPLES / "dev.jsonl"), steps=steps,
-                         batch_tokens=1500, lr=3e-3, warmup=20, eval_every=steps, dev_limit=0)
+                         batch_tokens=1500, lr=3e-3, warmup=20, eval_every=steps, dev_limit=0,
+                         select_size=0)
     dev = load_documents(cfg.dev).records
     refs = [d.summary for d in dev]
     rows = []

@@ -41,7 +41,7 @@ from shared_utils.checkpoint import (
     save_progress,
 )
 from shared_utils.cli import Parser, add_dataclass_flags, pick
-from shared_utils.data import load_documents
+from shared_utils.data import load_documents, selection_split
 from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import rouge_scores
 from shared_utils.runtime import cosine_lr, inverse_sqrt_lr, seed_everything, setup_distributed
@@ -84,6 +84,12 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
     train_set = load_documents(cfg.train, local_hint=DATA_HINT).require("--train")
     dev_set = load_documents(cfg.dev, local_hint=DATA_HINT).require("--dev")
     log(train_set.summary(), "|", dev_set.summary())
+    train_docs, select_docs = train_set.records, []
+    if cfg.select_size:
+        train_docs, select_docs = selection_split(train_set.records, cfg.select_size, seed=cfg.select_seed,
+                                                  key=lambda d: d.document, stratify=lambda d: d.source)
+        log(f"selection split: {len(select_docs)} documents carved from --train (checkpoint choice); "
+            f"{len(train_docs)} left to train on")
     # the requested vocabulary size is kept beside the one the tokenizer reached, to compare flags on resume
     config = {"project": "moe_summarization", "model": asdict(mcfg), "train": asdict(cfg),
               "requested_vocab_size": mcfg.vocab_size}
@@ -93,16 +99,17 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
         check_resume_config(out, resume.config, config, may_change=SCHEDULE_FIELDS, ignore=("vocab_size",), log=log)
         tok = load_tokenizer(resume.read_text("tokenizer.json"))
     else:
-        tok = train_tokenizer((t for d in train_set for t in (d.document, d.summary)), mcfg.vocab_size,
+        tok = train_tokenizer((t for d in train_docs for t in (d.document, d.summary)), mcfg.vocab_size,
                               mcfg.lowercase)
         mcfg = SummarizerConfig(**{**asdict(mcfg), "vocab_size": tok.get_vocab_size()})
         model = build_model(mcfg)
     config["model"] = asdict(mcfg)
-    data = encode_documents(tok, train_set.records, mcfg.max_source_len, mcfg.max_target_len)
+    data = encode_documents(tok, train_docs, mcfg.max_source_len, mcfg.max_target_len)
     log(f"train: {data.truncated} of {len(data.src)} documents truncated to {mcfg.max_source_len} tokens")
     dev_rows = dev_set.records[: cfg.dev_limit] if cfg.dev_limit else dev_set.records
-    dev_data = encode_documents(tok, dev_rows, mcfg.max_source_len, mcfg.max_target_len)
-    dev_refs = [d.summary for d in dev_rows]
+    evaluated = {name: (encode_documents(tok, rows, mcfg.max_source_len, mcfg.max_target_len),
+                        [d.summary for d in rows])
+                 for name, rows in (("select", select_docs), ("dev", dev_rows)) if rows}
 
     model = model.to(device)
     if mcfg.variant == "moe_hash" and resume is None:  # balanced on this corpus's token frequencies
@@ -121,10 +128,11 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
         (out / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     metrics = open_metrics(out, progress.step) if main_proc else None
 
-    def checkpoint(dev: dict | None) -> None:
-        is_best = dev is not None and dev["rougeL"] > progress.best["rougeL"]
+    def checkpoint(select: dict | None) -> None:
+        """Save; the best checkpoint is chosen on the selection split (without one, every save is the best)."""
+        is_best = select is not None and (not select_docs or select["rougeL"] > progress.best["rougeL"])
         if is_best:
-            progress.best = {**dev, "step": progress.step}
+            progress.best = {**select, "step": progress.step}
         if main_proc:
             save_progress(out, progress, model=model, optimizer=opt, config=config,
                           extra_files={"tokenizer.json": tok.to_str()}, is_best=is_best)
@@ -181,14 +189,18 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
             dist.broadcast(flag, src=0)
             out_of_time = bool(flag.item())
         if progress.step % cfg.eval_every == 0 or progress.step == cfg.steps or out_of_time:
-            dev = None
+            select = None
             if main_proc:
-                dev = validate(model, tok, dev_data, dev_refs, device, cfg.batch_tokens, mcfg.max_target_len)
-                record.update({f"dev/{k}": v for k, v in dev.items()})
+                results = {name: validate(model, tok, d, refs, device, cfg.batch_tokens, mcfg.max_target_len)
+                           for name, (d, refs) in evaluated.items()}
+                for name, r in results.items():
+                    record.update({f"{name}/{k}": v for k, v in r.items()})
+                select = results.get("select", results["dev"])  # without a split, only "every save" reads it
                 tqdm.write(f"step {progress.step} | loss {loss_sum:.2f} | lr {lr:.1e} | {ms:.0f} ms/step | "
-                           f"{tokens_seen / step_seconds / 1e3:.1f}k tok/s | dev loss {dev['loss']:.2f} "
-                           f"rouge1 {dev['rouge1']:.1f} rougeL {dev['rougeL']:.1f}")
-            checkpoint(dev)
+                           f"{tokens_seen / step_seconds / 1e3:.1f}k tok/s | " +
+                           " | ".join(f"{n} loss {r['loss']:.2f} rouge1 {r['rouge1']:.1f} rougeL {r['rougeL']:.1f}"
+                                      for n, r in results.items()))
+            checkpoint(select)
         if metrics is not None:
             metrics.write(json.dumps(record) + "\n")
             metrics.flush()

@@ -27,7 +27,10 @@ class TrainConfig:
     clip: float = 1.0
     seed: int = 0
     eval_every: int = 200  # optimizer steps between dev evaluations and checkpoints
-    dev_limit: int = 0  # evaluate on the first N dev rows during training (0 = all)
+    dev_limit: int = 0  # dev rows scored during training, for the curves only (0 = all)
+    select_size: int = 1000  # rows carved from --train (stratified by label, unseen in training) on which the
+    # best checkpoint is chosen; --dev (AG News test with the hub) is reported, never selected on (0 = none)
+    select_seed: int = 0  # the split's seed, fixed apart from --seed
     time_budget_min: float = 0.0  # stop cleanly after this many minutes (0 = no limit)
     # tiny preset only: a small GPT-2 trained from scratch with its own BPE tokenizer
     tiny_vocab: int = 8000
@@ -38,7 +41,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_numbers(self, positive=("max_len", "batch_size", "grad_accum", "eval_every", "epochs", "lr",
                                       "tiny_vocab", "tiny_layers", "tiny_d_model", "tiny_heads"),
-                      nonnegative=("warmup", "weight_decay", "clip", "dev_limit", "time_budget_min"))
+                      nonnegative=("warmup", "weight_decay", "clip", "dev_limit", "time_budget_min", "select_size"))
         if self.batch_size % self.grad_accum:
             raise UserError(f"--batch-size {self.batch_size} must be divisible by --grad-accum {self.grad_accum}")
         if self.warmup >= 1:

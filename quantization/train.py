@@ -33,7 +33,7 @@ from shared_utils.checkpoint import (
     save_progress,
 )
 from shared_utils.cli import Parser, add_dataclass_flags, pick
-from shared_utils.data import load_labelled
+from shared_utils.data import load_labelled, selection_split
 from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import accuracy, macro_f1
 from shared_utils.runtime import pick_device, seed_everything
@@ -86,6 +86,14 @@ def evaluate(model, ids, labels, pad_id, device) -> dict[str, float]:
     return {"accuracy": accuracy(preds, labels), "macro_f1": macro_f1(preds, labels, len(LABELS))}
 
 
+def select_rows_from(records: list, cfg: TrainConfig) -> tuple[list, list]:
+    """(training rows, selection rows): distinct texts, stratified by label."""
+    if not cfg.select_size:
+        return records, []
+    return selection_split(records, cfg.select_size, seed=cfg.select_seed, key=lambda e: e.text,
+                           stratify=lambda e: e.label)
+
+
 def train(cfg: TrainConfig, out: Path, device: torch.device) -> dict:
     """Train (or resume) and return the best dev metrics."""
     out.mkdir(parents=True, exist_ok=True)
@@ -93,20 +101,25 @@ def train(cfg: TrainConfig, out: Path, device: torch.device) -> dict:
     train_set = load_labelled(cfg.train, num_labels=len(LABELS), local_hint=DATA_HINT).require("--train")
     dev_set = load_labelled(cfg.dev, num_labels=len(LABELS), local_hint=DATA_HINT).require("--dev")
     print(train_set.summary(), "|", dev_set.summary())
+    train_rows, select_rows = select_rows_from(train_set.records, cfg)
+    if select_rows:
+        print(f"selection split: {len(select_rows)} rows carved from --train (checkpoint choice); "
+              f"{len(train_rows)} left to train on")
     config = {"project": "quantization", **asdict(cfg), "labels": list(LABELS)}
     resume = load_resumable(out)
     if resume is None:
-        model, tok = build_classifier(cfg, [e.text for e in train_set])
+        model, tok = build_classifier(cfg, [e.text for e in train_rows])
     else:
         model, tok = classifier_from_checkpoint(resume, hint=f"{out} holds another project's run: pass a new --out")
         check_resume_config(out, resume.config, config, may_change=SCHEDULE_FIELDS)
     config["hf_config"] = model.config.to_dict()
     (out / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")  # next to the checkpoints
     model.to(device)
-    train_ids = encode(tok, [e.text for e in train_set], cfg.max_len)
-    train_labels = [e.label for e in train_set]
+    train_ids = encode(tok, [e.text for e in train_rows], cfg.max_len)
+    train_labels = [e.label for e in train_rows]
     dev_rows = dev_set.records[: cfg.dev_limit] if cfg.dev_limit else dev_set.records
-    dev_ids, dev_labels = encode(tok, [e.text for e in dev_rows], cfg.max_len), [e.label for e in dev_rows]
+    evaluated = {name: (encode(tok, [e.text for e in rows], cfg.max_len), [e.label for e in rows])
+                 for name, rows in (("select", select_rows), ("dev", dev_rows)) if rows}
 
     steps_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)  # the last batch of an epoch may be short
     total = max(1, int(math.ceil(cfg.epochs * steps_per_epoch)))
@@ -123,10 +136,11 @@ def train(cfg: TrainConfig, out: Path, device: torch.device) -> dict:
     tok_files = tokenizer_files(tok)  # the tokenizer never changes during training: serialise it once
     start, tokens = time.perf_counter(), 0
 
-    def checkpoint(dev: dict | None) -> None:
-        is_best = dev is not None and dev["accuracy"] > progress.best["accuracy"]
+    def checkpoint(select: dict) -> None:
+        """Save; the best checkpoint is chosen on the selection split (without one, every save is the best)."""
+        is_best = not select_rows or select["accuracy"] > progress.best["accuracy"]
         if is_best:
-            progress.best = {**dev, "step": progress.step}
+            progress.best = {**select, "step": progress.step}
         save_progress(out, progress, model=model, optimizer=opt, config=config, extra_files=tok_files,
                       is_best=is_best)
 
@@ -162,12 +176,15 @@ def train(cfg: TrainConfig, out: Path, device: torch.device) -> dict:
         bar.set_postfix(loss=f"{loss_sum:.3f}")
         out_of_time = cfg.time_budget_min and (time.perf_counter() - start) / 60 >= cfg.time_budget_min
         if progress.step % cfg.eval_every == 0 or progress.step == total or out_of_time:
-            dev = evaluate(model, dev_ids, dev_labels, tok.pad_token_id, device)
-            record.update({f"dev_{k}": v for k, v in dev.items()})
+            results = {name: evaluate(model, ids, labels, tok.pad_token_id, device)
+                       for name, (ids, labels) in evaluated.items()}
+            for name, r in results.items():
+                record.update({f"{name}_{k}": v for k, v in r.items()})
             elapsed = time.perf_counter() - start
             tqdm.write(f"step {progress.step} | loss {loss_sum:.3f} | lr {record['lr']:.1e} | {ms:.0f} ms/step | "
-                       f"{tokens / elapsed / 1e3:.1f}k tok/s | dev acc {dev['accuracy']:.4f}")
-            checkpoint(dev)
+                       f"{tokens / elapsed / 1e3:.1f}k tok/s | " +
+                       " | ".join(f"{n} acc {r['accuracy']:.4f}" for n, r in results.items()))
+            checkpoint(results.get("select", results["dev"]))
         metrics.write(json.dumps(record) + "\n")
         metrics.flush()
         if out_of_time:

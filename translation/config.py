@@ -59,7 +59,10 @@ class TrainConfig:
     weight_decay: float = 0.0
     clip: float = 1.0
     eval_every: int = 250  # steps between validation (loss + greedy BLEU/chrF++) and checkpoints
-    dev_limit: int = 500  # sentences per dev set used during training (0 = all)
+    dev_limit: int = 500  # sentences per dev set scored during training, for the curves only (0 = all)
+    select_size: int = 1000  # pairs carved from --train (unseen in training) on which the best checkpoint is
+    # chosen; the dev sets are reported, never selected on (0 = no split: the last checkpoint is the one kept)
+    select_seed: int = 0  # the split's seed: fixed apart from --seed, so every run trains on the same pairs
     time_budget_min: float = 0.0  # stop cleanly at a checkpoint after this many minutes (0 = none)
     seed: int = 0
 

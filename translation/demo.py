@@ -35,7 +35,7 @@ def run(out: Path, steps: int, positional: str = "rope") -> list[tuple[str, floa
     train_file, dev_file = str(SAMPLES / "train.fi-en.tsv"), str(SAMPLES / "dev.fi-en.tsv")
     mcfg = model_config("tiny", positional=positional, vocab_size=300, max_len=32, dropout=0.0)
     cfg = TrainConfig(train=train_file, dev=[dev_file], steps=steps, batch_tokens=800, lr=3e-3, warmup=20,
-                      eval_every=steps, dev_limit=0)
+                      eval_every=steps, dev_limit=0, select_size=0)
     train(mcfg, cfg, out, "cpu")
     model, tok, cfg_model = load_translator(out, torch.device("cpu"))
     dev = load_parallel(dev_file).records

@@ -36,7 +36,7 @@ from shared_utils.checkpoint import (
     save_progress,
 )
 from shared_utils.cli import Parser, add_dataclass_flags, pick
-from shared_utils.data import load_parallel
+from shared_utils.data import load_parallel, selection_split
 from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import translation_scores
 from shared_utils.runtime import inverse_sqrt_lr, seed_everything, setup_distributed
@@ -86,6 +86,16 @@ def validate(model, tok, data: Encoded, refs: list[str], device, batch_tokens: i
     return {"loss": total / max(count, 1), "bleu": scores["bleu"].score, "chrf": scores["chrf"].score}
 
 
+def select_pairs_from(records: list, cfg: TrainConfig) -> tuple[list, list]:
+    """(training pairs, selection pairs): the selection split is distinct by Finnish side (case-folded, as
+    the shared data was deduplicated), and stratified by length, a proxy for the corpus's two sources
+    (short Tatoeba sentences, long news sentences), since the TSV does not name them."""
+    if not cfg.select_size:
+        return records, []
+    return selection_split(records, cfg.select_size, seed=cfg.select_seed, key=lambda p: p.src.casefold(),
+                           stratify=lambda p: len(p.src.split()) > 15)
+
+
 def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "auto") -> dict:
     rank, world, device = setup_distributed(device_pref)
     main_proc = rank == 0
@@ -97,6 +107,10 @@ def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "au
     dev_sets = {Path(d).name.removesuffix(".tsv").removesuffix(".fi-en"):
                 load_parallel(d, local_hint=DATA_HINT).require("--dev") for d in cfg.dev}
     log(train_set.summary(), "|", " | ".join(d.summary() for d in dev_sets.values()))
+    train_pairs, select_pairs = select_pairs_from(train_set.records, cfg)
+    if select_pairs:
+        log(f"selection split: {len(select_pairs)} pairs carved from --train (checkpoint choice); "
+            f"{len(train_pairs)} pairs left to train on")
     # the requested vocabulary size is kept beside the one the tokenizer reached, to compare flags on resume
     config = {"project": "translation", "model": asdict(mcfg), "train": asdict(cfg),
               "requested_vocab_size": mcfg.vocab_size}
@@ -106,12 +120,13 @@ def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "au
         check_resume_config(out, resume.config, config, may_change=SCHEDULE_FIELDS, ignore=("vocab_size",), log=log)
         tok = load_tokenizer(resume.read_text("tokenizer.json"))
     else:
-        tok = train_tokenizer((t for p in train_set for t in (p.src, p.tgt)), mcfg.vocab_size)
+        tok = train_tokenizer((t for p in train_pairs for t in (p.src, p.tgt)), mcfg.vocab_size)
         mcfg = ModelConfig(**{**asdict(mcfg), "vocab_size": tok.get_vocab_size()})
         model = build_model(mcfg)
     config["model"] = asdict(mcfg)
-    data = encode_pairs(tok, train_set.records, mcfg.max_len)
+    data = encode_pairs(tok, train_pairs, mcfg.max_len)
     log(f"train: {data.truncated} of {len(data.src)} pairs truncated to {mcfg.max_len} tokens")
+    select_data = (encode_pairs(tok, select_pairs, mcfg.max_len), [p.tgt for p in select_pairs])
     dev_data = {}
     for name, d in dev_sets.items():
         rows = d.records[: cfg.dev_limit] if cfg.dev_limit else d.records
@@ -130,10 +145,11 @@ def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "au
         (out / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
     metrics = open_metrics(out, progress.step) if main_proc else None
 
-    def checkpoint(dev: dict | None) -> None:
-        is_best = dev is not None and dev["bleu"] > progress.best["bleu"]
+    def checkpoint(select: dict | None) -> None:
+        """Save; the best checkpoint is chosen on the selection split (without one, every save is the best)."""
+        is_best = select is not None and (not select_pairs or select["bleu"] > progress.best["bleu"])
         if is_best:
-            progress.best = {**dev, "step": progress.step}
+            progress.best = {**select, "step": progress.step}
         if main_proc:
             save_progress(out, progress, model=model, optimizer=opt, config=config,
                           extra_files={"tokenizer.json": tok.to_str()}, is_best=is_best)
@@ -185,18 +201,18 @@ def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "au
             dist.broadcast(flag, src=0)
             out_of_time = bool(flag.item())
         if progress.step % cfg.eval_every == 0 or progress.step == cfg.steps or out_of_time:
-            dev = None
+            select = None
             if main_proc:
+                evaluated = {**({"select": select_data} if select_pairs else {}), **dev_data}
                 results = {name: validate(model, tok, d, refs, device, cfg.batch_tokens, mcfg.max_len)
-                           for name, (d, refs) in dev_data.items()}
+                           for name, (d, refs) in evaluated.items()}
                 for name, r in results.items():
                     record.update({f"{name}/{k}": v for k, v in r.items()})
-                first = next(iter(results.values()))
-                dev = {"bleu": first["bleu"], "chrf": first["chrf"], "loss": first["loss"]}
+                select = results.get("select", {"bleu": 0.0, "chrf": 0.0, "loss": 0.0})
                 tqdm.write(f"step {progress.step} | loss {loss_sum:.2f} | lr {lr:.1e} | {ms:.0f} ms/step | "
                            f"{tokens_seen / step_seconds / 1e3:.1f}k tok/s | " +
                            " | ".join(f"{n} bleu {r['bleu']:.1f} chrf {r['chrf']:.1f}" for n, r in results.items()))
-            checkpoint(dev)
+            checkpoint(select)
         if metrics is not None:
             metrics.write(json.dumps(record) + "\n")
             metrics.flush()

@@ -27,7 +27,7 @@ PAIRS = [("The central bank raised interest rates by half a point to fight infla
 def train_argv(data: Path, out: Path, *extra: str) -> list[str]:
     return ["--out", str(out), "--size", "tiny", "--variant", "moe_top1", "--vocab-size", "300", "--train",
             str(data), "--dev", str(data), "--batch-tokens", "600", "--steps", "6", "--eval-every", "2",
-            "--dev-limit", "3", "--warmup", "2", "--lr", "3e-3", "--device", "cpu", *extra]
+            "--dev-limit", "3", "--warmup", "2", "--lr", "3e-3", "--select-size", "1", "--device", "cpu", *extra]
 
 
 @pytest.fixture(scope="module")
@@ -120,8 +120,9 @@ def test_a_missing_state_in_the_newest_checkpoint_resumes_from_the_one_before(ru
 
 def test_every_checkpoint_damaged_is_an_error_not_a_fresh_start(run, data, tmp_path, capsys):
     broken = copy_run(run, tmp_path)
-    for folder in (broken / "checkpoints").glob("step_*"):
+    kept = sorted((broken / "checkpoints").glob("step_*"))
+    for folder in kept:
         truncate(folder / "model.safetensors", 0.9)
     assert_one_line_error(run_cli(train_cli.main, train_argv(data, broken), capsys), "no checkpoint in",
                           "can be loaded")
-    assert sorted(p.name for p in (broken / "checkpoints").glob("step_*")) == ["step_00000004", "step_00000006"]
+    assert sorted((broken / "checkpoints").glob("step_*")) == kept and len(kept) >= 2  # nothing removed

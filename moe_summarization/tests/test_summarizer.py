@@ -42,7 +42,7 @@ def tiny(variant: str, **kw):
 
 def train_cfg(corpus: Path, **kw) -> SumTrainConfig:
     base = dict(train=str(corpus), dev=str(corpus), batch_tokens=600, steps=4, eval_every=2, dev_limit=4, warmup=2,
-                lr=3e-3)
+                lr=3e-3, select_size=0)
     return SumTrainConfig(**{**base, **kw})
 
 
@@ -258,7 +258,7 @@ def test_ddp_on_two_cpu_processes_keeps_replicas_identical(corpus, tmp_path):
         "    return captured['m']\n"
         "t.build_model = build\n"
         f"cfg = SumTrainConfig(train={str(corpus)!r}, dev={str(corpus)!r}, batch_tokens=200, steps=3, "
-        "eval_every=100, dev_limit=2, warmup=1)\n"
+        "eval_every=100, dev_limit=2, warmup=1, select_size=0)\n"
         f"t.train(summarizer_config('tiny', 'moe_top2'), cfg, pathlib.Path({str(tmp_path / 'run')!r}), 'cpu')\n"
         "flat = torch.cat([p.detach().flatten() for p in captured['m'].parameters()])\n"
         f"torch.save(flat, {str(tmp_path)!r} + f\"/rank{{os.environ['RANK']}}.pt\")\n"
@@ -276,7 +276,7 @@ def test_benchmark_writes_the_results_file_with_every_model_and_baseline(corpus,
         (tmp_path / f"{name}.jsonl").write_text("".join(corpus.read_text().splitlines(True)[:3]), encoding="utf-8")
     out = tmp_path / "results"
     main(["--data", "local", "--train", str(corpus), "--dev", str(tmp_path / "dev.jsonl"), "--test",
-          str(tmp_path / "test.jsonl"), "--size", "tiny", "--steps", "2", "--batch-tokens", "300",
+          str(tmp_path / "test.jsonl"), "--size", "tiny", "--steps", "2", "--batch-tokens", "300", "--select-size", "1",
           "--runs", str(tmp_path / "runs"), "--out", str(out), "--device", "cpu"])
     result = json.loads((out / "summarization.json").read_text())
     assert result["budget"]["steps"] == 2 and result["bertscore_model"]

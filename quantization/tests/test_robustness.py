@@ -33,7 +33,7 @@ def write_csv(path: Path, rows: int) -> Path:
 def train_argv(csv: Path, out: Path, *extra: str) -> list[str]:
     return ["--preset", "tiny", "--out", str(out), "--train", str(csv), "--dev", str(csv), "--batch-size", "8",
             "--epochs", "1", "--eval-every", "2", "--tiny-vocab", "300", "--tiny-layers", "1", "--tiny-d-model", "32",
-            "--tiny-heads", "2", "--max-len", "32", "--device", "cpu", *extra]
+            "--tiny-heads", "2", "--max-len", "32", "--select-size", "0", "--device", "cpu", *extra]
 
 
 @pytest.fixture(autouse=True)
@@ -129,7 +129,7 @@ def test_absurd_eval_numbers_are_refused(run, csv, capsys, argv):
 
 def test_a_missing_local_model_folder_is_named(csv, tmp_path, capsys):
     argv = ["--preset", "gpt2-large", "--model", str(tmp_path / "nope" / "gpt2"), "--train", str(csv), "--dev",
-            str(csv), "--out", str(tmp_path / "run")]
+            str(csv), "--out", str(tmp_path / "run"), "--select-size", "0"]
     line = assert_one_line_error(run_cli(train_cli.main, argv, capsys), "does not exist", str(tmp_path / "nope"))
     assert "hub" not in line
 

@@ -27,8 +27,9 @@ def agnews_csv(tmp_path):
 
 
 def small_cfg(csv, **kw):
-    return make_config("tiny", train=csv, dev=csv, batch_size=8, epochs=0.5, eval_every=2, tiny_vocab=300,
-                       tiny_layers=1, tiny_d_model=32, tiny_heads=2, max_len=32, **kw)
+    base = dict(train=csv, dev=csv, batch_size=8, epochs=0.5, eval_every=2, tiny_vocab=300, tiny_layers=1,
+                tiny_d_model=32, tiny_heads=2, max_len=32, select_size=0)
+    return make_config("tiny", **{**base, **kw})
 
 
 def metrics(run: Path) -> list[dict]:
@@ -56,6 +57,16 @@ def test_resume_after_interruption_continues_identically(agnews_csv, tmp_path):
     a, b = metrics(full), metrics(cut)
     assert [m["step"] for m in b] == [1, 2, 3, 4]
     assert [m["loss"] for m in a] == [m["loss"] for m in b]  # bit-identical losses after the resume
+
+
+def test_the_best_checkpoint_is_chosen_on_a_selection_split(agnews_csv, tmp_path):
+    run = tmp_path / "run"
+    best = train(small_cfg(agnews_csv, select_size=8, epochs=1.0), run, torch.device("cpu"))
+    rows = [m for m in metrics(run) if "select_accuracy" in m]
+    assert len(rows) == 4 and all("dev_accuracy" in m for m in rows)  # 56 rows left: 7 steps, eval every 2
+    chosen = max(rows, key=lambda m: m["select_accuracy"])  # the first of equals
+    assert best["step"] == chosen["step"] and best["accuracy"] == chosen["select_accuracy"]
+    assert (run / "checkpoints" / "best").read_text().strip() == f"step_{chosen['step']:08d}"
 
 
 def test_eval_rebuilds_from_the_checkpoint_and_quantizes(agnews_csv, tmp_path):

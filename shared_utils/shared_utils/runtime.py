@@ -183,4 +183,5 @@ def check_numbers(cfg, *, positive: tuple[str, ...] = (), nonnegative: tuple[str
 def check_training_flags(cfg) -> None:
     """The flag checks both seq2seq training configs share (batch, accumulation, steps, schedule)."""
     check_numbers(cfg, positive=("batch_tokens", "grad_accum", "steps", "eval_every", "lr"),
-                  nonnegative=("warmup", "dev_limit", "time_budget_min", "label_smoothing", "clip", "weight_decay"))
+                  nonnegative=("warmup", "dev_limit", "time_budget_min", "label_smoothing", "clip", "weight_decay",
+                               "select_size"))

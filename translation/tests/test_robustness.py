@@ -28,7 +28,8 @@ WORDS = [("yksi", "one"), ("kaksi", "two"), ("kolme", "three"), ("kissa", "cat")
 def train_argv(data: Path, out: Path, *extra: str) -> list[str]:
     return ["--out", str(out), "--preset", "tiny", "--max-len", "16", "--vocab-size", "300", "--train",
             str(data / "train.tsv"), "--dev", str(data / "train.tsv"), "--batch-tokens", "200", "--steps", "6",
-            "--eval-every", "2", "--dev-limit", "5", "--warmup", "2", "--lr", "1e-3", "--device", "cpu", *extra]
+            "--eval-every", "2", "--dev-limit", "5", "--warmup", "2", "--lr", "1e-3", "--select-size", "4",
+            "--device", "cpu", *extra]
 
 
 @pytest.fixture(scope="module")

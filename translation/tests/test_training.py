@@ -30,8 +30,8 @@ def corpus(tmp_path) -> Path:
 
 def configs(corpus: Path, **train_kw) -> tuple[ModelConfig, TrainConfig]:
     mcfg = model_config("tiny", dropout=0.1, max_len=16)
-    tcfg = TrainConfig(train=str(corpus), dev=[str(corpus)], batch_tokens=200, steps=4, eval_every=2,
-                       dev_limit=10, warmup=2, lr=1e-3, **train_kw)
+    tcfg = TrainConfig(**{**dict(train=str(corpus), dev=[str(corpus)], batch_tokens=200, steps=4, eval_every=2,
+                               dev_limit=10, warmup=2, lr=1e-3, select_size=0), **train_kw})
     return mcfg, tcfg
 
 
@@ -72,6 +72,19 @@ def test_resume_after_interruption_gives_the_identical_next_step_loss(corpus, tm
     assert [m["step"] for m in b] == [1, 2, 3, 4]
     assert [m["loss"] for m in a] == [m["loss"] for m in b]
     assert (full / "checkpoints" / "best").is_file()
+
+
+def test_the_best_checkpoint_is_chosen_on_a_selection_split_carved_from_training(corpus, tmp_path):
+    run = tmp_path / "run"
+    result = train(*configs(corpus, select_size=10, steps=6), run, "cpu")
+    rows = [m for m in metrics(run) if "select/bleu" in m]
+    assert [m["step"] for m in rows] == [2, 4, 6] and all("train/bleu" in m for m in rows)  # dev still logged
+    chosen = max(rows, key=lambda m: m["select/bleu"])  # the first of equals, as strict > keeps it
+    assert result["best"]["step"] == chosen["step"] and result["best"]["bleu"] == chosen["select/bleu"]
+    best = (run / "checkpoints" / "best").read_text().strip()
+    assert best == f"step_{chosen['step']:08d}"  # pruning keeps the best checkpoint
+    log = (run / "config.json").read_text()
+    assert '"select_size": 10' in log
 
 
 def test_checkpoint_alone_translates_and_scores(corpus, tmp_path):
@@ -119,7 +132,7 @@ def test_ddp_on_two_cpu_processes_keeps_replicas_identical(corpus, tmp_path):
         "    captured['m'] = original(cfg)\n"
         "    return captured['m']\n"
         "t.build_model = build\n"
-        f"cfg = TrainConfig(train={str(corpus)!r}, dev=[{str(corpus)!r}], batch_tokens=200, steps=3, "
+        f"cfg = TrainConfig(train={str(corpus)!r}, dev=[{str(corpus)!r}], batch_tokens=200, steps=3, select_size=0, "
         "eval_every=100, dev_limit=5, warmup=1)\n"
         f"t.train(model_config('tiny', max_len=16), cfg, pathlib.Path({str(tmp_path / 'run')!r}), 'cpu')\n"
         "flat = torch.cat([p.detach().flatten() for p in captured['m'].parameters()])\n"
