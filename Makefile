@@ -12,6 +12,8 @@ PROJECTS := $(patsubst %/requirements.txt,%,$(wildcard translation/requirements.
 TEST_DIRS := shared_utils/tests $(wildcard $(addsuffix /tests,$(PROJECTS)))
 PYTEST_ARGS ?=
 
+# every job runs on DEVICE: auto (a GPU when there is one), cpu, cuda or cuda:N
+DEVICE ?= auto
 # quantization: QUANT_DATA=hub (default: GPT-2 Large + hub AG News, wants a GPU) or local (MiniLM, ../shared files)
 QUANT_DATA ?= hub
 LOCAL_AGNEWS ?= ../shared/data/agnews
@@ -71,8 +73,10 @@ demo-moe: install ## Every MoE router on one batch; tiny dense and MoE summarize
 	$(PY) -m moe_summarization.demo
 
 quant-bench: install ## Train the fp32 classifier, then benchmark every precision (QUANT_DATA=local: offline MiniLM)
-	$(PY) -m quantization.train --preset $(QUANT_PRESET) --train $(QUANT_TRAIN) --dev $(QUANT_DEV) --out $(QUANT_RUN)
-	$(PY) -m quantization.bench --checkpoint $(QUANT_RUN) --train $(QUANT_TRAIN) --dev $(QUANT_DEV) --name $(QUANT_NAME)
+	$(PY) -m quantization.train --preset $(QUANT_PRESET) --train $(QUANT_TRAIN) --dev $(QUANT_DEV) --out $(QUANT_RUN) \
+		--device $(DEVICE)
+	$(PY) -m quantization.bench --checkpoint $(QUANT_RUN) --train $(QUANT_TRAIN) --dev $(QUANT_DEV) --name $(QUANT_NAME) \
+		--device $(DEVICE)
 
 moe-bench: install ## Benchmark the MoE layer (speed vs dense/HF, balance under each balancer) -> moe_summarization/results
 	$(PY) -m moe_summarization.bench_moe --data $(MOE_TEXT)

@@ -1,50 +1,78 @@
-"""The precision benchmark: every method on one trained checkpoint, each in a fresh process.
+"""The precision benchmark: every method on one trained checkpoint, each in a fresh process, on one device.
 
     python quantization/bench.py --checkpoint runs/minilm --dev ../shared/data/agnews/dev.csv \\
-        --train ../shared/data/agnews/train.csv --out quantization/results
+        --train ../shared/data/agnews/train.csv --device auto --out quantization/results
 
-Writes ``bench.json`` (``--name`` changes the stem), a markdown table and two plots (accuracy vs memory,
-latency bars). Also times the linear layers of one Transformer block alone — fp32 vs W8A8 (activation
-quantization and output dequantization included) vs bf16 vs int8 weight-only — interleaved in one run.
+How it measures (the evidence protocol; see "How we measure" in the README):
+- **Accuracy** on the dev set (reported; the checkpoint was chosen on a selection split of the training
+  data), with the paired bootstrap 95% CI of each method's accuracy minus fp32's over the dev rows, McNemar's
+  exact p-value and a win/tie/loss verdict. W8A8 is calibrated on ``--calib-seeds`` random subsets of the
+  training data (3 by default): its accuracy is their mean, with the std.
+- **Latency** of the whole model at batch 1 and 32 x 128 tokens through ``torch.utils.benchmark``: every
+  method in a fresh process, the sweep over methods repeated ``--sweeps`` times in a shuffled order, a few
+  timed blocks each; median and interquartile range over all of them. Speed-ups are paired by sweep.
+- **Memory**: the bytes a ``state_dict`` holds, and the peak of each method's own process: CUDA's max
+  allocated on a GPU, peak RSS on the CPU (``peak_memory_mb``, with ``memory_kind`` saying which).
+- **One block's linear layers alone**, fp32 vs W8A8 (activation quantization and output dequantization
+  included) vs the other kernels, interleaved in one process.
+
+``--device`` reaches every subprocess and every tensor; the results name the device (GPU, CUDA and torch
+versions, or the CPU and its threads). Writes ``bench.json`` (``--name`` changes the stem), a markdown table
+and two plots with error bars.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
-import os
-import platform
-import statistics
+import random
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from quantization.config import LABELS
 from quantization.model import classifier_from_checkpoint
 from quantization.qlinear import Int8WeightOnlyLinear, W8A8Linear, linear_weight
-from quantization.quantize import get_method, target_layers
+from quantization.quantize import get_method, quantize_model, target_layers
 from shared_utils.checkpoint import check_project, load_best
 from shared_utils.cli import Parser, nonnegative_int, positive_int
+from shared_utils.data import load_labelled
 from shared_utils.errors import UserError, cli_main
+from shared_utils.runtime import device_info, pick_device
+from shared_utils.stats import bootstrap_items, interval, mcnemar_p, verdict
+from shared_utils.timing import Timing, interleaved, ratio
 
 RESULTS = Path(__file__).resolve().parent / "results"
-# fp16 is left out on CPUs: without native fp16 matmuls it ran ~30x slower than fp32 here (pass it explicitly)
-DEFAULT_METHODS = ["fp32", "bf16", *(["fp16"] if torch.cuda.is_available() else []),
-                   "int8_weight_per_tensor", "int8_weight_per_tensor_asym",
-                   "int8_weight_per_channel", "int8_weight_per_channel_asym", "w8a8", "w8a8_percentile",
-                   "bnb_int8", "bnb_int8_t0", "bnb_nf4", "bnb_nf4_dq", "bnb_fp4", "bnb_fp4_dq"]
+# fp16 is left out on CPUs: without native fp16 matmuls it ran ~30x slower than fp32 here (pass it explicitly);
+# torch's quantize_dynamic (fbgemm) exists only on the CPU
+CPU_ONLY = ("torch_dynamic_int8",)
+ALL_METHODS = ["fp32", "bf16", "fp16", "int8_weight_per_tensor", "int8_weight_per_tensor_asym",
+               "int8_weight_per_channel", "int8_weight_per_channel_asym", "w8a8", "w8a8_percentile",
+               "torch_dynamic_int8", "torchao_int8_dynamic",
+               "bnb_int8", "bnb_int8_t0", "bnb_nf4", "bnb_nf4_dq", "bnb_fp4", "bnb_fp4_dq"]
 
 
-def run_in_subprocess(args: argparse.Namespace, method: str) -> dict:
-    """``eval.py`` for one method in its own process (clean peak-memory reading); returns its JSON."""
+def default_methods(device: torch.device) -> list[str]:
+    if device.type == "cuda":
+        return [m for m in ALL_METHODS if m not in CPU_ONLY]
+    return [m for m in ALL_METHODS if m != "fp16"]
+
+
+def run_in_subprocess(args: argparse.Namespace, method: str, device: str, *, calib_seed: int = 0,
+                      latency_only: bool = False) -> dict:
+    """``eval.py`` for one method in its own process (a clean peak-memory reading); returns its JSON."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
         cmd = [sys.executable, "-m", "quantization.eval", "--checkpoint", str(args.checkpoint), "--method", method,
-               "--dev", args.dev, "--limit", str(args.limit), "--latency-iters", str(args.latency_iters),
-               "--json", str(out)] + (["--train", args.train] if args.train else [])
+               "--dev", args.dev, "--limit", str(args.limit), "--latency-blocks", str(args.latency_blocks),
+               "--calib-seed", str(calib_seed), "--device", device, "--json", str(out)]
+        cmd += ["--train", args.train] if args.train else []
+        cmd += ["--latency-only"] if latency_only else []
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -52,71 +80,99 @@ def run_in_subprocess(args: argparse.Namespace, method: str) -> dict:
         return json.loads(out.read_text())
 
 
-def linear_speed(checkpoint: str, tokens: int, repeats: int) -> dict:
-    """Median ms of the first block's linear layers (summed) at ``tokens`` rows, per precision, interleaved."""
-    import copy
-
+def linear_speed(checkpoint: str, tokens: int, repeats: int, device: torch.device) -> dict:
+    """Time the first block's linear layers (summed) at ``tokens`` rows per precision, interleaved."""
     model, _ = classifier_from_checkpoint(load_best(checkpoint))
+    model.to(device)
     layers = target_layers(model)
     names = [n for n in layers if ".0." in n] or list(layers)  # the first Transformer block
     block = [layers[n] for n in names]
     fp32_weights = [linear_weight(m)[0] for m in block]  # (N, K) each
-    xs = [torch.randn(tokens, w.shape[1]) for w in fp32_weights]  # (M, K) each
+    xs = [torch.randn(tokens, w.shape[1], device=device) for w in fp32_weights]  # (M, K) each
     variants = {
         "fp32": (block, xs),
         "bf16": ([copy.deepcopy(m).to(torch.bfloat16) for m in block], [x.bfloat16() for x in xs]),
         "w8a8": ([W8A8Linear.from_float(m, x.abs().amax()) for m, x in zip(block, xs)], xs),
         "int8_weight_per_channel": ([Int8WeightOnlyLinear.from_float(m) for m in block], xs),
     }
-    times: dict[str, list[float]] = {k: [] for k in variants}
+    if device.type == "cpu":  # torch's own dynamic int8 (fbgemm), as quantize_model applies it
+        dynamic = [quantize_model(torch.nn.Sequential(copy.deepcopy(m)), "torch_dynamic_int8") for m in block]
+        variants["torch_dynamic_int8"] = (dynamic, xs)
+
+    def run(mods, inputs):
+        for m, x in zip(mods, inputs):
+            m(x)
+
     with torch.no_grad():
-        for _ in range(repeats + 2):  # the first two rounds are warm-up
-            for name, (mods, inputs) in variants.items():
-                start = time.perf_counter()
-                for m, x in zip(mods, inputs):
-                    m(x)
-                times[name].append((time.perf_counter() - start) * 1e3)
-    ms = {k: statistics.median(v[2:]) for k, v in times.items()}
-    return {"layers": names, "shapes_m_k_n": [[tokens, w.shape[1], w.shape[0]] for w in fp32_weights], "ms": ms,
-            "w8a8_speedup_vs_fp32": ms["fp32"] / ms["w8a8"], "bf16_speedup_vs_fp32": ms["fp32"] / ms["bf16"],
-            "int8_weight_only_speedup_vs_fp32": ms["fp32"] / ms["int8_weight_per_channel"]}
+        timings = interleaved({k: (lambda v=v: run(*v)) for k, v in variants.items()}, repeats=repeats)
+    return {"layers": names, "shapes_m_k_n": [[tokens, w.shape[1], w.shape[0]] for w in fp32_weights],
+            "timings": {k: t.as_dict() for k, t in timings.items()},
+            "speedup_vs_fp32": {k: ratio(timings["fp32"], t) for k, t in timings.items() if k != "fp32"}}
+
+
+def accuracy_evidence(method_correct: list[list[bool]], fp32_correct: list[bool]) -> dict:
+    """Accuracy of a method (mean over its calibration subsets) against fp32 on the same rows: per-subset
+    values, std, the paired bootstrap CI of the difference (points), McNemar's p and the verdict."""
+    per_seed = [100 * float(np.mean(c)) for c in method_correct]
+    std = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0
+    diff = float(np.mean(per_seed)) - 100 * float(np.mean(fp32_correct))
+    ci = interval(100 * bootstrap_items(np.asarray(method_correct, float), np.asarray([fp32_correct], float)))
+    return {"accuracy_per_seed": per_seed, "accuracy_std": std, "diff_vs_fp32": diff, "ci95_vs_fp32": ci,
+            "mcnemar_p_vs_fp32": mcnemar_p(method_correct[0], fp32_correct),
+            "verdict_vs_fp32": verdict(diff, ci, [std])}
+
+
+def fmt_timing(t: dict) -> str:
+    return f"{t['median_ms']:.1f} [{t['iqr_ms'][0]:.1f}, {t['iqr_ms'][1]:.1f}]"
 
 
 def write_markdown(result: dict, path: Path) -> None:
     rows = result["methods"]
     lines = [
-        f"# Precision benchmark: {result['model']} ({result['device']})",
+        f"# Precision benchmark: {result['model']} ({result['device']['label']})",
         "",
         f"Reproduce: `{result['command']}`",
         "",
-        f"Dev set: {result['dev']} ({result['dev_rows']} rows). Latency: whole model, sequence length 128, "
-        "median (p50) and p90 of repeated calls after warm-up. Bytes: tensors in the state dict "
-        "(bitsandbytes' scales included). Quantized layers: every linear layer of the backbone (the "
-        "classification head stays fp32).",
+        f"Dev set: {result['dev']} ({result['dev_rows']} rows; reported: the checkpoint was chosen on a selection "
+        "split of the training data). Accuracy: W8A8 rows are the mean over "
+        f"{len(result['calib_seeds'])} random calibration subsets (± their std); Δ is the method minus fp32 with the "
+        "paired bootstrap 95% CI over dev rows; p is McNemar's exact test. Latency: whole model, 128 tokens per "
+        f"row, `torch.utils.benchmark`, {result['sweeps']} sweeps over the methods in shuffled order, median "
+        "[IQR] in ms. Bytes: tensors in the state dict (scales included). Peak MB: "
+        f"{'CUDA max allocated' if result['device']['device'].startswith('cuda') else 'peak RSS of the process'}.",
         "",
-        "| method | accuracy | macro-F1 | agree w/ fp32 | layer bytes ratio | model MB | peak RSS MB | "
-        "b1 p50 ms | b32 p50 ms | b32 p90 ms | ex/s (b32) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| method | accuracy | Δ vs fp32 [95% CI] | McNemar p | verdict | agree w/ fp32 | layer bytes ratio | "
+        "model MB | peak MB | b1 ms | b32 ms | b32 speedup vs fp32 [IQR] |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, r in rows.items():
         if "error" in r:
-            lines.append(f"| {name} | not run: {r['error']} | | | | | | | | | |")
+            lines.append(f"| {name} | not run: {r['error']} | | | | | | | | | | |")
             continue
+        acc = f"{r['accuracy'] * 100:.2f}" + (f" ± {r['accuracy_std']:.2f}" if len(r["accuracy_per_seed"]) > 1 else "")
+        ci = r["ci95_vs_fp32"]
+        speed = r.get("speedup_vs_fp32_b32")
         lines.append(
-            f"| {name} | {100 * r['accuracy']:.2f} | {100 * r['macro_f1']:.2f} | "
-            f"{100 * r['agreement_with_fp32']:.2f} | "
-            f"{r['quantized_layer_bytes_ratio']:.3f} | {r['model_bytes'] / 2**20:.1f} | {r['peak_rss_mb']:.0f} | "
-            f"{r['latency_ms_b1_p50']:.1f} | {r['latency_ms_b32_p50']:.0f} | {r['latency_ms_b32_p90']:.0f} | "
-            f"{r['throughput_examples_per_s_b32']:.1f} |")
+            f"| {name} | {acc} | {r['diff_vs_fp32']:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}] | "
+            f"{r['mcnemar_p_vs_fp32']:.3f} | "
+            f"{r['verdict_vs_fp32']} | {100 * r['agreement_with_fp32']:.2f} | {r['quantized_layer_bytes_ratio']:.3f} | "
+            f"{r['model_bytes'] / 2**20:.1f} | {r['peak_memory_mb']:.0f} | {fmt_timing(r['latency_ms_b1'])} | "
+            f"{fmt_timing(r['latency_ms_b32'])} | "
+            + (f"{speed['median']:.2f}x [{speed['iqr'][0]:.2f}, {speed['iqr'][1]:.2f}] |" if speed else "|"))
     ls = result["linear_speed"]
     lines += [
         "",
         f"Linear layers of one block alone ({', '.join(ls['layers'])}; M x K x N = "
-        f"{', '.join('x'.join(map(str, s)) for s in ls['shapes_m_k_n'])}), median ms, interleaved in one run:",
+        f"{', '.join('x'.join(map(str, s)) for s in ls['shapes_m_k_n'])}), interleaved in one process, "
+        f"{ls['timings']['fp32']['repeats']} rounds:",
         "",
-        "| precision | ms | speedup vs fp32 |",
+        "| precision | ms, median [IQR] | speedup vs fp32, median [IQR] |",
         "| --- | ---: | ---: |",
-        *[f"| {k} | {v:.2f} | {ls['ms']['fp32'] / v:.2f}x |" for k, v in ls["ms"].items()],
+        *[f"| {k} | {fmt_timing(t)} | " + ("1.00x |" if k == "fp32" else
+                                          f"{ls['speedup_vs_fp32'][k]['median']:.2f}x "
+                                          f"[{ls['speedup_vs_fp32'][k]['iqr'][0]:.2f}, "
+                                          f"{ls['speedup_vs_fp32'][k]['iqr'][1]:.2f}] |")
+          for k, t in ls["timings"].items()],
         "",
     ]
     path.write_text("\n".join(lines), encoding="utf-8")
@@ -130,30 +186,39 @@ def plot(result: dict, out: Path, stem: str) -> None:
 
     ok = {k: v for k, v in result["methods"].items() if "error" not in v}
     fig, ax = plt.subplots(figsize=(8, 5))
-    points: dict[tuple[float, float], list[str]] = {}  # methods that land on the same point share one label
     for name, r in ok.items():
-        points.setdefault((round(r["model_bytes"] / 2**20), round(100 * r["accuracy"], 2)), []).append(name)
-    for (mb, acc), names in points.items():
-        ax.scatter(mb, acc)
-        ax.annotate("\n".join(names), (mb, acc), fontsize=7, xytext=(4, -3), textcoords="offset points")
+        mb, acc = r["model_bytes"] / 2**20, 100 * r["accuracy"]
+        low, high = r["ci95_vs_fp32"]  # the CI of the difference, drawn around the method's accuracy
+        ax.errorbar(mb, acc, yerr=[[max(0.0, r["diff_vs_fp32"] - low)], [max(0.0, high - r["diff_vs_fp32"])]],
+                    fmt="o", capsize=3)
+        ax.annotate(name, (mb, acc), fontsize=7, xytext=(4, -3), textcoords="offset points")
     ax.set_xlabel("model size (MB, state dict tensors)")
-    ax.set_ylabel("dev accuracy (%)")
+    ax.set_ylabel("dev accuracy (%); bars: 95% CI of the difference to fp32")
     ax.set_title(f"{result['model']}: accuracy vs memory")
     fig.tight_layout()
     fig.savefig(out / f"{stem}_accuracy_vs_memory.png", dpi=110)
     plt.close(fig)
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5), sharey=True)
     for ax, batch in zip(axes, (1, 32)):
-        values = [ok[n][f"latency_ms_b{batch}_p50"] for n in ok]
-        ax.barh(list(ok), values, color=["grey" if n == "fp32" else "C0" for n in ok])
-        ax.axvline(ok["fp32"][f"latency_ms_b{batch}_p50"] if "fp32" in ok else 0, color="k", lw=0.8, ls="--")
-        ax.set_xlabel(f"ms per batch of {batch} x 128 tokens (p50)")
+        stats = [ok[n][f"latency_ms_b{batch}"] for n in ok]
+        med = [s["median_ms"] for s in stats]
+        err = [[m - s["iqr_ms"][0] for m, s in zip(med, stats)], [s["iqr_ms"][1] - m for m, s in zip(med, stats)]]
+        ax.barh(list(ok), med, xerr=err, capsize=2, color=["grey" if n == "fp32" else "C0" for n in ok])
+        if "fp32" in ok:
+            ax.axvline(ok["fp32"][f"latency_ms_b{batch}"]["median_ms"], color="k", lw=0.8, ls="--")
+        ax.set_xlabel(f"ms per batch of {batch} x 128 tokens (median, IQR bars)")
     axes[0].invert_yaxis()
-    fig.suptitle(f"{result['model']}: whole-model latency on {result['device']}")
+    fig.suptitle(f"{result['model']}: whole-model latency on {result['device']['label']}")
     fig.tight_layout()
     fig.savefig(out / f"{stem}_latency.png", dpi=110)
     plt.close(fig)
+
+
+def model_label(config: dict) -> str:
+    return {"tiny": "tiny GPT-2 trained from scratch",
+            "minilm": "MiniLM-L6 (all-MiniLM-L6-v2 package) fine-tuned"}.get(config["model"],
+                                                                          f"{config['model']} fine-tuned")
 
 
 @cli_main
@@ -162,51 +227,86 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--checkpoint", required=True, help="training run folder (its best checkpoint is used)")
     p.add_argument("--dev", required=True)
     p.add_argument("--train", required=True, help="calibration data for W8A8")
-    p.add_argument("--methods", default=",".join(DEFAULT_METHODS))
+    p.add_argument("--methods", default=None, help="comma-separated, fp32 first (default: every method that "
+                                                   "runs on the device)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N: every method runs there")
     p.add_argument("--limit", type=nonnegative_int, default=0, help="first N dev rows only (0 = all)")
-    p.add_argument("--latency-iters", type=positive_int, default=10)
-    p.add_argument("--linear-repeats", type=positive_int, default=20)
+    p.add_argument("--calib-seeds", type=nonnegative_int, nargs="+", default=[0, 1, 2],
+                   help="W8A8 calibration subsets (one accuracy each)")
+    p.add_argument("--sweeps", type=positive_int, default=3, help="latency sweeps over the methods")
+    p.add_argument("--latency-blocks", type=positive_int, default=3, help="timed blocks per sweep and batch")
+    p.add_argument("--linear-repeats", type=positive_int, default=7, help="rounds of the block's linear layers")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--name", default="bench", help="file stem of the outputs")
     args = p.parse_args(argv)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    device = pick_device(args.device)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else default_methods(device)
     for m in methods:
         get_method(m)
     if methods[0] != "fp32":
         raise UserError("--methods must start with fp32 (the reference for agreement)")
     ckpt = load_best(args.checkpoint)
     check_project(ckpt, "quantization", "pass a quantization run folder (quantization/train.py --out)")
-    model_name = ckpt.config["model"]
-    if model_name == "tiny":
-        model_name = "tiny GPT-2 trained from scratch"
-    elif model_name == "minilm":
-        model_name = "MiniLM-L6 (all-MiniLM-L6-v2 package) fine-tuned"
-    else:
-        model_name = f"{model_name} fine-tuned"
-    results = {}
-    for method in methods:
-        print(f"[{method}] ...", flush=True)
-        r = run_in_subprocess(args, method)
-        if "predictions" in r:
-            preds = r.pop("predictions")
-            if method == "fp32":
-                reference = preds
-            r["agreement_with_fp32"] = sum(a == b for a, b in zip(preds, reference)) / len(reference)
-        print(f"[{method}] " + json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}),
+    dev_rows = load_labelled(args.dev, num_labels=len(LABELS)).require("--dev").records
+    labels = np.asarray([e.label for e in (dev_rows[: args.limit] if args.limit else dev_rows)])
+    where = str(device)
+
+    results: dict[str, dict] = {}
+    for method in methods:  # sweep 1: accuracy, bytes, memory and the first latency samples
+        seeds = args.calib_seeds if get_method(method).kind == "w8a8" else [0]
+        runs = [run_in_subprocess(args, method, where, calib_seed=s) for s in seeds]
+        failed = next((r for r in runs if "error" in r), None)
+        results[method] = failed or {**runs[0], "calib_runs": [{"calib_seed": r["calib_seed"],
+                                                                "predictions": r["predictions"]} for r in runs]}
+        print(f"[{method}] " + (failed["error"] if failed else f"accuracy {[r['accuracy'] for r in runs]}"),
               flush=True)
-        results[method] = r
+    ok = [m for m in methods if "error" not in results[m]]
+    if "fp32" not in ok:
+        raise UserError(f"the fp32 reference failed, so nothing can be compared: {results['fp32']['error']}")
+    for sweep in range(1, args.sweeps):  # later sweeps: latency only, methods in a new shuffled order
+        order = ok[:]
+        random.Random(sweep).shuffle(order)
+        for method in order:
+            r = run_in_subprocess(args, method, where, latency_only=True)
+            for batch in (1, 32):
+                key = f"latency_ms_b{batch}"
+                if key in r:
+                    results[method][key] = Timing(tuple(results[method][key]["samples_ms"])
+                                                  + tuple(r[key]["samples_ms"])).as_dict()
+        print(f"latency sweep {sweep + 1}/{args.sweeps} done", flush=True)
+
+    fp32_correct = [int(p) == int(y) for p, y in zip(results["fp32"]["predictions"], labels)]
+    reference = results["fp32"]["predictions"]
+    for method in ok:
+        r = results[method]
+        correct = [[int(p) == int(y) for p, y in zip(run["predictions"], labels)] for run in r.pop("calib_runs")]
+        r.update(accuracy_evidence(correct, fp32_correct))
+        r["accuracy"] = float(np.mean([np.mean(c) for c in correct]))
+        r["agreement_with_fp32"] = float(np.mean([a == b for a, b in zip(r.pop("predictions"), reference)]))
+        for batch in (1, 32):
+            key = f"latency_ms_b{batch}"
+            r[f"speedup_vs_fp32_b{batch}"] = ratio(Timing(tuple(results["fp32"][key]["samples_ms"])),
+                                                   Timing(tuple(r[key]["samples_ms"])))
     result = {
-        "model": model_name,
+        "model": model_label(ckpt.config),
         "checkpoint": str(ckpt.path),
-        "device": f"CPU ({platform.machine()}, {torch.get_num_threads()} threads, {os.cpu_count()} cores)",
+        "device": device_info(device),
         "command": "python quantization/bench.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "dev": args.dev,
-        "dev_rows": next((r["dev_rows"] for r in results.values() if "dev_rows" in r), 0),
+        "dev_rows": int(len(labels)),
+        "calib_seeds": args.calib_seeds,
+        "sweeps": args.sweeps,
         "methods": results,
     }
-    result["linear_speed"] = linear_speed(args.checkpoint, 32 * 128, args.linear_repeats)
-    result["w8a8_linear_speedup_vs_fp32"] = result["linear_speed"]["w8a8_speedup_vs_fp32"]
-    result["bf16_linear_speedup_vs_fp32"] = result["linear_speed"]["bf16_speedup_vs_fp32"]
+    result["linear_speed"] = linear_speed(args.checkpoint, 32 * 128, args.linear_repeats, device)
+    result["w8a8_linear_speedup_vs_fp32"] = result["linear_speed"]["speedup_vs_fp32"]["w8a8"]
+    result["bf16_linear_speedup_vs_fp32"] = result["linear_speed"]["speedup_vs_fp32"]["bf16"]
+    if "w8a8" in ok:
+        result["w8a8_model_speedup_vs_fp32_b32"] = results["w8a8"]["speedup_vs_fp32_b32"]
+        if "torchao_int8_dynamic" in ok:
+            result["w8a8_model_speedup_vs_torchao_b32"] = ratio(
+                Timing(tuple(results["torchao_int8_dynamic"]["latency_ms_b32"]["samples_ms"])),
+                Timing(tuple(results["w8a8"]["latency_ms_b32"]["samples_ms"])))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     write_markdown(result, args.out / f"{args.name}.md")

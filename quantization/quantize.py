@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ HEAD_NAMES = ("score", "classifier")
 
 @dataclass(frozen=True)
 class Method:
-    kind: str  # "float" | "weight_only" | "w8a8" | "bnb_int8" | "bnb_4bit"
+    kind: str  # "float" | "weight_only" | "w8a8" | "bnb_int8" | "bnb_4bit" | "torch_dynamic" | "torchao"
     dtype: torch.dtype = torch.float32  # "float": the dtype of the whole model
     per_channel: bool = True
     symmetric: bool = True
@@ -55,7 +56,12 @@ METHODS: dict[str, Method] = {
     "bnb_nf4_dq": Method("bnb_4bit", quant_type="nf4", double_quant=True),
     "bnb_fp4": Method("bnb_4bit", quant_type="fp4"),
     "bnb_fp4_dq": Method("bnb_4bit", quant_type="fp4", double_quant=True),
+    # what a CPU user would pick instead of our W8A8: int8 weights, int8 activations with a scale per token
+    # computed at run time (no calibration). torch's own (fbgemm, deprecated but present) and torchao's.
+    "torch_dynamic_int8": Method("torch_dynamic"),
+    "torchao_int8_dynamic": Method("torchao"),
 }
+LIBRARY_KINDS = ("torch_dynamic", "torchao")
 
 
 def get_method(name: str) -> Method:
@@ -101,6 +107,8 @@ def quantize_model(model: nn.Module, method: str, *, calibration: Iterable[dict]
     model.eval()
     if spec.kind == "float":
         return model.to(spec.dtype)
+    if spec.kind in LIBRARY_KINDS:
+        return _library_int8(model, spec)
     if spec.kind == "w8a8" and act_bounds is None:
         if calibration is None:
             raise UserError("w8a8 needs calibration batches (or saved activation bounds)")
@@ -113,6 +121,38 @@ def quantize_model(model: nn.Module, method: str, *, calibration: Iterable[dict]
         else:
             new = _bnb_linear(layer, spec)
         _replace(model, name, new)
+    return model
+
+
+def as_nn_linear(layer: nn.Module) -> nn.Linear:
+    """An ``nn.Linear`` with ``layer``'s weights (GPT-2's Conv1D included): the libraries take only these."""
+    weight, bias = linear_weight(layer)
+    new = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device=weight.device)
+    new.weight.data.copy_(weight)
+    if bias is not None:
+        new.bias.data.copy_(bias)
+    return new
+
+
+def _library_int8(model: nn.Module, spec: Method) -> nn.Module:
+    """The target layers through torch's ``quantize_dynamic`` (fbgemm, CPU only) or torchao's ``quantize_``
+    with ``Int8DynamicActivationInt8WeightConfig``, as their users call them."""
+    names = list(target_layers(model))
+    for name in names:
+        _replace(model, name, as_nn_linear(model.get_submodule(name)))
+    if spec.kind == "torch_dynamic":
+        if next(model.parameters()).device.type != "cpu":
+            raise UserError("torch_dynamic_int8 (quantize_dynamic, fbgemm) runs on the CPU only")
+        from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
+
+        with warnings.catch_warnings():  # the API's own deprecation notice, once per layer
+            warnings.simplefilter("ignore")
+            return quantize_dynamic(model, {name: default_dynamic_qconfig for name in names}, dtype=torch.qint8,
+                                    inplace=True)
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+    wanted = set(names)
+    quantize_(model, Int8DynamicActivationInt8WeightConfig(), filter_fn=lambda _m, fqn: fqn in wanted)
     return model
 
 
@@ -144,11 +184,26 @@ def _bnb_linear(layer: nn.Module, spec: Method) -> nn.Module:
     return new.to(device)
 
 
+def _stored_tensors(value) -> Iterable[torch.Tensor]:
+    """The plain tensors a state-dict value holds: itself, the inner tensors of a tensor subclass (torchao's
+    ``Int8Tensor`` stores int8 data and scales but reports its float dtype), or those of a packed tuple
+    (``quantize_dynamic``'s weight and bias)."""
+    if isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _stored_tensors(v)
+    elif isinstance(value, torch.Tensor):
+        if type(value) is not torch.Tensor and hasattr(value, "__tensor_flatten__"):
+            for inner in value.__tensor_flatten__()[0]:
+                yield from _stored_tensors(getattr(value, inner))
+        else:
+            yield value
+
+
 def state_bytes(module: nn.Module) -> int:
     """Bytes of every distinct tensor in ``module.state_dict()`` (what a checkpoint of it stores)."""
     seen, total = set(), 0
-    for t in module.state_dict().values():
-        if isinstance(t, torch.Tensor):
+    for value in module.state_dict().values():
+        for t in _stored_tensors(value):
             key = (t.data_ptr(), t.numel(), t.dtype)
             if key not in seen:
                 seen.add(key)

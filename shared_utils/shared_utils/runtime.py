@@ -6,15 +6,22 @@ import math
 import os
 import random
 import resource
-import statistics
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .errors import UserError
+
+
+def quiet_optional_extensions() -> None:
+    """Keep newcomers' terminals clean of two harmless library notices that a ``transformers`` import sets
+    off once torchao is installed: torchao logs each optional CUDA/cutlass extension it cannot load on this
+    machine, and torch logs a deprecation for every enum torchao registers. Errors still show. Each
+    project's package calls this once, before anything imports transformers."""
+    import logging
+
+    for noisy in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
 def seed_everything(seed: int) -> None:
@@ -53,36 +60,6 @@ def pick_device(preference: str = "auto") -> torch.device:
         raise UserError(f"--device: unknown device '{preference}'") from exc
 
 
-@dataclass(frozen=True)
-class Latency:
-    """Wall-clock latency of repeated calls, in milliseconds (warm-up calls excluded)."""
-
-    p50_ms: float
-    p90_ms: float
-    mean_ms: float
-    iters: int
-
-
-def measure_latency(fn: Callable[[], object], *, warmup: int = 3, iters: int = 20,
-                    device: torch.device | str = "cpu") -> Latency:
-    """Time ``fn()`` ``iters`` times after ``warmup`` untimed calls; synchronises CUDA around each call."""
-    cuda = torch.device(device).type == "cuda"
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        if cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if cuda:
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - start) * 1e3)
-    times.sort()
-    p90 = times[min(len(times) - 1, int(round(0.9 * (len(times) - 1))))]
-    return Latency(statistics.median(times), p90, statistics.fmean(times), iters)
-
-
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, in MB (Linux reports ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -98,36 +75,32 @@ def current_rss_mb() -> float:
         return 0.0
 
 
-def cuda_peak_mb() -> float:
-    """Peak CUDA memory allocated by torch in MB, 0.0 without a GPU."""
-    return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
+def reset_peak_memory(device: torch.device | str) -> None:
+    """Start a fresh peak-memory reading on a GPU (on the CPU the peak RSS of the process is all there is)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
 
 
-@dataclass(frozen=True)
-class ModuleBytes:
-    """Bytes actually held by a module's tensors (element size x count, as stored)."""
-
-    parameters: int
-    buffers: int
-
-    @property
-    def total(self) -> int:
-        return self.parameters + self.buffers
+def peak_memory(device: torch.device | str) -> dict:
+    """The one peak-memory reading of a method: ``torch.cuda.max_memory_allocated`` on a GPU (what the
+    tensors took), the process's peak RSS on the CPU (everything: weights, activations, the runtime)."""
+    if torch.device(device).type == "cuda":
+        return {"peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20, "memory_kind": "cuda_max_allocated"}
+    return {"peak_memory_mb": peak_rss_mb(), "memory_kind": "cpu_peak_rss"}
 
 
-def module_bytes(module: torch.nn.Module) -> ModuleBytes:
-    """Count the bytes of every distinct parameter and buffer (tied tensors once)."""
+def device_info(device: torch.device | str) -> dict:
+    """What a results file records about where it ran: the device and its name, threads, torch and CUDA."""
+    import platform
 
-    def count(tensors) -> int:
-        seen, total = set(), 0
-        for t in tensors:
-            key = (t.data_ptr(), t.numel(), t.dtype)
-            if key not in seen:
-                seen.add(key)
-                total += t.numel() * t.element_size()
-        return total
-
-    return ModuleBytes(count(module.parameters()), count(module.buffers()))
+    device = torch.device(device)
+    info = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    if device.type == "cuda":
+        info.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda)
+    info["label"] = (f"{info['gpu']} (CUDA {info['cuda']}, torch {info['torch']})" if device.type == "cuda" else
+                     f"CPU ({info['cpu']}, {info['threads']} threads, {info['cores']} cores, torch {info['torch']})")
+    return info
 
 
 def setup_distributed(device_pref: str = "auto") -> tuple[int, int, torch.device]:

@@ -8,9 +8,6 @@ from shared_utils.errors import UserError, cli_main
 from shared_utils.runtime import (
     cosine_lr,
     inverse_sqrt_lr,
-    measure_latency,
-    module_bytes,
-    peak_rss_mb,
     pick_device,
     rng_state,
     seed_everything,
@@ -26,26 +23,6 @@ def test_rng_state_round_trip_replays_every_generator():
     second = (random.random(), np.random.rand(), torch.rand(3))
     assert first[0] == second[0] and first[1] == second[1]
     assert torch.equal(first[2], second[2])
-
-
-def test_module_bytes_counts_stored_bytes_and_tied_weights_once():
-    lin = torch.nn.Linear(10, 4)  # 40 + 4 fp32 values
-    assert module_bytes(lin).parameters == 44 * 4
-    lin.register_buffer("scale", torch.zeros(8, dtype=torch.int8))
-    assert module_bytes(lin).buffers == 8
-    emb = torch.nn.Embedding(100, 16)
-    head = torch.nn.Linear(16, 100, bias=False)
-    head.weight = emb.weight
-    assert module_bytes(torch.nn.ModuleList([emb, head])).total == 100 * 16 * 4
-    assert module_bytes(lin.to(torch.float16)).parameters == 44 * 2
-
-
-def test_measure_latency_orders_percentiles():
-    calls = []
-    lat = measure_latency(lambda: calls.append(1), warmup=2, iters=5)
-    assert len(calls) == 7 and lat.iters == 5
-    assert 0 <= lat.p50_ms <= lat.p90_ms
-    assert peak_rss_mb() > 10
 
 
 def test_pick_device():
