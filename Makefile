@@ -18,8 +18,8 @@ DEVICE ?= auto
 QUANT_DATA ?= hub
 LOCAL_AGNEWS ?= ../shared/data/agnews
 QUANT_PRESET ?= $(if $(filter local,$(QUANT_DATA)),minilm,gpt2-large)
-QUANT_TRAIN ?= $(if $(filter local,$(QUANT_DATA)),$(LOCAL_AGNEWS)/train.csv,hf:ag_news::train)
-QUANT_DEV ?= $(if $(filter local,$(QUANT_DATA)),$(LOCAL_AGNEWS)/dev.csv,hf:ag_news::test)
+QUANT_TRAIN ?= $(if $(filter local,$(QUANT_DATA)),$(LOCAL_AGNEWS)/train.csv,hf:fancyzhx/ag_news::train)
+QUANT_DEV ?= $(if $(filter local,$(QUANT_DATA)),$(LOCAL_AGNEWS)/dev.csv,hf:fancyzhx/ag_news::test)
 QUANT_RUN ?= runs/quant-$(QUANT_PRESET)
 QUANT_NAME ?= bench
 # moe: the layer benchmark reads MOE_TEXT; the summarizer benchmark MOE_DATA=hub (XSum, wants a GPU) or local
@@ -37,7 +37,9 @@ MT_STEPS ?= 20000
 MT_BUDGET_MIN ?= 0
 MT_TRAIN ?= $(if $(filter local,$(MT_DATA)),$(LOCAL_MT)/train.fi-en.tsv,hf:Helsinki-NLP/opus-100:en-fi:train)
 MT_DEV ?= $(if $(filter local,$(MT_DATA)),$(LOCAL_MT)/dev.tatoeba.fi-en.tsv $(LOCAL_MT)/dev.newstest2018.fi-en.tsv,hf:Helsinki-NLP/opus-100:en-fi:validation)
-MT_TEST ?= $(if $(filter local,$(MT_DATA)),$(MT_DEV),hf:Helsinki-NLP/opus-100:en-fi:test)
+# users compare fi->en systems on Tatoeba and newstest, as OPUS-MT does: both are scored besides OPUS-100's test
+MT_TEST ?= $(if $(filter local,$(MT_DATA)),$(MT_DEV),hf:Helsinki-NLP/opus-100:en-fi:test \
+	hf:Helsinki-NLP/tatoeba_mt:eng-fin:test hf:wmt/wmt19:fi-en:validation)
 MT_RUN ?= runs/mt-$(MT_POSITIONAL)
 
 .DEFAULT_GOAL := help

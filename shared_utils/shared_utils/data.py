@@ -178,7 +178,7 @@ def load_parallel(
     col: _Collector[Pair] = _Collector(source, skip_bad)
     if source.startswith(HUB_PREFIX):
         for i, row in enumerate(_hub_rows(source, local_hint), start=1):
-            fields = row.get("translation", row)
+            fields = _pair_fields(row)
             src = _check_text(col, i, src_key, fields.get(src_key))
             tgt = _check_text(col, i, tgt_key, fields.get(tgt_key))
             if src is not None and tgt is not None:
@@ -197,6 +197,22 @@ def load_parallel(
         if src is not None and tgt is not None:
             col.loaded.records.append(Pair(src, tgt))
     return col.loaded
+
+
+_TATOEBA_LANGS = {"eng": "en", "fin": "fi"}  # Tatoeba's ISO 639-3 codes, for the languages we default to
+
+
+def _pair_fields(row: dict) -> dict:
+    """A hub row's texts by language: OPUS/WMT rows nest them (``{"translation": {"en": .., "fi": ..}}``),
+    Tatoeba-MT rows name each side's language (``sourceLang``/``sourceString``, ``targetlang``/``targetString``),
+    other datasets have flat columns."""
+    if "translation" in row:
+        return row["translation"]
+    if "sourceString" in row:
+        lang = {side: str(row.get(key, "")) for side, key in (("src", "sourceLang"), ("tgt", "targetlang"))}
+        return {_TATOEBA_LANGS.get(lang["src"], lang["src"]): row["sourceString"],
+                _TATOEBA_LANGS.get(lang["tgt"], lang["tgt"]): row["targetString"]}
+    return row
 
 
 # ---------------------------------------------------------------------------------------------- labelled

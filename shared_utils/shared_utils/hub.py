@@ -9,12 +9,34 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from .errors import HubUnavailableError
+
+# Legacy hub ids that work today only through redirects, and the canonical repository each now lives in.
+# The old names stay accepted everywhere; what reaches the hub is the canonical id.
+CANONICAL_IDS = {
+    "ag_news": "fancyzhx/ag_news",
+    "xsum": "EdinburghNLP/xsum",
+    "gpt2": "openai-community/gpt2",
+    "gpt2-medium": "openai-community/gpt2-medium",
+    "gpt2-large": "openai-community/gpt2-large",
+    "gpt2-xl": "openai-community/gpt2-xl",
+    "t5-large": "google-t5/t5-large",
+}
+# datasets >= 4 refuses repositories that still ship a loading script; the hub's parquet converter keeps a
+# script-free copy of each on this branch, with the same fields (EdinburghNLP/xsum, Helsinki-NLP/tatoeba_mt)
+PARQUET_REVISION = "refs/convert/parquet"
+SCRIPT_REFUSED = "Dataset scripts are no longer supported"
+
+
+def canonical_id(name: str) -> str:
+    """The current repository id of a hub name (old redirecting names map to it; others pass through)."""
+    return CANONICAL_IDS.get(name, name)
 
 
 def is_local(name_or_path: str | os.PathLike) -> bool:
@@ -45,6 +67,12 @@ def hub_reachable(timeout_s: float = 3.0) -> bool:
         return False
 
 
+def gated_message(name: str, hint: str) -> str:
+    """One sentence for a gated repository that this machine may not download."""
+    return (f"'{name}' is a gated model: set HF_TOKEN to a token whose account was granted access on "
+            f"https://huggingface.co/{name}, or {hint}")
+
+
 def _unreachable(what: str, local_hint: str) -> HubUnavailableError:
     return HubUnavailableError(
         f"the Hugging Face hub is not reachable, so {what} cannot be downloaded "
@@ -52,28 +80,52 @@ def _unreachable(what: str, local_hint: str) -> HubUnavailableError:
     )
 
 
-def load_hub_dataset(name: str, config: str | None, split: str, *, local_hint: str) -> Any:
-    """``datasets.load_dataset(name, config, split=split)``, or a one-sentence error naming ``local_hint``."""
-    if not offline_requested() and not hub_reachable():
+def load_hub_dataset(name: str, config: str | None, split: str, *, local_hint: str,
+                     revision: str | None = None) -> Any:
+    """``datasets.load_dataset(name, config, split=split)``, or a one-sentence error naming ``local_hint``.
+
+    ``name`` may also be a local dataset folder (a downloaded snapshot: parquet files, optionally a README
+    that declares the configs), which loads through the same call without the hub. A repository that still
+    has a loading script, which ``datasets`` >= 4 refuses, is loaded from its parquet conversion instead
+    (:data:`PARQUET_REVISION`), with one line saying so.
+    """
+    name = canonical_id(name)
+    if not is_local(name) and not offline_requested() and not hub_reachable():
         raise _unreachable(f"dataset '{name}'", local_hint)
+    import datasets
+
     try:
-        import datasets
-    except ImportError as exc:  # pragma: no cover - datasets is in every requirements file
-        raise HubUnavailableError(f"the 'datasets' package is not installed; {local_hint}") from exc
-    try:
-        return datasets.load_dataset(name, config, split=split)
+        try:
+            return datasets.load_dataset(name, config, split=split, revision=revision)
+        except Exception as exc:
+            if SCRIPT_REFUSED not in str(exc) or revision == PARQUET_REVISION:
+                raise
+            print(f"note: {name} still has a loading script, which datasets {datasets.__version__} refuses; "
+                  f"loading its parquet conversion ({PARQUET_REVISION}) instead", file=sys.stderr)
+            return datasets.load_dataset(name, config, split=split, revision=PARQUET_REVISION)
     except Exception as exc:  # network errors, gated repos and missing configs all surface differently
         raise HubUnavailableError(
             f"could not load dataset '{name}' (config {config}, split {split}) from the Hugging Face hub "
-            f"({type(exc).__name__}); {local_hint}"
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); {local_hint}"
         ) from exc
 
 
-def from_pretrained(load: Callable[[str], Any], name_or_path: str, *, local_hint: str) -> Any:
+def is_gated_error(exc: BaseException) -> bool:
+    """A refusal for want of access: huggingface_hub's ``GatedRepoError``, or a 401/403 on a repository."""
+    text = str(exc)
+    return type(exc).__name__ == "GatedRepoError" or "gated" in text.lower() or any(
+        code in text for code in ("401 Client Error", "403 Client Error"))
+
+
+def from_pretrained(load: Callable[[str], Any], name_or_path: str, *, local_hint: str,
+                    gated_hint: str | None = None) -> Any:
     """Call ``load(name_or_path)`` (e.g. ``AutoModel.from_pretrained``) and explain hub failures in one sentence.
 
-    A local folder that fails to load is reported as such: that is a broken folder, not a network problem.
+    A local folder that fails to load is reported as such: that is a broken folder, not a network problem. A
+    gated repository (Llama) says it needs ``HF_TOKEN`` and access, and ``gated_hint`` (the flag for an
+    ungated alternative), never a bare 401.
     """
+    name_or_path = canonical_id(str(name_or_path))
     local = is_local(name_or_path)
     if not local and looks_like_path(name_or_path):
         raise HubUnavailableError(f"the local model folder '{name_or_path}' does not exist")
@@ -86,6 +138,8 @@ def from_pretrained(load: Callable[[str], Any], name_or_path: str, *, local_hint
             raise HubUnavailableError(
                 f"could not load the local model folder '{name_or_path}': {type(exc).__name__}: {exc}"
             ) from exc
+        if is_gated_error(exc):
+            raise HubUnavailableError(gated_message(name_or_path, gated_hint or local_hint)) from exc
         raise HubUnavailableError(
             f"could not load '{name_or_path}' from the Hugging Face hub ({type(exc).__name__}: {exc}); {local_hint}"
         ) from exc

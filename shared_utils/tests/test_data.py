@@ -164,7 +164,7 @@ def test_unreachable_hub_is_one_sentence_naming_the_local_alternative(monkeypatc
         load_labelled("hf:ag_news", num_labels=4, local_hint="use --train ../shared/data/agnews/train.csv")
     message = str(err.value)
     assert "\n" not in message
-    assert "dataset 'ag_news'" in message and message.endswith("use --train ../shared/data/agnews/train.csv")
+    assert "dataset 'fancyzhx/ag_news'" in message and message.endswith("use --train ../shared/data/agnews/train.csv")
 
 
 # --------------------------------------------------------------------------------------------- helpers
