@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import torch
 from shared_utils.cli import Parser
 from shared_utils.data import Doc, load_documents
 from shared_utils.errors import HubUnavailableError, cli_main
-from shared_utils.hub import from_pretrained, hub_reachable, is_local, offline_requested
+from shared_utils.hub import from_pretrained, gated_message, hub_reachable, is_local, offline_requested
 from shared_utils.runtime import pick_device
 
 
@@ -29,34 +30,41 @@ class Baseline:
     model: str  # hub id (or a local folder)
     kind: str  # "seq2seq" (BART, T5) or "chat" (a causal LM with a chat template)
     prefix: str = ""  # prepended to the document (T5's task prefix)
+    gated: bool = False  # the hub repository needs HF_TOKEN and access granted on its page
 
 
 BASELINES = {
     "bart": Baseline("facebook/bart-large-xsum", "seq2seq"),
     "t5": Baseline("google-t5/t5-large", "seq2seq", prefix="summarize: "),
-    "llama3": Baseline("meta-llama/Meta-Llama-3-8B-Instruct", "chat"),
+    "llama3": Baseline("meta-llama/Meta-Llama-3-8B-Instruct", "chat", gated=True),
 }
+UNGATED_HINT = {"llama3": "pass --llama3 with an ungated instruct model (e.g. Qwen/Qwen2.5-7B-Instruct)"}
 PROMPT = "Summarize the following news article in one sentence.\n\n{document}"
 
 
-def why_not(baseline: Baseline, device: torch.device) -> str | None:
+def why_not(baseline: Baseline, device: torch.device, name: str = "") -> str | None:
     """The reason a baseline cannot run here, or None."""
     if device.type != "cuda":
         return "no GPU: the pretrained baselines are large models, run them where a GPU is available"
-    if not is_local(baseline.model) and (offline_requested() or not hub_reachable()):
+    if is_local(baseline.model):
+        return None
+    if offline_requested() or not hub_reachable():
         return f"the Hugging Face hub is not reachable to download {baseline.model} (pass a local folder)"
+    if baseline.gated and not (os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")):
+        return gated_message(baseline.model, UNGATED_HINT.get(name, "pass a local folder"))
     return None
 
 
-def load(baseline: Baseline, device: torch.device):
+def load(baseline: Baseline, device: torch.device, name: str = ""):
     """(model, tokenizer) from the hub or a local folder, in bf16 on the GPU."""
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     cls = AutoModelForSeq2SeqLM if baseline.kind == "seq2seq" else AutoModelForCausalLM
     hint = f"pass a local folder for {baseline.model}"
-    model = from_pretrained(lambda name: cls.from_pretrained(name, dtype=torch.bfloat16), baseline.model,
-                            local_hint=hint)
-    tok = from_pretrained(AutoTokenizer.from_pretrained, baseline.model, local_hint=hint)
+    gated_hint = UNGATED_HINT.get(name)
+    model = from_pretrained(lambda path: cls.from_pretrained(path, dtype=torch.bfloat16), baseline.model,
+                            local_hint=hint, gated_hint=gated_hint)
+    tok = from_pretrained(AutoTokenizer.from_pretrained, baseline.model, local_hint=hint, gated_hint=gated_hint)
     return model.to(device).eval(), tok
 
 
@@ -92,11 +100,13 @@ def run_baselines(docs: list[Doc], device: torch.device, models: dict[str, str] 
     """Every baseline's metrics (through ``scorer(preds, refs)``) or ``{"not_run": reason}``."""
     results = {}
     for name, baseline in BASELINES.items():
-        baseline = Baseline((models or {}).get(name) or baseline.model, baseline.kind, baseline.prefix)
-        reason = why_not(baseline, device)
+        chosen = (models or {}).get(name)
+        baseline = Baseline(chosen or baseline.model, baseline.kind, baseline.prefix,
+                            gated=baseline.gated and not chosen)  # another model named by flag is not gated
+        reason = why_not(baseline, device, name)
         if reason is None:
             try:
-                model, tok = load(baseline, device)
+                model, tok = load(baseline, device, name)
             except HubUnavailableError as err:
                 reason = str(err)
         if reason is not None:

@@ -31,6 +31,7 @@ class TrainConfig:
     select_size: int = 1000  # rows carved from --train (stratified by label, unseen in training) on which the
     # best checkpoint is chosen; --dev (AG News test with the hub) is reported, never selected on (0 = none)
     select_seed: int = 0  # the split's seed, fixed apart from --seed
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass: GPT-2 Large on a 16 GB card
     time_budget_min: float = 0.0  # stop cleanly after this many minutes (0 = no limit)
     # tiny preset only: a small GPT-2 trained from scratch with its own BPE tokenizer
     tiny_vocab: int = 8000

@@ -29,7 +29,7 @@ def run(out: Path, epochs: float, methods=METHODS) -> list[dict]:
     cfg = make_config("tiny", train=train_file, dev=dev_file, tiny_vocab=400, tiny_layers=2, tiny_d_model=64,
                       tiny_heads=2, max_len=32, batch_size=16, epochs=epochs, lr=2e-3, eval_every=1000, select_size=0)
     train(cfg, out, torch.device("cpu"))
-    return [run_method(str(out), m, dev_file, train_file, calib_batches=2, latency_iters=3) for m in methods]
+    return [run_method(str(out), m, dev_file, train_file, calib_batches=2, latency_blocks=1) for m in methods]
 
 
 @cli_main

@@ -125,8 +125,11 @@ def train(cfg: TrainConfig, out: Path, device: torch.device) -> dict:
     total = max(1, int(math.ceil(cfg.epochs * steps_per_epoch)))
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    # fused AdamW (one kernel for all parameters) where CUDA has it; the same update, the same optimizer state
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, fused=device.type == "cuda")
     progress = Progress(best={"accuracy": -1.0})
     if resume is not None:
         progress = restore_progress(resume, opt)

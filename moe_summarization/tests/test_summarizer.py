@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from moe_summarization.baselines import BASELINES, Baseline, generate, run_baselines
+from moe_summarization.baselines import BASELINES, Baseline, generate, load, run_baselines
 from moe_summarization.config import VARIANTS, SumTrainConfig, summarizer_config
 from moe_summarization.decoding import beam_search
 from moe_summarization.eval import lead1, load_summarizer, summarize
@@ -189,7 +189,7 @@ def tiny_hf_tokenizer():
 
 
 @pytest.mark.parametrize("name", list(BASELINES))
-def test_each_baseline_class_runs_end_to_end_on_a_tiny_random_model(name):
+def test_each_baseline_class_runs_end_to_end_on_a_tiny_random_model(name, tmp_path):
     from transformers import (
         BartConfig,
         BartForConditionalGeneration,
@@ -215,9 +215,28 @@ def test_each_baseline_class_runs_end_to_end_on_a_tiny_random_model(name):
             vocab_size=V, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
             num_key_value_heads=2, max_position_embeddings=512, **ids)),
     }[name]().eval()
-    baseline = Baseline("tiny-random", BASELINES[name].kind, BASELINES[name].prefix)
-    out = generate(model, tok, baseline, [d for d, _ in PAIRS[:3]], batch_size=2, max_new_tokens=4, num_beams=2)
+    # saved and reloaded through the same from_pretrained path the real models take, then the real generation
+    # settings (beam 4, 60 new tokens, no-repeat-3-gram for seq2seq; greedy chat completion for Llama)
+    model.save_pretrained(tmp_path / name)
+    tok.save_pretrained(tmp_path / name)
+    baseline = Baseline(str(tmp_path / name), BASELINES[name].kind, BASELINES[name].prefix)
+    loaded, loaded_tok = load(baseline, torch.device("cpu"), name)
+    assert next(loaded.parameters()).dtype == torch.bfloat16 and type(loaded) is type(model)
+    out = generate(loaded.float(), loaded_tok, baseline, [d for d, _ in PAIRS[:3]], batch_size=2)
     assert len(out) == 3 and all(isinstance(s, str) for s in out)
+
+
+def test_llama_without_a_token_says_what_it_needs(monkeypatch):
+    import moe_summarization.baselines as baselines
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(baselines, "hub_reachable", lambda: True)
+    reason = baselines.why_not(BASELINES["llama3"], torch.device("cuda"), "llama3")
+    assert reason.startswith("'meta-llama/Meta-Llama-3-8B-Instruct' is a gated model: set HF_TOKEN")
+    assert reason.endswith("pass --llama3 with an ungated instruct model (e.g. Qwen/Qwen2.5-7B-Instruct)")
+    assert baselines.why_not(BASELINES["bart"], torch.device("cuda"), "bart") is None
 
 
 def test_baselines_report_why_they_did_not_run():

@@ -121,7 +121,7 @@ def test_absurd_training_numbers_are_refused(csv, tmp_path, capsys, flag, value)
                           flag.lstrip("-"))
 
 
-@pytest.mark.parametrize("argv", [["--limit", "-1"], ["--latency-iters", "0"], ["--calib-batches", "-2"]])
+@pytest.mark.parametrize("argv", [["--limit", "-1"], ["--latency-blocks", "0"], ["--calib-batches", "-2"]])
 def test_absurd_eval_numbers_are_refused(run, csv, capsys, argv):
     assert_one_line_error(run_cli(eval_cli.main, ["--checkpoint", str(run), "--dev", str(csv), *argv], capsys),
                           argv[0])

@@ -72,9 +72,12 @@ def test_the_best_checkpoint_is_chosen_on_a_selection_split(agnews_csv, tmp_path
 def test_eval_rebuilds_from_the_checkpoint_and_quantizes(agnews_csv, tmp_path):
     run = tmp_path / "run"
     train(small_cfg(agnews_csv), run, torch.device("cpu"))
-    fp32 = run_method(str(run), "fp32", agnews_csv, None, latency_iters=1)
-    int8 = run_method(str(run), "int8_weight_per_channel", agnews_csv, None, latency_iters=1)
-    assert 0.0 <= fp32["accuracy"] <= 1.0 and len(fp32["predictions"]) == 64
+    fp32 = run_method(str(run), "fp32", agnews_csv, None, latency_blocks=1)
+    int8 = run_method(str(run), "int8_weight_per_channel", agnews_csv, None, latency_blocks=1)
+    labels = [int(line.split(",")[0]) for line in Path(agnews_csv).read_text().splitlines()[1:]]
+    assert fp32["accuracy"] == sum(p == y for p, y in zip(fp32["predictions"], labels)) / 64
+    assert sum(a == b for a, b in zip(fp32["predictions"], int8["predictions"])) >= 60  # int8 barely moves them
+    assert fp32["latency_ms_b32"]["repeats"] == 1 and fp32["memory_kind"] == "cpu_peak_rss"
     assert int8["quantized_layer_bytes_ratio"] < 0.31 and int8["model_bytes"] < fp32["model_bytes"]
     with pytest.raises(UserError, match="w8a8 needs --train"):
         run_method(str(run), "w8a8", agnews_csv, None)
@@ -103,3 +106,45 @@ def test_unreachable_hub_data_fails_with_one_sentence(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "--train ../shared/data/agnews/train.csv" in lines[0]
+
+
+@pytest.fixture
+def tiny_gpt2_folder(tmp_path, agnews_csv) -> Path:
+    """A folder shaped like the hub's openai-community/gpt2-large: a GPT2LMHeadModel checkpoint and a GPT-2
+    style tokenizer with an end-of-text token and no pad token, written by save_pretrained."""
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    from shared_utils.bpe import train_bpe
+
+    texts = [line.split(",", 1)[1] for line in Path(agnews_csv).read_text().splitlines()[1:]]
+    tok = PreTrainedTokenizerFast(tokenizer_object=train_bpe(texts, 300, ["<|endoftext|>"]),
+                                  eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=2, n_head=2,
+                                       bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id))
+    folder = tmp_path / "gpt2-large-local"
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def test_the_gpt2_large_preset_path_runs_on_a_local_folder(tiny_gpt2_folder, agnews_csv, tmp_path):
+    from quantization.model import build_classifier
+
+    cfg = make_config("gpt2-large", model=str(tiny_gpt2_folder), train=agnews_csv, dev=agnews_csv, select_size=8,
+                      batch_size=8, grad_accum=4, epochs=0.5, eval_every=2, max_len=32, gradient_checkpointing=True)
+    model, tok = build_classifier(cfg)
+    assert type(model).__name__ == "GPT2ForSequenceClassification" and model.score.out_features == 4
+    assert tok.pad_token == tok.eos_token and model.config.pad_token_id == tok.eos_token_id
+    model.eval()
+    one = tok(["stocks fell as markets slid"], return_tensors="pt")
+    padded = tok(["stocks fell as markets slid", "the team won the final match again today"], padding=True,
+                 return_tensors="pt")
+    assert padded["attention_mask"][0, -1] == 0  # right padding: the head must pool the last real token
+    with torch.no_grad():
+        assert torch.allclose(model(**one).logits[0], model(**padded).logits[0], atol=1e-5)
+    run = tmp_path / "run"
+    best = train(cfg, run, torch.device("cpu"))
+    assert best["step"] >= 2
+    result = run_method(str(run), "w8a8", agnews_csv, agnews_csv, latency_blocks=1, calib_batches=1)
+    assert result["quantized_layer_bytes_ratio"] < 0.35 and len(result["predictions"]) == 64

@@ -37,6 +37,7 @@ def assert_one_line_error(result: tuple[int, str, str], *fragments: str) -> str:
     assert "Traceback" not in err, err
     assert lines and lines[-1].startswith("error: "), err
     assert all(line.startswith("warning: ") for line in lines[:-1]), err
+    assert "unrecognized arguments" not in lines[-1], err  # a misspelt flag in the test would pass otherwise
     for fragment in fragments:
         assert fragment in lines[-1], f"{fragment!r} not in {lines[-1]!r}"
     return lines[-1]

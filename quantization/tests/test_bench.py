@@ -1,0 +1,68 @@
+"""The precision benchmark end to end at toy size: every results key the protocol names, and the device chosen
+at the top reaching every eval.py process and the timing code."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from quantization import bench
+from quantization.config import make_config
+from quantization.train import train
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("bench") / "run"
+    cfg = make_config("tiny", train=str(SAMPLES / "train.csv"), dev=str(SAMPLES / "dev.csv"), tiny_vocab=300,
+                      tiny_layers=1, tiny_d_model=64, tiny_heads=2, max_len=32, batch_size=16, epochs=1.0,
+                      lr=2e-3, eval_every=100, select_size=20)
+    train(cfg, run, torch.device("cpu"))
+    return run
+
+
+def test_bench_writes_the_evidence_and_the_device_reaches_every_process(checkpoint, tmp_path, monkeypatch):
+    commands, real_run = [], subprocess.run
+
+    def recording_run(cmd, *args, **kw):
+        if "quantization.eval" in cmd:
+            commands.append(cmd)
+        return real_run(cmd, *args, **kw)
+
+    monkeypatch.setattr(bench.subprocess, "run", recording_run)
+    bench.main(["--checkpoint", str(checkpoint), "--dev", str(SAMPLES / "dev.csv"), "--train",
+                str(SAMPLES / "train.csv"), "--methods", "fp32,int8_weight_per_channel,w8a8,torchao_int8_dynamic",
+                "--calib-seeds", "0", "1", "--sweeps", "2", "--latency-blocks", "1", "--linear-repeats", "3",
+                "--device", "cpu", "--limit", "40", "--out", str(tmp_path)])
+    # 4 methods + a second w8a8 calibration subset, then one latency-only sweep of the 4
+    assert len(commands) == 5 + 4
+    assert all(cmd[cmd.index("--device") + 1] == "cpu" for cmd in commands)
+    assert sum("--latency-only" in cmd for cmd in commands) == 4
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert result["device"]["device"] == "cpu" and result["device"]["label"].startswith("CPU (")
+    methods = result["methods"]
+    assert all(m["device"] == result["device"]["label"] for m in methods.values())  # what eval.py ran on
+    for key in ("w8a8_linear_speedup_vs_fp32", "w8a8_model_speedup_vs_fp32_b32", "w8a8_model_speedup_vs_torchao_b32"):
+        assert set(result[key]) == {"median", "iqr", "repeats", "verdict"}
+    assert result["w8a8_model_speedup_vs_fp32_b32"]["repeats"] == 2  # 2 sweeps x 1 block
+    assert methods["w8a8"]["accuracy_per_seed"] and len(methods["w8a8"]["accuracy_per_seed"]) == 2
+    assert methods["fp32"]["ci95_vs_fp32"] == [0.0, 0.0] and methods["fp32"]["verdict_vs_fp32"] == "tie"
+    for m in methods.values():
+        assert set(m["latency_ms_b32"]) == {"median_ms", "iqr_ms", "repeats", "samples_ms"}
+        assert m["memory_kind"] == "cpu_peak_rss" and m["peak_memory_mb"] > 0
+        lo, hi = m["ci95_vs_fp32"]
+        assert lo <= m["diff_vs_fp32"] + 1e-9 and m["diff_vs_fp32"] <= hi + 1e-9
+    assert "torch_dynamic_int8" in result["linear_speed"]["timings"]
+    assert {p.name for p in tmp_path.glob("*.png")} == {"bench_accuracy_vs_memory.png", "bench_latency.png"}
+    assert "McNemar" in (tmp_path / "bench.md").read_text()
+
+
+def test_default_methods_follow_the_device():
+    assert "torch_dynamic_int8" in bench.default_methods(torch.device("cpu"))
+    assert "fp16" not in bench.default_methods(torch.device("cpu"))
+    cuda = bench.default_methods(torch.device("cuda"))
+    assert "torch_dynamic_int8" not in cuda and "fp16" in cuda
