@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 CONSTRAINTS := $(if $(shell command -v nvidia-smi 2>/dev/null),,-c constraints-cpu.txt)
 # Projects that exist so far; a missing one breaks neither install nor test.
 PROJECTS := $(patsubst %/requirements.txt,%,$(wildcard translation/requirements.txt quantization/requirements.txt moe_summarization/requirements.txt))
-TEST_DIRS := shared_utils/tests $(wildcard $(addsuffix /tests,$(PROJECTS)))
+TEST_DIRS := shared_utils/tests $(wildcard $(addsuffix /tests,$(PROJECTS))) tests
 PYTEST_ARGS ?=
 
 # every job runs on DEVICE: auto (a GPU when there is one), cpu, cuda or cuda:N
@@ -43,7 +43,7 @@ MT_TEST ?= $(if $(filter local,$(MT_DATA)),$(MT_DEV),hf:Helsinki-NLP/opus-100:en
 MT_RUN ?= runs/mt-$(MT_POSITIONAL)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint demo demo-translation demo-quant demo-moe translation translation-bench translation-decoding quant-bench moe-bench moe-xsum
+.PHONY: help install test lint gpu-smoke demo demo-translation demo-quant demo-moe translation translation-bench translation-decoding quant-bench moe-bench moe-xsum
 
 help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ $(STAMP): constraints-cpu.txt requirements-dev.txt pyproject.toml shared_utils/p
 
 test: install ## Run every test (shared_utils and all projects) on the CPU
 	$(PY) -m pytest $(TEST_DIRS) $(PYTEST_ARGS)
+
+gpu-smoke: install ## Every project's default path at tiny scale on one GPU (<10 min) -> results/gpu_smoke.json
+	$(PY) gpu_smoke.py --device $(DEVICE)
 
 lint: install ## Lint the whole repository with ruff
 	$(VENV)/bin/ruff check .

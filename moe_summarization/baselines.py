@@ -68,6 +68,45 @@ def load(baseline: Baseline, device: torch.device, name: str = ""):
     return model.to(device).eval(), tok
 
 
+def tiny_baseline(name: str, seed: int = 0):
+    """(model, tokenizer) of the baseline's class at toy size, randomly initialised, with a word-level BPE
+    and a minimal chat template: what the tests and ``make gpu-smoke`` run the real code path on, offline."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import (
+        BartConfig,
+        BartForConditionalGeneration,
+        LlamaConfig,
+        LlamaForCausalLM,
+        PreTrainedTokenizerFast,
+        T5Config,
+        T5ForConditionalGeneration,
+    )
+
+    specials = ["<pad>", "<s>", "</s>", "<unk>"]
+    raw = Tokenizer(models.BPE(unk_token="<unk>"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    raw.train_from_iterator([PROMPT.format(document="the bank raised rates as snow closed the airport")] * 3,
+                            trainers.BpeTrainer(vocab_size=120, special_tokens=specials))
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+                                  unk_token="<unk>")
+    tok.chat_template = ("{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
+                         "{% if add_generation_prompt %}Summary:{% endif %}")
+    torch.manual_seed(seed)
+    ids = dict(vocab_size=len(tok), pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    model = {
+        "bart": lambda: BartForConditionalGeneration(BartConfig(
+            d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+            encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=256, decoder_start_token_id=2, **ids)),
+        "t5": lambda: T5ForConditionalGeneration(T5Config(
+            d_model=16, d_kv=8, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2, decoder_start_token_id=0,
+            **ids)),
+        "llama3": lambda: LlamaForCausalLM(LlamaConfig(
+            hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
+            max_position_embeddings=512, **ids)),
+    }[name]()
+    return model.eval(), tok
+
+
 @torch.no_grad()
 def generate(model, tok, baseline: Baseline, documents: list[str], *, batch_size: int = 8, max_source: int = 1024,
              max_new_tokens: int = 60, num_beams: int = 4) -> list[str]:

@@ -4,8 +4,12 @@ under each balancing setting in a short real training run. Writes ``results/moe_
     python moe_summarization/bench_moe.py            # full run (~15 min on 2 CPU cores)
     python moe_summarization/bench_moe.py --quick    # smoke run (seconds), does not overwrite results/
 
-Speed: forward+backward of one layer on (batch x seq) tokens, every variant timed in turn within each repeat
-(interleaved, so machine noise hits all of them alike); medians reported. Ratios are ours / theirs.
+Speed: forward+backward of one layer on (batch x seq) tokens through ``torch.utils.benchmark``, every variant
+timed once per round in a shuffled order (interleaved, so machine noise hits all of them alike), at least 5
+rounds; medians and interquartile ranges reported. Ratios are ours / theirs, paired round by round; one is
+called faster only when its whole IQR lies below 1.0. Hugging Face's Mixtral experts run under each of
+transformers' experts implementations (eager per-expert loop, ``grouped_mm``, ``batched_mm``); the headline
+compares against the fastest, and names it.
 Like for like: Hugging Face's Switch and Mixtral experts have no biases (T5 style) and our router has no jitter
 noise, so the headline rows run bias-free FFNs (ours, the dense ones) and HF's Switch router without jitter.
 The ``_bias`` rows are our layer with the biases the summarizer's experts carry, against a dense FFN with
@@ -17,9 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
-import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -28,9 +29,10 @@ from torch import nn
 from moe_summarization.config import BALANCERS, DISPATCHES, MoEConfig, with_balancer
 from moe_summarization.experiment import DEFAULT_DATA, ExperimentConfig, late_summary, run
 from moe_summarization.moe import FFN, MoELayer
-from shared_utils.cli import Parser
+from shared_utils.cli import Parser, positive_int
 from shared_utils.errors import cli_main
-from shared_utils.runtime import seed_everything
+from shared_utils.runtime import device_info, pick_device, seed_everything
+from shared_utils.timing import interleaved, ratio
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -45,12 +47,16 @@ def hf_switch(d: int, f: int, experts: int, seq: int, cf: float) -> nn.Module:
     return SwitchTransformersSparseMLP(config)
 
 
-def hf_mixtral(d: int, f: int, experts: int, k: int) -> nn.Module:
+HF_EXPERTS = ("eager", "grouped_mm", "batched_mm")  # transformers v5's experts implementations
+
+
+def hf_mixtral(d: int, f: int, experts: int, k: int, implementation: str = "eager") -> nn.Module:
     from transformers import MixtralConfig
     from transformers.models.mixtral.modeling_mixtral import MixtralSparseMoeBlock
 
     config = MixtralConfig(hidden_size=d, intermediate_size=f, num_local_experts=experts, num_experts_per_tok=k,
                            hidden_act="silu")
+    config._experts_implementation = implementation  # what from_pretrained(experts_implementation=...) sets
     block = MixtralSparseMoeBlock(config)
     for p in block.parameters():  # MixtralExperts leaves its 3-D weights uninitialised (torch.empty)
         nn.init.normal_(p, std=0.02)
@@ -72,25 +78,13 @@ def step_fn(module: nn.Module, x: torch.Tensor, grad: torch.Tensor):
     return step
 
 
-def interleaved_ms(fns: dict[str, callable], warmup: int, repeats: int) -> dict[str, float]:
-    """Median milliseconds per call, each repeat running every function once in turn."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append((time.perf_counter() - start) * 1e3)
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
-def speed(batch: int, seq: int, d: int, f: int, experts: int, warmup: int, repeats: int) -> dict:
+def speed(batch: int, seq: int, d: int, f: int, experts: int, repeats: int = 7,
+          device: torch.device | str = "cpu") -> dict:
     """Every layer timed interleaved; ratios for both dispatch paths, headline = MoEConfig's default."""
+    device = torch.device(device)
     seed_everything(0)
-    x = torch.randn(batch, seq, d)
-    grad = torch.randn(batch, seq, d)
+    x = torch.randn(batch, seq, d, device=device)
+    grad = torch.randn(batch, seq, d, device=device)
     base = dict(d_model=d, d_ff=f, num_experts=experts)
     variants = {  # name -> (k, capacity factor, activation, balancer, expert biases)
         "top1_cf1.25": (1, 1.25, "gelu", "switch_aux", False),
@@ -111,25 +105,32 @@ def speed(batch: int, seq: int, d: int, f: int, experts: int, warmup: int, repea
         "dense_ffn_f_bias": FFN(d, f),
         **moe,
         "hf_switch_top1_cf1.25": hf_switch(d, f, experts, seq, 1.25),
-        "hf_mixtral_top2": hf_mixtral(d, f, experts, 2),
+        **{f"hf_mixtral_top2_{impl}": hf_mixtral(d, f, experts, 2, impl) for impl in HF_EXPERTS},
     }
-    ms = interleaved_ms({n: step_fn(m, x, grad) for n, m in modules.items()}, warmup, repeats)
+    timings = interleaved({n: step_fn(m.to(device), x, grad) for n, m in modules.items()}, repeats=repeats)
+    mixtral = min(HF_EXPERTS, key=lambda impl: timings[f"hf_mixtral_top2_{impl}"].median_ms)  # HF's fastest
     ratios = {}
     for dispatch in DISPATCHES:
-        ratios[dispatch] = {
-            "time_ratio_vs_dense": ms[f"moe_top1_cf1.25_{dispatch}"] / ms["dense_ffn_f"],
-            "time_ratio_top1_dropless_vs_dense": ms[f"moe_top1_dropless_{dispatch}"] / ms["dense_ffn_f"],
-            "time_ratio_top2_vs_dense_2f": ms[f"moe_top2_cf1.25_{dispatch}"] / ms["dense_ffn_2f"],
-            "time_ratio_top2_dropless_vs_dense_2f": ms[f"moe_top2_dropless_{dispatch}"] / ms["dense_ffn_2f"],
-            "time_ratio_vs_hf_switch": ms[f"moe_top1_cf1.25_{dispatch}"] / ms["hf_switch_top1_cf1.25"],
-            "time_ratio_vs_hf_mixtral": ms[f"moe_swiglu_top2_dropless_{dispatch}"] / ms["hf_mixtral_top2"],
-            "time_ratio_with_bias_vs_dense_with_bias": ms[f"moe_top1_cf1.25_bias_{dispatch}"] / ms["dense_ffn_f_bias"],
-            "time_ratio_with_bias_vs_hf_switch": ms[f"moe_top1_cf1.25_bias_{dispatch}"] / ms["hf_switch_top1_cf1.25"],
+        pairs = {
+            "time_ratio_vs_dense": (f"moe_top1_cf1.25_{dispatch}", "dense_ffn_f"),
+            "time_ratio_top1_dropless_vs_dense": (f"moe_top1_dropless_{dispatch}", "dense_ffn_f"),
+            "time_ratio_top2_vs_dense_2f": (f"moe_top2_cf1.25_{dispatch}", "dense_ffn_2f"),
+            "time_ratio_top2_dropless_vs_dense_2f": (f"moe_top2_dropless_{dispatch}", "dense_ffn_2f"),
+            "time_ratio_vs_hf_switch": (f"moe_top1_cf1.25_{dispatch}", "hf_switch_top1_cf1.25"),
+            "time_ratio_vs_hf_mixtral": (f"moe_swiglu_top2_dropless_{dispatch}", f"hf_mixtral_top2_{mixtral}"),
+            **{f"time_ratio_vs_hf_mixtral_{impl}": (f"moe_swiglu_top2_dropless_{dispatch}", f"hf_mixtral_top2_{impl}")
+               for impl in HF_EXPERTS},
+            "time_ratio_with_bias_vs_dense_with_bias": (f"moe_top1_cf1.25_bias_{dispatch}", "dense_ffn_f_bias"),
+            "time_ratio_with_bias_vs_hf_switch": (f"moe_top1_cf1.25_bias_{dispatch}", "hf_switch_top1_cf1.25"),
         }
+        ratios[dispatch] = {key: ratio(timings[a], timings[b]) for key, (a, b) in pairs.items()}
+        ratios[dispatch]["time_ratio_vs_hf_switch"]["hf_experts"] = "eager (Switch has one implementation)"
+        ratios[dispatch]["time_ratio_vs_hf_mixtral"]["hf_experts"] = mixtral
     default = MoEConfig.dispatch
     return {
         "shape": {"batch": batch, "seq": seq, "tokens": batch * seq, "d_model": d, "d_ff": f, "experts": experts},
-        "fwd_bwd_ms": ms,
+        "fwd_bwd_ms": {n: t.as_dict() for n, t in timings.items()},
+        "hf_mixtral_fastest_experts": mixtral,
         "dispatch": default,
         **ratios[default],
         "ratios_by_dispatch": ratios,
@@ -150,23 +151,30 @@ def write_markdown(result: dict, path: Path) -> None:
     s, b = result["speed"], result["balance"]
     shape = s["shape"]
     lines = [
-        f"# MoE layer benchmark ({result['device']})",
+        f"# MoE layer benchmark ({result['device']['label']})",
         "",
         f"Reproduce: `{result['command']}`",
         "",
         f"## Speed: forward+backward, {shape['tokens']} tokens (batch {shape['batch']} x seq {shape['seq']}), "
         f"d_model {shape['d_model']}, d_ff {shape['d_ff']}, {shape['experts']} experts",
         "",
-        "| layer | ms (median) |",
-        "| --- | ---: |",
-        *[f"| {name} | {ms:.1f} |" for name, ms in s["fwd_bwd_ms"].items()],
+        f"`torch.utils.benchmark`, every layer once per round in a shuffled order, "
+        f"{next(iter(s['fwd_bwd_ms'].values()))['repeats']} rounds; ms median [IQR].",
         "",
-        f"| ratio (ours / theirs; < 1 is faster) | {' | '.join(s['ratios_by_dispatch'])} |",
+        "| layer | ms, median [IQR] |",
+        "| --- | ---: |",
+        *[f"| {name} | {t['median_ms']:.1f} [{t['iqr_ms'][0]:.1f}, {t['iqr_ms'][1]:.1f}] |"
+          for name, t in s["fwd_bwd_ms"].items()],
+        "",
+        f"| ratio (ours / theirs), median [IQR], verdict | {' | '.join(s['ratios_by_dispatch'])} |",
         "| --- |" + " ---: |" * len(s["ratios_by_dispatch"]),
-        *[f"| {k} | " + " | ".join(f"{r[k]:.2f}" for r in s["ratios_by_dispatch"].values()) + " |"
+        *[f"| {k} | " + " | ".join(f"{r[k]['median']:.2f} [{r[k]['iqr'][0]:.2f}, {r[k]['iqr'][1]:.2f}] "
+                                   f"{r[k]['verdict']}" for r in s["ratios_by_dispatch"].values()) + " |"
           for k in next(iter(s["ratios_by_dispatch"].values()))],
         "",
-        f"Headline ratios use the default dispatch, `{s['dispatch']}`.",
+        f"Headline ratios use the default dispatch, `{s['dispatch']}`. Verdict: `lower` (faster) or `higher` "
+        "only when the whole IQR of the per-round ratios is on that side of 1.0, else `tie`. HF Mixtral's fastest "
+        f"experts implementation here: `{s['hf_mixtral_fastest_experts']}`.",
         "",
         f"## Balance: tiny MoE LM, {result['experiment']['steps']} steps, top-{result['experiment']['k']}, "
         f"capacity factor {result['experiment']['capacity_factor']}, {result['experiment']['num_experts']} experts",
@@ -206,10 +214,14 @@ def plot(result: dict, histories: dict, out: Path) -> None:
     fig.savefig(out / "expert_load.png", dpi=110)
     plt.close(fig)
 
-    ms = result["speed"]["fwd_bwd_ms"]
-    fig, ax = plt.subplots(figsize=(8, 4))
-    ax.barh(list(ms), list(ms.values()), color=["grey" if n.startswith(("dense", "hf")) else "C0" for n in ms])
-    ax.set_xlabel("forward+backward ms (median)")
+    timings = result["speed"]["fwd_bwd_ms"]
+    med = [t["median_ms"] for t in timings.values()]
+    err = [[m - t["iqr_ms"][0] for m, t in zip(med, timings.values())],
+           [t["iqr_ms"][1] - m for m, t in zip(med, timings.values())]]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    ax.barh(list(timings), med, xerr=err, capsize=2,
+            color=["grey" if n.startswith(("dense", "hf")) else "C0" for n in timings])
+    ax.set_xlabel("forward+backward ms (median, IQR bars)")
     ax.invert_yaxis()
     fig.tight_layout()
     fig.savefig(out / "moe_speed.png", dpi=110)
@@ -223,19 +235,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=600, help="training steps per balancing setting")
     parser.add_argument("--data", default=DEFAULT_DATA, help="JSONL with a 'document' key for the balance run")
     parser.add_argument("--out", type=Path, default=None, help=f"output folder (default {RESULTS})")
+    parser.add_argument("--repeats", type=positive_int, default=7, help="timing rounds (at least 5 for a verdict)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (the speed comparison)")
     args = parser.parse_args(argv)
+    device = pick_device(args.device)
     if args.quick:
-        sizes = dict(batch=2, seq=64, d=64, f=128, experts=8, warmup=1, repeats=3)
+        sizes = dict(batch=2, seq=64, d=64, f=128, experts=8, repeats=min(args.repeats, 3))
         exp = ExperimentConfig(data=args.data, steps=min(args.steps, 20), documents=300, vocab_size=500,
                                d_model=32, d_ff=64, seq_len=32, batch_size=4)
     else:
-        sizes = dict(batch=8, seq=512, d=512, f=2048, experts=8, warmup=3, repeats=15)
+        sizes = dict(batch=8, seq=512, d=512, f=2048, experts=8, repeats=args.repeats)
         exp = ExperimentConfig(data=args.data, steps=args.steps)
     out = args.out or (None if args.quick else RESULTS)
     result = {
-        "device": f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": device_info(device),
         "command": "python moe_summarization/bench_moe.py" + (" --quick" if args.quick else ""),
-        "speed": speed(**sizes),
+        "speed": speed(**sizes, device=device),
         "experiment": exp.__dict__,
     }
     result["balance"], histories = balance(exp)

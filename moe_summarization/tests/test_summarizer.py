@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from moe_summarization.baselines import BASELINES, Baseline, generate, load, run_baselines
+from moe_summarization.baselines import BASELINES, Baseline, generate, load, run_baselines, tiny_baseline
 from moe_summarization.config import VARIANTS, SumTrainConfig, summarizer_config
 from moe_summarization.decoding import beam_search
 from moe_summarization.eval import lead1, load_summarizer, summarize
@@ -173,48 +173,9 @@ def test_metrics_and_lead1_on_known_pairs():
                         math.log(5), rel_tol=1e-6)
 
 
-def tiny_hf_tokenizer():
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    raw = Tokenizer(models.BPE(unk_token="<unk>"))
-    raw.pre_tokenizer = pre_tokenizers.Whitespace()
-    raw.train_from_iterator([d for d, _ in PAIRS] * 3, trainers.BpeTrainer(
-        vocab_size=120, special_tokens=["<pad>", "<s>", "</s>", "<unk>"]))
-    tok = PreTrainedTokenizerFast(tokenizer_object=raw, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
-                                  unk_token="<unk>")
-    tok.chat_template = ("{% for m in messages %}{{ m['content'] }}\n{% endfor %}"
-                         "{% if add_generation_prompt %}Summary:{% endif %}")
-    return tok
-
-
 @pytest.mark.parametrize("name", list(BASELINES))
 def test_each_baseline_class_runs_end_to_end_on_a_tiny_random_model(name, tmp_path):
-    from transformers import (
-        BartConfig,
-        BartForConditionalGeneration,
-        LlamaConfig,
-        LlamaForCausalLM,
-        T5Config,
-        T5ForConditionalGeneration,
-    )
-
-    torch.manual_seed(0)
-    tok = tiny_hf_tokenizer()
-    V = len(tok)
-    ids = dict(pad_token_id=PAD, bos_token_id=BOS, eos_token_id=EOS)
-    model = {
-        "bart": lambda: BartForConditionalGeneration(BartConfig(
-            vocab_size=V, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-            decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=256,
-            decoder_start_token_id=EOS, **ids)),
-        "t5": lambda: T5ForConditionalGeneration(T5Config(
-            vocab_size=V, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_decoder_layers=1, num_heads=2,
-            decoder_start_token_id=PAD, **ids)),
-        "llama3": lambda: LlamaForCausalLM(LlamaConfig(
-            vocab_size=V, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-            num_key_value_heads=2, max_position_embeddings=512, **ids)),
-    }[name]().eval()
+    model, tok = tiny_baseline(name)
     # saved and reloaded through the same from_pretrained path the real models take, then the real generation
     # settings (beam 4, 60 new tokens, no-repeat-3-gram for seq2seq; greedy chat completion for Llama)
     model.save_pretrained(tmp_path / name)
