@@ -4,11 +4,14 @@ and equal active parameters, evaluated with ROUGE and BERTScore next to lead-1 a
     python moe_summarization/bench_summarization.py --data local   # offline: ../shared/data (~1.5 h, 2 cores)
     python moe_summarization/bench_summarization.py --data hub --size base --steps 20000   # XSum from the hub, GPU
 
-Runs: moe_top2 (8 experts, top-2, our bias balancer), dense, moe_top1 and moe_hash with the first seed, and
-moe_top2 and dense again with the second seed: a gap between their means smaller than the spread between
-two seeds of either counts as a tie. Every model is scored on the dev set and on the test set (offline: the
-XSum slice, a transfer evaluation: no XSum training data is used). Writes results/summarization.{json,md}
-and summarization_*.png.
+Runs, under the evidence protocol: moe_top2 (8 experts, top-2, our bias balancer) and dense with every seed of
+``--seeds`` (3 by default), moe_top1 and moe_hash with the first two. Each run chooses its checkpoint on a
+selection split carved from the training data; the dev and test sets are only reported (offline, the test set
+is the XSum slice, a transfer evaluation: no XSum training data is used). Each comparison with dense (and
+with lead-1) holds every seed's score, the means and standard deviations, the paired bootstrap 95% interval
+of the difference over documents (ROUGE-L and BERTScore per document, seed-averaged) and the verdict: win or
+loss only when the interval excludes 0 and the gap exceeds the larger seed std. Writes
+results/summarization.{json,md} and summarization_*.png.
 """
 
 from __future__ import annotations
@@ -20,15 +23,25 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
+
 from moe_summarization.baselines import run_baselines
 from moe_summarization.config import SumTrainConfig, summarizer_config
-from moe_summarization.eval import default_bertscore_model, lead1, load_summarizer, summarize, summary_metrics
+from moe_summarization.eval import (
+    default_bertscore_model,
+    lead1,
+    load_summarizer,
+    summarize,
+    summary_item_scores,
+    summary_metrics,
+)
 from moe_summarization.model import active_ffn_parameters, build_model
 from moe_summarization.train import train
 from shared_utils.cli import Parser, nonnegative_int
 from shared_utils.data import load_documents
 from shared_utils.errors import UserError, cli_main
-from shared_utils.runtime import pick_device
+from shared_utils.runtime import device_info, pick_device
+from shared_utils.stats import bootstrap_items, comparison
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATA = {
@@ -43,9 +56,10 @@ HINT = "pass --data local (make moe-xsum MOE_DATA=local) to use ../shared/data"
 
 
 def runs_to_train(seeds: list[int], spread_variants: list[str]) -> list[tuple[str, str, int]]:
-    """(run name, variant, seed): every variant with the first seed, ``spread_variants`` with every seed."""
-    runs = [(f"{v}_seed{seeds[0]}", v, seeds[0]) for v in VARIANTS_ORDER]
-    return runs + [(f"{v}_seed{s}", v, s) for v in spread_variants for s in seeds[1:]]
+    """(run name, variant, seed): ``spread_variants`` (the headline pair) with every seed, the others with the
+    first two; seed-major, so a sweep stopped early has every variant's first seeds."""
+    seeds_of = {v: seeds if v in spread_variants else seeds[:2] for v in VARIANTS_ORDER}
+    return [(f"{v}_seed{s}", v, s) for s in seeds for v in VARIANTS_ORDER if s in seeds_of[v]]
 
 
 def metrics_rows(run: Path) -> list[dict]:
@@ -69,12 +83,13 @@ def per_source(docs, preds: list[str]) -> dict[str, float]:
     return {s: rouge_scores([p for p, _ in g], [r for _, r in g])["rougeL"] for s, g in sorted(groups.items())}
 
 
-def verdict(a: list[float], b: list[float]) -> str:
-    """'win' / 'loss' only when the gap of the means exceeds the seed spread (the larger of the two, where both
-    have several seeds); else 'tie'."""
-    gap = statistics.mean(a) - statistics.mean(b)
-    spread = max(max(a) - min(a), max(b) - min(b))
-    return "tie" if abs(gap) <= spread else ("win" if gap > 0 else "loss")
+def compare(name_a: str, items_a: list[dict], name_b: str, items_b: list[dict], metric: str, seeds) -> dict:
+    """The protocol's comparison entry of two systems on one metric: ``items_*`` are each seed's per-document
+    scores (one dict of metric -> list per seed), in the same document order."""
+    per_a = [float(np.mean(run[metric])) for run in items_a]
+    per_b = [float(np.mean(run[metric])) for run in items_b]
+    samples = bootstrap_items([run[metric] for run in items_a], [run[metric] for run in items_b])
+    return comparison(name_a, per_a, name_b, per_b, samples, seeds)
 
 
 def write_report(result: dict, out: Path) -> None:
@@ -94,7 +109,7 @@ def write_report(result: dict, out: Path) -> None:
              f"learning-rate schedule (peak {b.get('lr', '?')}), MoE capacity factor "
              f"{b.get('capacity_factor') or 'none (dropless)'}; beam 4, no-repeat-3-gram; "
              f"{', '.join(f'{s}: {n} documents' for s, n in result['documents'].items())}. "
-             f"BERTScore model: `{result['bertscore_model']}`. Means over seeds (± half the range, where two).", ""]
+             f"BERTScore model: `{result['bertscore_model']}`. Means over seeds (± the std, where several).", ""]
     if result.get("transfer_note"):
         lines += [result["transfer_note"], ""]
     lines += ["| model | " + " | ".join(f"{s} R-1 | R-2 | R-L | BERTScore" for s in sets) + " |",
@@ -103,8 +118,8 @@ def write_report(result: dict, out: Path) -> None:
         cells = []
         for s in sets:
             m = r[s]
-            spread = r.get("spread", {}).get(s, {}).get("rougeL")
-            rl = f"{m['rougeL']:.2f}" + (f" ± {spread / 2:.2f}" if spread is not None else "")
+            std = r.get("std", {}).get(s, {}).get("rougeL")
+            rl = f"{m['rougeL']:.2f}" + (f" ± {std:.2f}" if std is not None else "")
             cells.append(f"{m['rouge1']:.2f} | {m['rouge2']:.2f} | {rl} | {m['bertscore_f1']:.2f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     for name, r in result["baselines"].items():
@@ -116,9 +131,19 @@ def write_report(result: dict, out: Path) -> None:
                 for s in sets if s in r) + " |")
     lines += ["", f"Final dev loss (no smoothing, first {b.get('dev_limit', 200)} dev documents): " +
               ", ".join(f"{r} {v['final_dev_loss']:.3f}" for r, v in b["runs"].items() if "final_dev_loss" in v)]
-    lines += ["", "MoE top-2 vs dense on ROUGE-L (a gap of the means within the seed spread, the larger ROUGE-L "
-              "range over two seeds of either, is a tie): " +
-              ", ".join(f"{s}: **{v}**" for s, v in result["moe_vs_dense"].items()), ""]
+    lines += ["", "Comparisons (difference of the seed means, paired bootstrap 95% CI over documents, verdict: "
+              "win/loss only when the CI excludes 0 and the gap exceeds the larger seed std):", "",
+              "| comparison | set | metric | per seed (A; B) | A - B | 95% CI | verdict |",
+              "| --- | --- | --- | --- | ---: | ---: | --- |"]
+    for name, by_set in result.get("comparisons", {}).items():
+        for s, by_metric in by_set.items():
+            for metric, c in by_metric.items():
+                a, b = c["per_seed"]
+                lines.append(f"| {name} | {s} | {metric} | "
+                             f"{', '.join(f'{x:.2f}' for x in c['per_seed'][a])}; "
+                             f"{', '.join(f'{x:.2f}' for x in c['per_seed'][b])} | {c['mean']['diff']:+.2f} | "
+                             f"[{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}] | **{c['verdict']}** |")
+    lines.append("")
     (out / "summarization.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 4), squeeze=False)
@@ -170,9 +195,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-source-len", type=int, default=64)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup", type=int, default=100)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--spread-variants", nargs="+", default=["moe_top2", "dense"],
-                   help="variants also trained with the other seeds, to measure the seed spread")
+                   help="variants trained with every seed (the others: the first two)")
     p.add_argument("--vocab-size", type=int, default=None)
     p.add_argument("--copy", action=argparse.BooleanOptionalAction, default=True,
                    help="pointer-generator output layer in every model (default on)")
@@ -203,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = SumTrainConfig(train=paths["train"], dev=paths["dev"], steps=args.steps, batch_tokens=args.batch_tokens,
                          lr=args.lr, warmup=args.warmup, eval_every=max(1, args.steps // 4), dev_limit=200,
                          time_budget_min=args.time_budget_min, select_size=args.select_size)
-    per_run, loads, sources, train_info = {}, {}, {}, {}
+    per_run, items, loads, sources, train_info = {}, {}, {}, {}, {}
     for run_name, variant, seed in runs_to_train(args.seeds, args.spread_variants):
         run = args.runs / run_name
         info = train(summarizer_config(args.size, variant, **size), SumTrainConfig(**{**cfg.__dict__, "seed": seed}),
@@ -213,10 +238,11 @@ def main(argv: list[str] | None = None) -> None:
         train_info[run_name] = {"steps": info["step"], "step_seconds": sum(r["ms_per_step"] for r in rows) / 1e3,
                                 "final_dev_loss": [r for r in rows if "dev/loss" in r][-1]["dev/loss"]}
         model, tok, mcfg = load_summarizer(run, device)
-        per_run[run_name] = {}
+        per_run[run_name], items[run_name] = {}, {}
         for name, docs in eval_sets.items():
             preds = summarize(model, tok, mcfg, docs, device, beam_size=4)
-            per_run[run_name][name] = summary_metrics(preds, [d.summary for d in docs], bert)
+            items[run_name][name] = summary_item_scores(preds, [d.summary for d in docs], bert)
+            per_run[run_name][name] = {k: statistics.mean(v) for k, v in items[run_name][name].items()}
             if name == paths["names"][0] and seed == args.seeds[0]:
                 sources[variant] = per_source(docs, preds)
         if variant != "dense" and seed == args.seeds[0]:
@@ -228,12 +254,28 @@ def main(argv: list[str] | None = None) -> None:
         seeds = [r for r in per_run if r.rsplit("_seed", 1)[0] == variant]
         entry = {s: {m: statistics.mean(per_run[r][s][m] for r in seeds) for m in METRICS} for s in eval_sets}
         if len(seeds) > 1:
-            entry["spread"] = {s: {m: max(per_run[r][s][m] for r in seeds) - min(per_run[r][s][m] for r in seeds)
-                                   for m in METRICS} for s in eval_sets}
+            entry["std"] = {s: {m: statistics.stdev(per_run[r][s][m] for r in seeds) for m in METRICS}
+                            for s in eval_sets}
         entry["runs"] = {r: per_run[r] for r in seeds}
         models[variant] = entry
-    models["lead1"] = {s: summary_metrics([lead1(d.document) for d in docs], [d.summary for d in docs], bert)
-                       for s, docs in eval_sets.items()}
+    lead_items = {s: summary_item_scores([lead1(d.document) for d in docs], [d.summary for d in docs], bert)
+                  for s, docs in eval_sets.items()}
+    models["lead1"] = {s: {k: statistics.mean(v) for k, v in lead_items[s].items()} for s in eval_sets}
+
+    def runs_of(variant: str) -> list[str]:
+        return [r for r in per_run if r.rsplit("_seed", 1)[0] == variant]
+
+    comparisons = {}
+    for a, b in (("moe_top2", "dense"), ("moe_top1", "dense"), ("moe_hash", "dense"), ("moe_top2", "lead1"),
+                 ("dense", "lead1")):
+        runs_b = runs_of(b) or ["lead1"]
+        comparisons[f"{a}_vs_{b}"] = {
+            s: {metric: compare(a, [items[r][s] for r in runs_of(a)], b,
+                                [lead_items[s] if r == "lead1" else items[r][s] for r in runs_b], metric,
+                                {a: [int(r.rsplit("_seed", 1)[1]) for r in runs_of(a)],
+                                 b: [int(r.rsplit("_seed", 1)[1]) for r in runs_of(b)]})
+                for metric in ("rougeL", "bertscore_f1")}
+            for s in eval_sets}
     sources["lead1"] = per_source(eval_sets[paths["names"][0]], [lead1(d.document) for d in
                                                                   eval_sets[paths["names"][0]]])
     baselines = run_baselines(eval_sets[paths["names"][1]], device,
@@ -247,14 +289,13 @@ def main(argv: list[str] | None = None) -> None:
                    "capacity_factor": mcfg.capacity_factor, "balancer": mcfg.balancer, "dev_limit": cfg.dev_limit,
                    "data": args.data, "train": paths["train"],
                    "active_ffn_parameters": active_ffn_parameters(build_model(mcfg)), "runs": train_info},
-        "device": str(device), "machine": platform.processor() or platform.machine(),
+        "device": str(device),
+        "device_info": device_info(device), "machine": platform.processor() or platform.machine(),
         "eval_sets": list(eval_sets), "documents": {s: len(d) for s, d in eval_sets.items()},
         "bertscore_model": bert, "models": models, "baselines": baselines, "per_source": sources,
         "expert_load": loads,
-        "moe_vs_dense": {s: verdict([per_run[r][s]["rougeL"] for r in models["moe_top2"]["runs"]],
-                                    [per_run[r][s]["rougeL"] for r in models["dense"]["runs"]]) for s in eval_sets},
-        "seed_spread_rougeL": {s: max(models[v].get("spread", {}).get(s, {}).get("rougeL", 0.0) for v in models
-                                      if v != "lead1") for s in eval_sets},
+        "comparisons": comparisons,
+        "moe_vs_dense": {s: comparisons["moe_top2_vs_dense"][s]["rougeL"]["verdict"] for s in eval_sets},
     }
     if args.data == "local" and not args.test:
         result["transfer_note"] = ("xsum.test-sample is a transfer evaluation: the models never saw XSum "

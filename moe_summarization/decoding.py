@@ -10,12 +10,32 @@ Dimension legend: B documents, K beams, N live rows (documents x beams), V vocab
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import torch
 
 from .tokenizer import BOS, EOS
 
 NEG_INF = float("-inf")
+
+
+@runtime_checkable
+class DecoderState(Protocol):
+    """What a model carries between steps (the KV cache); rows follow the batch as decoding reorders it."""
+
+    def select(self, index: torch.Tensor) -> DecoderState:
+        """The rows ``index`` (N',) of the state, in that order (beam reselection, finished rows pruned)."""
+
+
+@runtime_checkable
+class Decoder(Protocol):
+    """The contract between the summarizer and beam search (the same as the translation project's)."""
+
+    def start(self, src: torch.Tensor) -> DecoderState:
+        """Encode src (B, L) once; the returned state holds one row per document."""
+
+    def decode_step(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
+        """Feed one token per row, (N,) -> next-token logits or log-probabilities (N, V) and the new state."""
 
 
 @dataclass
@@ -49,7 +69,7 @@ def constrain(logprobs: torch.Tensor, step: int, history: torch.Tensor, *, min_l
 
 
 @torch.no_grad()
-def beam_search(model, src: torch.Tensor, *, beam_size: int = 4, length_penalty: float = 1.0, min_len: int = 0,
+def beam_search(model: Decoder, src: torch.Tensor, *, beam_size: int = 4, length_penalty: float = 1.0, min_len: int = 0,
                 max_len: int = 48, no_repeat_ngram: int = 3, nbest: int = 1) -> list[list[Hypothesis]]:
     """The ``nbest`` best finished summaries per document of src (B, L); ``beam_size`` 1 is greedy.
 

@@ -22,6 +22,7 @@ from shared_utils.cli import Parser
 from shared_utils.data import load_documents
 from shared_utils.errors import cli_main
 from shared_utils.metrics import rouge_scores
+from shared_utils.runtime import pick_device
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 ROUTERS = {
@@ -50,7 +51,7 @@ def route_all(tokens: int = 512) -> list[tuple[str, float, float, float]]:
     return rows
 
 
-def summarizers(out: Path, steps: int) -> list[tuple[str, float, float]]:
+def summarizers(out: Path, steps: int, device: str = "cpu") -> list[tuple[str, float, float]]:
     """(model, ROUGE-1, ROUGE-L) on the sample dev set for dense / MoE summarizers and lead-1."""
     cfg = SumTrainConfig(train=str(SAMPLES / "train.jsonl"), dev=str(SAMPLES / "dev.jsonl"), steps=steps,
                          batch_tokens=1500, lr=3e-3, warmup=20, eval_every=steps, dev_limit=0,
@@ -60,9 +61,9 @@ def summarizers(out: Path, steps: int) -> list[tuple[str, float, float]]:
     rows = []
     for variant in ("dense", "moe_top2", "moe_top1", "moe_hash"):
         run = out / variant
-        train(summarizer_config("tiny", variant, vocab_size=400, dropout=0.0), cfg, run, "cpu")
-        model, tok, mcfg = load_summarizer(run, torch.device("cpu"))
-        scores = rouge_scores(summarize(model, tok, mcfg, dev, torch.device("cpu"), beam_size=2), refs)
+        train(summarizer_config("tiny", variant, vocab_size=400, dropout=0.0), cfg, run, device)
+        model, tok, mcfg = load_summarizer(run, pick_device(device))
+        scores = rouge_scores(summarize(model, tok, mcfg, dev, pick_device(device), beam_size=2), refs)
         rows.append((variant, scores["rouge1"], scores["rougeL"]))
     lead = rouge_scores([lead1(d.document) for d in dev], refs)
     return rows + [("lead-1", lead["rouge1"], lead["rougeL"])]
@@ -73,9 +74,10 @@ def main(argv: list[str] | None = None) -> None:
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--out", type=Path, default=Path("runs/demo/moe"))
+    p.add_argument("--device", default="cpu", help="cpu (the first run), auto, cuda or cuda:N")
     args = p.parse_args(argv)
     routed = route_all()
-    models = summarizers(args.out, args.steps)
+    models = summarizers(args.out, args.steps, args.device)
     print("\nMoE demo 1/2 (smoke test): one MoE layer, 8 experts, 512 random tokens")
     print(f"{'router':<26}{'|fast - loop|':>14}{'max/mean load':>15}{'dropped':>9}")
     for name, diff, load, dropped in routed:

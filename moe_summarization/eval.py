@@ -28,7 +28,7 @@ from shared_utils.cli import Parser, nonnegative_int
 from shared_utils.data import Doc, load_documents
 from shared_utils.errors import UserError, cli_main
 from shared_utils.hub import hub_reachable, offline_requested
-from shared_utils.metrics import bertscore_f1, rouge_scores, split_sentences
+from shared_utils.metrics import bertscore_per_item, rouge_per_item, split_sentences
 from shared_utils.runtime import pick_device
 
 DATA_HINT = "pass --data ../shared/data/xsum/test-sample.jsonl (or another local JSONL with document/summary)"
@@ -46,10 +46,14 @@ def lead1(document: str) -> str:
     return sentences[0] if sentences else first_line
 
 
+def summary_item_scores(preds: list[str], refs: list[str], bertscore_model: str) -> dict[str, list[float]]:
+    """ROUGE-1/2/L/Lsum and BERTScore F1 of every document (x100): what the paired bootstrap resamples."""
+    return {**rouge_per_item(preds, refs), "bertscore_f1": bertscore_per_item(preds, refs, model=bertscore_model)}
+
+
 def summary_metrics(preds: list[str], refs: list[str], bertscore_model: str) -> dict[str, float]:
-    scores = rouge_scores(preds, refs)
-    scores["bertscore_f1"] = bertscore_f1(preds, refs, model=bertscore_model)
-    return scores
+    """The corpus scores: the mean of :func:`summary_item_scores` over the documents."""
+    return {k: sum(v) / max(len(v), 1) for k, v in summary_item_scores(preds, refs, bertscore_model).items()}
 
 
 def load_summarizer(path: str | Path, device: torch.device):

@@ -22,7 +22,16 @@ import torch
 
 from quantization.config import LABELS
 from quantization.model import classifier_from_checkpoint
-from quantization.quantize import METHODS, get_method, quantize_model, quantized_layer_bytes, state_bytes, target_layers
+from quantization.quantize import (
+    METHODS,
+    get_method,
+    load_quantized,
+    quantize_model,
+    quantized_layer_bytes,
+    save_quantized,
+    state_bytes,
+    target_layers,
+)
 from quantization.train import collate, encode, predict
 from shared_utils.checkpoint import load_best
 from shared_utils.cli import Parser, nonnegative_int, positive_int
@@ -52,12 +61,14 @@ def calibration_batches(tok, train: str, *, batches: int, seed: int, max_len: in
 
 def run_method(checkpoint: str, method: str, dev: str, train: str | None, *, limit: int = 0,
                calib_batches: int = 8, calib_seed: int = 0, latency_blocks: int = 3, device: str = "auto",
-               accuracy_too: bool = True) -> dict:
+               accuracy_too: bool = True, save_dir: Path | None = None, load_dir: Path | None = None) -> dict:
     """Load the checkpoint, quantize it with ``method`` on ``device`` and measure it.
 
     Latency is the whole model at batch 1 and 32 x ``min(128, max_len)`` tokens: ``latency_blocks``
     ``Timer.blocked_autorange`` blocks each (CUDA synchronised), after a warm-up call. ``accuracy_too=False``
-    skips the dev set (the benchmark's later latency sweeps)."""
+    skips the dev set (the benchmark's later latency sweeps). ``save_dir`` keeps the quantized model
+    (scratch methods: ``quantize.save_quantized``); ``load_dir`` rebuilds one from such a folder instead of
+    quantizing (its method is the one saved), so a calibration can be reused exactly."""
     seed_everything(0)
     spec = get_method(method)
     target = pick_device(device)
@@ -73,13 +84,19 @@ def run_method(checkpoint: str, method: str, dev: str, train: str | None, *, lim
     names = list(target_layers(model))
     fp32_layer_bytes = quantized_layer_bytes(model, names)
     fp32_model_bytes = state_bytes(model)
-    calibration = None
-    if spec.kind == "w8a8":
-        if train is None:
-            raise UserError("--method w8a8 needs --train (calibration batches from the training set)")
-        calibration = calibration_batches(tok, train, batches=calib_batches, seed=calib_seed, max_len=max_len,
-                                          device=target)
-    model = quantize_model(model, method, calibration=calibration)
+    if load_dir is not None:
+        model = load_quantized(model, load_dir)
+        method = json.loads((Path(load_dir) / "quantization.json").read_text())["method"]
+    else:
+        calibration = None
+        if spec.kind == "w8a8":
+            if train is None:
+                raise UserError("--method w8a8 needs --train (calibration batches from the training set)")
+            calibration = calibration_batches(tok, train, batches=calib_batches, seed=calib_seed, max_len=max_len,
+                                              device=target)
+        model = quantize_model(model, method, calibration=calibration)
+    if save_dir is not None:
+        save_quantized(model, method, save_dir)
     gc.collect()
     layer_bytes = quantized_layer_bytes(model, names)
     result = {"method": method, "device": device_info(target)["label"], "calib_seed": calib_seed,
@@ -112,12 +129,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--latency-blocks", type=positive_int, default=3, help="timed blocks per batch size")
     p.add_argument("--latency-only", action="store_true", help="skip the dev set (timing sweeps)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--save-quantized", type=Path, default=None,
+                   help="keep the quantized model in this folder (scratch methods)")
+    p.add_argument("--load-quantized", type=Path, default=None,
+                   help="evaluate a model saved by --save-quantized (its method) instead of quantizing")
     p.add_argument("--json", type=Path, default=None, help="write all measurements here")
     args = p.parse_args(argv)
     get_method(args.method)
     result = run_method(args.checkpoint, args.method, args.dev, args.train, limit=args.limit,
                         calib_batches=args.calib_batches, calib_seed=args.calib_seed,
-                        latency_blocks=args.latency_blocks, device=args.device, accuracy_too=not args.latency_only)
+                        latency_blocks=args.latency_blocks, device=args.device, accuracy_too=not args.latency_only,
+                        save_dir=args.save_quantized, load_dir=args.load_quantized)
     if args.json:
         args.json.write_text(json.dumps(result), encoding="utf-8")
     shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in result.items() if k != "predictions"}

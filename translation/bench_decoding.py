@@ -26,7 +26,7 @@ from shared_utils.cli import Parser
 from shared_utils.data import load_parallel
 from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import translation_scores
-from shared_utils.runtime import pick_device, seed_everything
+from shared_utils.runtime import device_info, pick_device, seed_everything
 from translation.config import POSITIONALS
 from translation.decoding import Strategy, beam_search, greedy
 from translation.eval import hypotheses, load_translator
@@ -212,6 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         rows = load_parallel(d).records
         dev_sets[Path(d).name.removesuffix(".tsv").removesuffix(".fi-en")] = rows[: args.limit or None]
     result = {"checkpoint": checkpoint, "scheme": cfg.positional, "device": str(device),
+              "device_info": device_info(device),
               "machine": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
               "dev_sets": {d: len(rows) for d, rows in dev_sets.items()}, "strategies": {}}
     for name, strategy in STRATEGIES.items():

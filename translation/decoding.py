@@ -1,6 +1,7 @@
 """Decoding strategies, as functions outside the model: greedy, batched beam search, top-k / top-p sampling.
 
-They need only two methods of the model (``Transformer`` implements them; the tests use a toy decoder):
+They need only the :class:`Decoder` interface of the model (``Transformer`` implements it; the tests use a toy
+decoder with hand-set probabilities):
 
     state = model.start(src, cache=True)             # encode once; cross-attention keys/values cached
     logits, state = model.decode_step(tokens, state)  # (N,) new tokens -> (N, V) next-token logits
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -27,6 +29,25 @@ from .model import BOS, EOS, PAD
 
 NEG_INF = float("-inf")
 STRATEGIES = ("greedy", "beam", "sample")
+
+
+@runtime_checkable
+class DecoderState(Protocol):
+    """What a model carries between steps (the KV cache); rows follow the batch as decoding reorders it."""
+
+    def select(self, index: torch.Tensor) -> DecoderState:
+        """The rows ``index`` (N',) of the state, in that order (beam reselection, finished rows pruned)."""
+
+
+@runtime_checkable
+class Decoder(Protocol):
+    """The whole contract between a model and every decoding strategy here."""
+
+    def start(self, src: torch.Tensor, cache: bool = True) -> DecoderState:
+        """Encode src (B, L) once; the returned state holds one row per sentence."""
+
+    def decode_step(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
+        """Feed one token per row, (N,) -> next-token logits (N, V) and the state after it."""
 
 
 @dataclass
@@ -119,7 +140,7 @@ def trim(out: torch.Tensor) -> list[list[int]]:
     return result
 
 
-def greedy(model, src: torch.Tensor, limits: torch.Tensor, *, min_len: int = 0, cache: bool = True
+def greedy(model: Decoder, src: torch.Tensor, limits: torch.Tensor, *, min_len: int = 0, cache: bool = True
            ) -> list[Hypothesis]:
     """The most probable token at every step."""
     return decode_rows(model, src, limits, lambda lp: lp.max(-1).indices, min_len=min_len, cache=cache)
@@ -143,7 +164,7 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     return logits.scatter(-1, order, sorted_logits.masked_fill(outside, NEG_INF))
 
 
-def sample(model, src: torch.Tensor, limits: torch.Tensor, *, top_k: int = 0, top_p: float = 1.0,
+def sample(model: Decoder, src: torch.Tensor, limits: torch.Tensor, *, top_k: int = 0, top_p: float = 1.0,
            temperature: float = 1.0, generator: torch.Generator | None = None, min_len: int = 0,
            cache: bool = True) -> list[Hypothesis]:
     """Ancestral sampling from the tempered, top-k- then top-p-filtered distribution."""
@@ -159,9 +180,9 @@ def sample(model, src: torch.Tensor, limits: torch.Tensor, *, top_k: int = 0, to
 
 
 @torch.no_grad()
-def beam_search(model, src: torch.Tensor, limits: torch.Tensor, *, beam_size: int = 4, length_penalty: float = 1.0,
-                nbest: int = 1, min_len: int = 0, no_repeat_ngram: int = 0, early_stopping: bool = True,
-                cache: bool = True) -> list[list[Hypothesis]]:
+def beam_search(model: Decoder, src: torch.Tensor, limits: torch.Tensor, *, beam_size: int = 4,
+                length_penalty: float = 1.0, nbest: int = 1, min_len: int = 0, no_repeat_ngram: int = 0,
+                early_stopping: bool = True, cache: bool = True) -> list[list[Hypothesis]]:
     """Batched beam search over sentences x beams; returns the ``nbest`` best finished hypotheses per sentence.
 
     Each step extends every live beam, keeps the 2K best candidates per sentence, files those ending in EOS
@@ -265,7 +286,7 @@ class Strategy:
     def generator(self, device: torch.device) -> torch.Generator:
         return torch.Generator(device=device).manual_seed(self.seed)
 
-    def run(self, model, src: torch.Tensor, max_len: int, generator: torch.Generator | None = None
+    def run(self, model: Decoder, src: torch.Tensor, max_len: int, generator: torch.Generator | None = None
             ) -> list[list[Hypothesis]]:
         """Hypotheses per sentence of src (B, L): the n-best for beam search, one otherwise."""
         limits = max_new_tokens(src, max_len, self.max_len_ratio, self.max_len_extra)

@@ -13,12 +13,11 @@ import argparse
 import time
 from pathlib import Path
 
-import torch
-
 from shared_utils.cli import Parser
 from shared_utils.data import load_parallel
 from shared_utils.errors import cli_main
 from shared_utils.metrics import translation_scores
+from shared_utils.runtime import pick_device
 from translation.config import POSITIONALS, TrainConfig, model_config
 from translation.decoding import Strategy
 from translation.eval import load_translator, translate
@@ -30,19 +29,20 @@ STRATEGIES = {"greedy": Strategy("greedy"), "beam 4": Strategy("beam", beam_size
               "top-p 0.9": Strategy("sample", top_p=0.9)}
 
 
-def run(out: Path, steps: int, positional: str = "rope") -> list[tuple[str, float, float, float]]:
+def run(out: Path, steps: int, positional: str = "rope", device: str = "cpu") -> list[tuple[str, float, float, float]]:
     """(strategy, BLEU, chrF++, ms per sentence) for a tiny model trained ``steps`` steps."""
     train_file, dev_file = str(SAMPLES / "train.fi-en.tsv"), str(SAMPLES / "dev.fi-en.tsv")
     mcfg = model_config("tiny", positional=positional, vocab_size=300, max_len=32, dropout=0.0)
     cfg = TrainConfig(train=train_file, dev=[dev_file], steps=steps, batch_tokens=800, lr=3e-3, warmup=20,
                       eval_every=steps, dev_limit=0, select_size=0)
-    train(mcfg, cfg, out, "cpu")
-    model, tok, cfg_model = load_translator(out, torch.device("cpu"))
+    train(mcfg, cfg, out, device)
+    target = pick_device(device)
+    model, tok, cfg_model = load_translator(out, target)
     dev = load_parallel(dev_file).records
     rows = []
     for name, strategy in STRATEGIES.items():
         start = time.perf_counter()
-        hyps = translate(model, tok, cfg_model, [p.src for p in dev], torch.device("cpu"), strategy)
+        hyps = translate(model, tok, cfg_model, [p.src for p in dev], target, strategy)
         ms = 1e3 * (time.perf_counter() - start) / len(dev)
         scores = translation_scores(hyps, [p.tgt for p in dev])
         rows.append((name, scores["bleu"].score, scores["chrf"].score, ms))
@@ -55,8 +55,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--positional", default="rope", choices=POSITIONALS)
     p.add_argument("--out", type=Path, default=Path("runs/demo/translation"))
+    p.add_argument("--device", default="cpu", help="cpu (the first run), auto, cuda or cuda:N")
     args = p.parse_args(argv)
-    rows = run(args.out, args.steps, args.positional)
+    rows = run(args.out, args.steps, args.positional, args.device)
     print(f"\ntranslation demo (smoke test: tiny {args.positional} model, {args.steps} steps on the synthetic "
           "sample; dev = 90 unseen sentences)")
     print(f"{'strategy':<18}{'BLEU':>8}{'chrF++':>8}{'ms/sent':>9}")

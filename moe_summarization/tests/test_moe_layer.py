@@ -151,7 +151,10 @@ def test_layer_reports_stats_and_weighted_aux_loss():
     result = layer(torch.randn(64, 16))
     s = result.stats
     assert sum(s["tokens_per_expert"]) == 64 and len(s["tokens_per_expert"]) == 4
-    assert s["max_over_mean"] >= 1.0 and s["cv"] >= 0 and 0 <= s["router_entropy"] <= math.log(4) + 1e-6
+    load = torch.tensor(s["tokens_per_expert"], dtype=torch.float)  # the statistics, recomputed from the counts
+    assert s["max_over_mean"] == pytest.approx(float(load.max() / 16))
+    assert s["cv"] == pytest.approx(float(load.std(unbiased=False) / 16))
+    assert 0 <= s["router_entropy"] <= math.log(4) + 1e-6
     assert result.aux_loss.item() == pytest.approx(0.01 * s["switch_aux_loss"])
 
     layer.eval()  # inference: no losses, no statistics (no host syncs on every decoding step)
@@ -185,5 +188,8 @@ def test_balance_experiment_records_load_history(tmp_path):
     history = run(cfg, "own", progress=False)
     assert len(history["loss"]) == 3 and len(history["layers"]) == cfg.num_layers
     assert sum(history["layers"][0][0]["tokens_per_expert"]) == 2 * 16  # top-1: one assignment per token
-    summary = late_summary(history)
-    assert summary["max_over_mean_load"] >= 1.0 and 0.0 <= summary["dropped_fraction"] <= 1.0
+    summary = late_summary(history)  # the last 10% of 3 steps is the last step, of the worst layer
+    last = [layer[-1] for layer in history["layers"]]
+    worst = max(last, key=lambda s: s["max_over_mean"])
+    assert summary["max_over_mean_load"] == pytest.approx(worst["max_over_mean"])
+    assert summary["dropped_fraction"] == pytest.approx(worst["dropped_fraction"])

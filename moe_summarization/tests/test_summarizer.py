@@ -3,6 +3,7 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -251,13 +252,14 @@ def test_ddp_on_two_cpu_processes_keeps_replicas_identical(corpus, tmp_path):
 
 def test_benchmark_writes_the_results_file_with_every_model_and_baseline(corpus, tmp_path):
     from moe_summarization.bench_summarization import main
+    from shared_utils.stats import verdict
 
     for name in ("dev", "test"):
         (tmp_path / f"{name}.jsonl").write_text("".join(corpus.read_text().splitlines(True)[:3]), encoding="utf-8")
     out = tmp_path / "results"
     main(["--data", "local", "--train", str(corpus), "--dev", str(tmp_path / "dev.jsonl"), "--test",
           str(tmp_path / "test.jsonl"), "--size", "tiny", "--steps", "2", "--batch-tokens", "300", "--select-size", "1",
-          "--runs", str(tmp_path / "runs"), "--out", str(out), "--device", "cpu"])
+          "--seeds", "0", "1", "--runs", str(tmp_path / "runs"), "--out", str(out), "--device", "cpu"])
     result = json.loads((out / "summarization.json").read_text())
     assert result["budget"]["steps"] == 2 and result["bertscore_model"]
     for model in ("moe_top2", "moe_top1", "moe_hash", "dense", "lead1"):
@@ -265,6 +267,69 @@ def test_benchmark_writes_the_results_file_with_every_model_and_baseline(corpus,
             assert set(result["models"][model][split]) >= {"rouge1", "rouge2", "rougeL", "bertscore_f1"}
     assert set(result["models"]["dense"]["runs"]) == {"dense_seed0", "dense_seed1"}
     assert all("not_run" in result["baselines"][b] for b in ("bart", "t5", "llama3"))  # no GPU here
-    assert result["moe_vs_dense"]["dev"] in ("win", "tie", "loss")
+    entry = result["comparisons"]["moe_top2_vs_dense"]["dev"]["rougeL"]
+    runs = result["models"]["moe_top2"]["runs"]
+    assert entry["per_seed"]["moe_top2"] == [runs[f"moe_top2_seed{s}"]["dev"]["rougeL"] for s in (0, 1)]
+    assert entry["mean"]["diff"] == pytest.approx(result["models"]["moe_top2"]["dev"]["rougeL"]
+                                                  - result["models"]["dense"]["dev"]["rougeL"])
+    assert entry["ci95"][0] <= entry["ci95"][1]
+    assert entry["verdict"] == verdict(entry["mean"]["diff"], entry["ci95"], list(entry["std"].values()))
+    assert result["moe_vs_dense"]["dev"] == entry["verdict"]
+    lead = result["comparisons"]["moe_top2_vs_lead1"]["test"]["bertscore_f1"]
+    assert lead["per_seed"]["lead1"] == [result["models"]["lead1"]["test"]["bertscore_f1"]]
+    assert lead["std"]["lead1"] == 0
     assert {p.name for p in out.glob("*.png")} == {"summarization_scores.png", "summarization_expert_load.png",
                                                    "summarization_per_source.png"}
+
+
+def test_the_headline_pair_gets_every_seed_and_the_others_two():
+    from moe_summarization.bench_summarization import runs_to_train
+
+    runs = runs_to_train([0, 1, 2], ["moe_top2", "dense"])
+    assert [r for r, _, _ in runs] == ["moe_top2_seed0", "dense_seed0", "moe_top1_seed0", "moe_hash_seed0",
+                                       "moe_top2_seed1", "dense_seed1", "moe_top1_seed1", "moe_hash_seed1",
+                                       "moe_top2_seed2", "dense_seed2"]
+
+
+A, B_TOK = 4, 5  # two ordinary tokens after the specials <pad> <s> </s> <unk>
+
+
+@dataclass
+class ToyState:
+    tokens: torch.Tensor  # (N, t)
+
+    def select(self, index: torch.Tensor) -> "ToyState":
+        return ToyState(self.tokens.index_select(0, index))
+
+
+class ToyDecoder:
+    """Next-token probabilities set by hand for each prefix; any other prefix ends (EOS 0.98)."""
+
+    TABLE = {(): {A: 0.6, B_TOK: 0.4},
+             (A,): {A: 0.3, B_TOK: 0.3, EOS: 0.4},
+             (B_TOK,): {EOS: 0.9, A: 0.05, B_TOK: 0.05}}
+
+    def start(self, src):
+        return ToyState(src.new_empty((src.shape[0], 0)))
+
+    def decode_step(self, tokens, state):
+        prefix = torch.cat([state.tokens, tokens[:, None]], dim=1)
+        logits = torch.full((len(tokens), 6), float("-inf"))  # probability 0 off the table
+        for i, row in enumerate(prefix.tolist()):
+            for tok, p in self.TABLE.get(tuple(row[1:]), {EOS: 0.98, A: 0.01, B_TOK: 0.01}).items():
+                logits[i, tok] = math.log(p)
+        return logits, ToyState(prefix)
+
+
+def test_beam_search_finds_the_beams_worked_out_by_hand():
+    # Greedy (beam 1) takes A (0.6) then EOS (0.4): p = 0.24. Beam 2 keeps A and B; at step 2 the candidates
+    # are B EOS .36, A EOS .24, A A .18, A B .18: both EOS ones are in the top 2, so the search ends with them.
+    from moe_summarization.decoding import Decoder
+
+    src = torch.ones((1, 3), dtype=torch.long)
+    assert isinstance(ToyDecoder(), Decoder) and isinstance(build_model(tiny("moe_top2")), Decoder)
+    greedy = beam_search(ToyDecoder(), src, beam_size=1, max_len=5, no_repeat_ngram=0, length_penalty=0.0)
+    assert greedy[0][0].tokens == [A, EOS]
+    hyps = beam_search(ToyDecoder(), src, beam_size=2, nbest=2, max_len=5, no_repeat_ngram=0, length_penalty=0.0)[0]
+    assert [h.tokens for h in hyps] == [[B_TOK, EOS], [A, EOS]]
+    assert [h.logprob for h in hyps] == pytest.approx([math.log(0.36), math.log(0.24)], abs=1e-6)

@@ -83,6 +83,20 @@ def test_eval_rebuilds_from_the_checkpoint_and_quantizes(agnews_csv, tmp_path):
         run_method(str(run), "w8a8", agnews_csv, None)
 
 
+def test_eval_saves_a_quantized_model_and_evaluates_it_again_identically(agnews_csv, tmp_path, capsys):
+    from quantization.eval import main
+
+    run = tmp_path / "run"
+    train(small_cfg(agnews_csv), run, torch.device("cpu"))
+    common = ["--checkpoint", str(run), "--dev", agnews_csv, "--train", agnews_csv, "--latency-blocks", "1",
+              "--calib-batches", "1", "--device", "cpu"]
+    main([*common, "--method", "w8a8", "--save-quantized", str(tmp_path / "q"), "--json", str(tmp_path / "a.json")])
+    main([*common, "--load-quantized", str(tmp_path / "q"), "--json", str(tmp_path / "b.json")])
+    a, b = (json.loads((tmp_path / f"{n}.json").read_text()) for n in "ab")
+    assert b["method"] == "w8a8" and a["predictions"] == b["predictions"]  # the saved calibration, reused exactly
+    assert b["model_bytes"] == a["model_bytes"] and b["accuracy"] == a["accuracy"]
+
+
 def test_config_errors_are_clear():
     with pytest.raises(UserError, match="--preset must be one of"):
         make_config("huge")

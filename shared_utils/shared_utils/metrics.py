@@ -56,20 +56,27 @@ def split_sentences(text: str) -> list[str]:
     return [s for s in _SENTENCE_END.split(text.strip()) if s]
 
 
-def rouge_scores(preds: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
-    """Mean ROUGE-1/2/L/Lsum F1 (x100) with Porter stemming, as the XSum papers report it."""
+ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+
+
+def rouge_per_item(preds: Sequence[str], refs: Sequence[str]) -> dict[str, list[float]]:
+    """ROUGE-1/2/L/Lsum F1 (x100) of every prediction with Porter stemming: what a paired bootstrap resamples."""
     from rouge_score import rouge_scorer
 
     _check_lengths(preds, refs)
-    keys = ("rouge1", "rouge2", "rougeL", "rougeLsum")
-    scorer = rouge_scorer.RougeScorer(list(keys), use_stemmer=True)
-    totals = dict.fromkeys(keys, 0.0)
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_KEYS), use_stemmer=True)
+    items: dict[str, list[float]] = {k: [] for k in ROUGE_KEYS}
     for pred, ref in zip(preds, refs):
         result = scorer.score("\n".join(split_sentences(ref)), "\n".join(split_sentences(pred)))
-        for k in keys:
-            totals[k] += result[k].fmeasure
+        for k in ROUGE_KEYS:
+            items[k].append(100.0 * result[k].fmeasure)
+    return items
+
+
+def rouge_scores(preds: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
+    """Mean ROUGE-1/2/L/Lsum F1 (x100) with Porter stemming, as the XSum papers report it."""
     n = max(len(preds), 1)
-    return {k: 100.0 * v / n for k, v in totals.items()}
+    return {k: sum(v) / n for k, v in rouge_per_item(preds, refs).items()}
 
 
 def minilm_model_dir() -> Path:
@@ -102,7 +109,21 @@ def bertscore_f1(
     batch_size: int = 32,
     device: str | None = None,
 ) -> float:
-    """Mean BERTScore F1 (x100, no baseline rescaling).
+    """Mean BERTScore F1 (x100, no baseline rescaling); see :func:`bertscore_per_item`."""
+    items = bertscore_per_item(preds, refs, model=model, num_layers=num_layers, batch_size=batch_size, device=device)
+    return sum(items) / len(items) if items else 0.0
+
+
+def bertscore_per_item(
+    preds: Sequence[str],
+    refs: Sequence[str],
+    *,
+    model: str = ONLINE_BERTSCORE_MODEL,
+    num_layers: int | None = None,
+    batch_size: int = 32,
+    device: str | None = None,
+) -> list[float]:
+    """BERTScore F1 (x100, no baseline rescaling) of every prediction.
 
     Args:
         model: ``'roberta-large'`` (the online default, layer 17 as bert-score chooses), ``'minilm'`` (the
@@ -113,21 +134,23 @@ def bertscore_f1(
     from .hub import from_pretrained
 
     _check_lengths(preds, refs)
-    if not preds:
-        return 0.0
     model_type, default_layers = resolve_bertscore_model(model)
     layers = num_layers if num_layers is not None else default_layers
     # an empty summary scores 0 (bert-score itself cannot encode "" with transformers 5 tokenizers)
-    scored = [(p, r) for p, r in zip(preds, refs) if p.strip() and r.strip()]
+    keep = [i for i, (p, r) in enumerate(zip(preds, refs)) if p.strip() and r.strip()]
+    scored = [(preds[i], refs[i]) for i in keep]
     if not scored:
-        return 0.0
+        return [0.0] * len(preds)
 
     def run(model_type: str):
         return bert_score.score([p for p, _ in scored], [r for _, r in scored], model_type=model_type,
                                 num_layers=layers, batch_size=batch_size, device=device, verbose=False)
 
     _, _, f1 = from_pretrained(run, model_type, local_hint="use --bertscore-model minilm for the offline model")
-    return 100.0 * float(f1.sum()) / len(preds)
+    items = [0.0] * len(preds)
+    for i, value in zip(keep, f1.tolist()):
+        items[i] = 100.0 * value
+    return items
 
 
 def accuracy(preds: Sequence[int], labels: Sequence[int]) -> float:

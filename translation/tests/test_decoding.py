@@ -129,8 +129,11 @@ class ToyDecoder:
 def test_beam_search_finds_the_beams_worked_out_by_hand():
     # Greedy takes A (0.6) then EOS (0.4): p = 0.24. Beam 2 keeps A and B; at step 2 the candidates are
     # B EOS .36, A EOS .24, A A .18, A B .18: both EOS ones are in the top 2, so the search ends with them.
+    from translation.decoding import Decoder
+
     src = torch.ones((1, 3), dtype=torch.long)
     limits = torch.tensor([5])
+    assert isinstance(ToyDecoder(), Decoder) and isinstance(tiny("rope"), Decoder)  # both satisfy the contract
     assert greedy(ToyDecoder(), src, limits)[0].tokens == [A, EOS]
     hyps = beam_search(ToyDecoder(), src, limits, beam_size=2, nbest=2, length_penalty=0.0)[0]
     assert [h.tokens for h in hyps] == [[B, EOS], [A, EOS]]

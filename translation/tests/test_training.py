@@ -166,7 +166,16 @@ def test_translate_cli_reads_stdin_keeps_empty_lines_warns_on_overlong_and_fails
 def test_eval_takes_a_strategy(corpus, tmp_path):
     run = tmp_path / "run"
     train(*configs(corpus), run, "cpu")
+    hyps = tmp_path / "hyps.txt"
     proc = run_script(sys.executable, "translation/eval.py", "--checkpoint", str(run), "--input", str(corpus),
-                      "--strategy", "beam", "--beam-size", "2", "--no-repeat-ngram", "3")
+                      "--strategy", "beam", "--beam-size", "2", "--no-repeat-ngram", "3", "--output", str(hyps))
     assert proc.returncode == 0, proc.stderr
-    assert set(json.loads(proc.stdout.splitlines()[-1])) == {"bleu", "chrf", "ter"}
+    printed = json.loads(proc.stdout.splitlines()[-1])
+    from shared_utils.data import load_parallel
+    from shared_utils.metrics import translation_scores
+
+    refs = [p.tgt for p in load_parallel(corpus)]
+    written = hyps.read_text(encoding="utf-8").splitlines()
+    assert len(written) == len(refs)  # one hypothesis per scored pair, in order
+    expected = translation_scores(written, refs)
+    assert printed == {name: score.score for name, score in expected.items()}  # the scores of those hypotheses

@@ -1,0 +1,90 @@
+"""No number without a file: every table in a README's results sections names the results JSON it comes from
+(an HTML comment ``<!-- numbers from: path/to/file.json -->`` on the line above it), and every number in that
+table is a value of that file, as printed (rounded to the digits shown; fractions may be shown x100 as
+percentages, bytes as MB)."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+READMES = [ROOT / "README.md", *sorted(ROOT.glob("*/README.md"))]
+MARKER = re.compile(r"<!-- numbers from: (\S+) -->")
+NUMBER = re.compile(r"(?<![\w.`/-])[-+]?\d[\d,]*(?:\.\d+)?(?![\w.`/])")
+SHOWN_AS = (1.0, 100.0, 1 / 2**20)  # as stored; a fraction as %; bytes as MB
+
+
+def result_tables(readme: Path) -> list[tuple[int, str | None, list[str]]]:
+    """(line number, cited JSON or None, table lines) of every table under a results heading."""
+    lines = readme.read_text(encoding="utf-8").splitlines()
+    tables, chain, i, fenced = [], {}, 0, False
+    while i < len(lines):
+        line = lines[i]
+        fenced ^= line.startswith("```")
+        if line.startswith("#") and not fenced:  # the heading chain: a level replaces itself and those below
+            level = len(line) - len(line.lstrip("#"))
+            chain = {k: v for k, v in chain.items() if k < level} | {level: line.lower()}
+        if line.startswith("|") and any("result" in h for h in chain.values()):
+            start, cited = i, None
+            back = i - 1
+            while back >= 0 and not lines[back].strip():
+                back -= 1
+            marker = MARKER.search(lines[back]) if back >= 0 else None
+            cited = marker.group(1) if marker else None
+            block = []
+            while i < len(lines) and lines[i].startswith("|"):
+                block.append(lines[i])
+                i += 1
+            tables.append((start + 1, cited, block))
+            continue
+        i += 1
+    return tables
+
+
+def numbers_of(value) -> list[float]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, (int, float)):
+        return [float(value)]
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in numbers_of(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in numbers_of(v)]
+    return []
+
+
+def matches(shown: str, values: list[float]) -> bool:
+    text = shown.replace(",", "")
+    digits = len(text.split(".")[1]) if "." in text else 0
+    target, tolerance = float(text), 0.5 * 10 ** -digits + 1e-9
+    return any(abs(v * scale - target) <= tolerance for v in values for scale in SHOWN_AS)
+
+
+CASES = [(readme, line, cited, block) for readme in READMES for line, cited, block in result_tables(readme)]
+
+
+@pytest.mark.parametrize(("readme", "line", "cited", "block"), CASES,
+                         ids=[f"{c[0].relative_to(ROOT)}:{c[1]}" for c in CASES])
+def test_every_results_table_cites_a_file_that_holds_each_of_its_numbers(readme, line, cited, block):
+    where = f"{readme.relative_to(ROOT)}:{line}"
+    assert cited, f"{where}: a results table without a '<!-- numbers from: ... -->' line above it"
+    path = (ROOT / cited) if (ROOT / cited).exists() else readme.parent / cited
+    assert path.is_file(), f"{where}: cites {cited}, which does not exist"
+    values = numbers_of(json.loads(path.read_text(encoding="utf-8")))
+    for row in block[1:]:  # the header row holds labels
+        if set(row) <= set("|-: "):
+            continue
+        for number in NUMBER.findall(re.sub(r"`[^`]*`", "", row)):
+            assert matches(number, values), f"{where}: {number} in '{row.strip()}' is not a value of {cited}"
+
+
+def test_the_checker_finds_tables_and_rejects_a_number_with_no_file(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("## Results\n\n<!-- numbers from: r.json -->\n| a | b |\n| --- | ---: |\n| x | 90.45 |\n\n"
+                      "| c |\n| --- |\n| 1 |\n", encoding="utf-8")
+    (line, cited, block), (_, uncited, _) = result_tables(readme)
+    assert (line, cited, uncited) == (4, "r.json", None) and len(block) == 3
+    assert matches("90.45", [0.9045]) and matches("1,015", [1015.2]) and matches("86.6", [86.6 * 2**20])
+    assert not matches("90.46", [0.9045]) and not matches("3", [2.4])
