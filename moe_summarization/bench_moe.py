@@ -137,10 +137,10 @@ def speed(batch: int, seq: int, d: int, f: int, experts: int, repeats: int = 7,
     }
 
 
-def balance(cfg: ExperimentConfig) -> tuple[dict, dict]:
+def balance(cfg: ExperimentConfig, device: torch.device | str = "cpu") -> tuple[dict, dict]:
     summaries, histories = {}, {}
     for name in BALANCERS:
-        history = run(cfg, name)
+        history = run(cfg, name, device=device)
         histories[name] = history
         summaries[name] = {**late_summary(history), "final_lm_loss": history["loss"][-1],
                            "train_seconds": history["seconds"]}
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
         "speed": speed(**sizes, device=device),
         "experiment": exp.__dict__,
     }
-    result["balance"], histories = balance(exp)
+    result["balance"], histories = balance(exp, device)
     for key in ("time_ratio_vs_dense", "time_ratio_vs_hf_switch", "time_ratio_vs_hf_mixtral"):
         result[key] = result["speed"][key]
     print(json.dumps({k: result[k] for k in ("time_ratio_vs_dense", "time_ratio_vs_hf_switch",

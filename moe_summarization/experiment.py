@@ -25,7 +25,7 @@ from moe_summarization.tokenizer import train_tokenizer
 from shared_utils.cli import Parser
 from shared_utils.data import load_documents
 from shared_utils.errors import cli_main
-from shared_utils.runtime import seed_everything
+from shared_utils.runtime import pick_device, seed_everything
 
 DEFAULT_DATA = "../shared/data/summarization/train.jsonl"
 
@@ -78,8 +78,8 @@ class TinyMoELM(nn.Module):
         return self.ln_f(x) @ self.emb.weight.t(), aux, stats  # (B, S, V) tied output
 
 
-def run(cfg: ExperimentConfig, balancer: str, *, progress: bool = True) -> dict:
-    """Train one setting; returns the per-step loss and per-layer load history."""
+def run(cfg: ExperimentConfig, balancer: str, *, progress: bool = True, device: torch.device | str = "cpu") -> dict:
+    """Train one setting on ``device``; returns the per-step loss and per-layer load history."""
     seed_everything(cfg.seed)
     docs = load_documents(cfg.data, local_hint="pass --data PATH to a local JSONL file").records[: cfg.documents]
     texts = [d.document for d in docs]
@@ -87,14 +87,14 @@ def run(cfg: ExperimentConfig, balancer: str, *, progress: bool = True) -> dict:
     stream = torch.tensor([i for t in tok.encode_batch(texts) for i in t.ids], dtype=torch.long)
     moe_cfg = with_balancer(MoEConfig(d_model=cfg.d_model, d_ff=cfg.d_ff, num_experts=cfg.num_experts, k=cfg.k,
                                       capacity_factor=cfg.capacity_factor), balancer)
-    model = TinyMoELM(tok.get_vocab_size(), cfg, moe_cfg)
+    model = TinyMoELM(tok.get_vocab_size(), cfg, moe_cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
     gen = torch.Generator().manual_seed(cfg.seed)
     history = {"loss": [], "layers": [[] for _ in range(cfg.num_layers)]}
     start = time.perf_counter()
     for _ in tqdm(range(cfg.steps), desc=f"balance:{balancer}", disable=not progress):
         starts = torch.randint(0, stream.numel() - cfg.seq_len - 1, (cfg.batch_size,), generator=gen)
-        window = torch.stack([stream[s: s + cfg.seq_len + 1] for s in starts.tolist()])  # (B, S+1)
+        window = torch.stack([stream[s: s + cfg.seq_len + 1] for s in starts.tolist()]).to(device)  # (B, S+1)
         logits, aux, stats = model(window[:, :-1])
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), window[:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
@@ -136,8 +136,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--balancer", choices=tuple(BALANCERS), default="own")
     parser.add_argument("--steps", type=int, default=ExperimentConfig.steps)
     parser.add_argument("--data", default=DEFAULT_DATA, help="JSONL with a 'document' key (or hf:...)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     args = parser.parse_args(argv)
-    history = run(ExperimentConfig(data=args.data, steps=args.steps), args.balancer)
+    history = run(ExperimentConfig(data=args.data, steps=args.steps), args.balancer, device=pick_device(args.device))
     print(json.dumps({"balancer": args.balancer, "final_loss": history["loss"][-1], **late_summary(history)}))
 
 
