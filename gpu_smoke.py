@@ -95,7 +95,7 @@ class Smoke:
     def translation_decode(self) -> dict:
         from shared_utils.data import load_parallel
         from translation.decoding import Strategy
-        from translation.eval import load_translator, translate
+        from translation.inference import load_translator, translate
 
         model, tok, cfg = load_translator(self.work / "mt", self.device)
         sources = [p.src for p in load_parallel(ROOT / "translation" / "samples" / "dev.fi-en.tsv")][:16]
@@ -126,7 +126,7 @@ class Smoke:
 
     def quant_methods(self) -> dict:
         from quantization.bench import default_methods
-        from quantization.eval import run_method
+        from quantization.measure import run_method
 
         samples = ROOT / "quantization" / "samples"
         out = {}

@@ -160,7 +160,7 @@ def run_baselines(docs: list[Doc], device: torch.device, models: dict[str, str] 
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
-    from moe_summarization.eval import default_bertscore_model, summary_metrics
+    from moe_summarization.inference import default_bertscore_model, summary_metrics
 
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="hf:EdinburghNLP/xsum::test")

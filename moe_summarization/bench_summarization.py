@@ -27,7 +27,7 @@ import numpy as np
 
 from moe_summarization.baselines import run_baselines
 from moe_summarization.config import SumTrainConfig, summarizer_config
-from moe_summarization.eval import (
+from moe_summarization.inference import (
     default_bertscore_model,
     lead1,
     load_summarizer,

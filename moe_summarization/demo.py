@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from moe_summarization.config import MoEConfig, SumTrainConfig, summarizer_config
-from moe_summarization.eval import lead1, load_summarizer, summarize
+from moe_summarization.inference import lead1, load_summarizer, summarize
 from moe_summarization.moe import MoELayer, capacity_for, moe_reference
 from moe_summarization.train import train
 from shared_utils.cli import Parser

@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 from quantization.config import make_config
-from quantization.eval import run_method
+from quantization.measure import run_method
 from quantization.train import train
 from shared_utils.cli import Parser
 from shared_utils.errors import cli_main

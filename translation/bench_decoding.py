@@ -29,7 +29,7 @@ from shared_utils.metrics import translation_scores
 from shared_utils.runtime import device_info, pick_device, seed_everything
 from translation.config import POSITIONALS
 from translation.decoding import Strategy, beam_search, greedy
-from translation.eval import hypotheses, load_translator
+from translation.inference import hypotheses, load_translator
 from translation.model import BOS, EOS, PAD
 from translation.tokenizer import decode
 

@@ -36,7 +36,7 @@ from shared_utils.runtime import device_info, pick_device, seed_everything
 from translation.config import POSITIONALS, TrainConfig, model_config
 from translation.data import encode_pairs
 from translation.decoding import length_cap
-from translation.eval import load_translator, translate
+from translation.inference import load_translator, translate
 from translation.model import BOS, EOS, PAD, build_model
 from translation.tokenizer import decode, train_tokenizer
 from translation.train import get_lr, loss_fn, train, training_loss

@@ -20,7 +20,7 @@ from shared_utils.metrics import translation_scores
 from shared_utils.runtime import pick_device
 from translation.config import POSITIONALS, TrainConfig, model_config
 from translation.decoding import Strategy
-from translation.eval import load_translator, translate
+from translation.inference import load_translator, translate
 from translation.train import train
 
 SAMPLES = Path(__file__).resolve().parent / "samples"

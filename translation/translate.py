@@ -21,7 +21,7 @@ from shared_utils.data import read_text_lines
 from shared_utils.errors import UserError, cli_main
 from shared_utils.runtime import pick_device
 from translation.decoding import add_strategy_args, strategy_from_args
-from translation.eval import hypotheses, load_translator
+from translation.inference import hypotheses, load_translator
 from translation.tokenizer import decode
 
 

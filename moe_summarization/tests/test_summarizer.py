@@ -12,7 +12,7 @@ import torch
 from moe_summarization.baselines import BASELINES, Baseline, generate, load, run_baselines, tiny_baseline
 from moe_summarization.config import VARIANTS, SumTrainConfig, summarizer_config
 from moe_summarization.decoding import beam_search
-from moe_summarization.eval import lead1, load_summarizer, summarize
+from moe_summarization.inference import lead1, load_summarizer, summarize
 from moe_summarization.model import active_ffn_parameters, build_model, label_smoothed_loss
 from moe_summarization.tokenizer import BOS, EOS, PAD
 from moe_summarization.train import train

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from quantization.config import make_config
-from quantization.eval import run_method
+from quantization.measure import run_method
 from quantization.train import get_lr, train
 from shared_utils.errors import UserError
 

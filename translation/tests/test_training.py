@@ -11,7 +11,7 @@ from shared_utils.batching import token_batches
 from shared_utils.errors import UserError
 from translation.config import ModelConfig, TrainConfig, model_config
 from translation.data import encode_pairs
-from translation.eval import load_translator, translate
+from translation.inference import load_translator, translate
 from translation.tokenizer import train_tokenizer
 from translation.train import get_lr, train
 
