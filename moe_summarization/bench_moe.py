@@ -146,6 +146,28 @@ def speed(batch: int, seq: int, d: int, f: int, experts: int, repeats: int = 7,
     }
 
 
+def expert_parallel_row(tokens: int, d: int, f: int, experts: int, steps: int, ranks: int = 2) -> dict:
+    """One layer with its experts sharded over ``ranks`` processes (``torchrun``, gloo on a CPU): its
+    forward+backward time, the all-to-all part of it, and the bytes each token sends."""
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "ep.json"
+        torchrun = Path(sys.executable).parent / "torchrun"
+        cmd = [str(torchrun), "--standalone", f"--nproc_per_node={ranks}", "-m",
+               "moe_summarization.bench_expert_parallel", "--tokens", str(tokens), "--d-model", str(d),
+               "--d-ff", str(f), "--experts", str(experts), "--steps", str(steps), "--json", str(out)]
+        threads = max(1, torch.get_num_threads() // ranks)  # the ranks share the machine's threads
+        proc = subprocess.run(cmd, capture_output=True, text=True,
+                              env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+        if proc.returncode != 0:
+            return {"not_run": (proc.stderr.strip().splitlines() or ["torchrun failed"])[-1]}
+        return json.loads(out.read_text())
+
+
 def balance(cfg: ExperimentConfig, device: torch.device | str = "cpu") -> tuple[dict, dict]:
     summaries, histories = {}, {}
     for name in BALANCERS:
@@ -185,6 +207,7 @@ def write_markdown(result: dict, path: Path) -> None:
         "only when the whole IQR of the per-round ratios is on that side of 1.0, else `tie`. HF Mixtral's fastest "
         f"experts implementation here: `{s['hf_mixtral_fastest_experts']}`.",
         "",
+        *expert_parallel_lines(result.get("expert_parallel")),
         f"## Balance: tiny MoE LM, {result['experiment']['steps']} steps, top-{result['experiment']['k']}, "
         f"capacity factor {result['experiment']['capacity_factor']}, {result['experiment']['num_experts']} experts",
         "",
@@ -198,6 +221,22 @@ def write_markdown(result: dict, path: Path) -> None:
         "",
     ]
     path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def expert_parallel_lines(ep: dict | None) -> list[str]:
+    if not ep:
+        return []
+    if "not_run" in ep:
+        return [f"Expert parallelism: not run ({ep['not_run']}).", ""]
+    t, c = ep["ms_fwd_bwd"], ep["ms_all_to_all"]
+    return [f"## Expert parallelism: the same top-1 layer, experts sharded over {ep['world_size']} processes "
+            f"({ep['backend']}), {ep['tokens_per_rank']} tokens per rank", "",
+            "| forward+backward ms, median [IQR] | all-to-all ms, median [IQR] | all-to-all share | "
+            "bytes sent per token (forward; x2 with backward) |",
+            "| ---: | ---: | ---: | ---: |",
+            f"| {t['median_ms']:.1f} [{t['iqr_ms'][0]:.1f}, {t['iqr_ms'][1]:.1f}] | {c['median_ms']:.1f} "
+            f"[{c['iqr_ms'][0]:.1f}, {c['iqr_ms'][1]:.1f}] | {ep['all_to_all_share']:.2f} | "
+            f"{ep['bytes_per_token']:.0f} |", ""]
 
 
 def plot(result: dict, histories: dict, out: Path) -> None:
@@ -262,6 +301,9 @@ def main(argv: list[str] | None = None) -> None:
         "speed": speed(**sizes, device=device),
         "experiment": exp.__dict__,
     }
+    shape = result["speed"]["shape"]
+    result["expert_parallel"] = expert_parallel_row(shape["tokens"], shape["d_model"], shape["d_ff"],
+                                                    shape["experts"], sizes["repeats"])
     result["balance"], histories = balance(exp, device)
     for key in ("time_ratio_vs_dense", "time_ratio_vs_hf_switch", "time_ratio_vs_hf_mixtral"):
         result[key] = result["speed"][key]

@@ -156,9 +156,12 @@ class SumTrainConfig:
     select_seed: int = 0  # the split's seed: fixed apart from --seed, so every run trains on the same documents
     time_budget_min: float = 0.0  # stop cleanly at a checkpoint after this many minutes (0 = none)
     seed: int = 0
+    expert_parallel: int = 1  # ranks the experts are sharded over (torchrun processes; 1 = DDP, replicated)
 
     def __post_init__(self) -> None:
         check_training_flags(self)
+        if self.expert_parallel < 1:
+            raise UserError(f"--expert-parallel must be >= 1, got {self.expert_parallel}")
         if self.schedule not in SCHEDULES:
             raise UserError(f"--schedule must be one of {', '.join(SCHEDULES)}, got '{self.schedule}'")
 

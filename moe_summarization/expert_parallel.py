@@ -148,3 +148,55 @@ class ExpertParallelMoE(nn.Module):
                 state[f"{kind}.{r * self.local + int(e)}"] = part
         full.load_state_dict(state)
         return full
+
+
+# -- training a model whose MoE layers are sharded -----------------------------------------------------------
+def shard_experts(model: nn.Module, group=None) -> nn.Module:
+    """Replace every :class:`MoELayer` of ``model`` (in place) by an :class:`ExpertParallelMoE` holding this
+    rank's experts. The model must be identical on every rank (same seed, or the same checkpoint)."""
+    for name, module in list(model.named_modules()):
+        if isinstance(module, MoELayer):
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, child, ExpertParallelMoE(module, group))
+    return model
+
+
+def is_expert_param(name: str) -> bool:
+    return ".experts." in f".{name}"
+
+
+def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The single-process model's state dict: every sharded layer's experts gathered (a collective: every rank
+    calls it). Router and everything else are replicated, under the same names as in :class:`MoELayer`."""
+    state = {k: v for k, v in model.state_dict().items() if not is_expert_param(k)}
+    for name, module in model.named_modules():
+        if isinstance(module, ExpertParallelMoE):
+            state.update({f"{name}.experts.{k}": v for k, v in module.gathered_experts().state_dict().items()})
+    return state
+
+
+def sync_and_clip(model: nn.Module, max_norm: float, group=None) -> None:
+    """What DDP plus ``clip_grad_norm_`` do for a replicated model, for one whose experts are sharded: the
+    replicated parameters' gradients are averaged over the ranks (all-reduce); the experts' already hold every
+    rank's tokens (the all-to-all backward brought them), so they are only divided by the ranks, as the average
+    of the ranks' losses asks. The clipping norm counts every expert once, on every rank alike."""
+    ranks = dist.get_world_size(group)
+    shared = [p for n, p in model.named_parameters() if not is_expert_param(n)]
+    experts = [p for n, p in model.named_parameters() if is_expert_param(n) and p.grad is not None]
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in shared])
+    dist.all_reduce(flat, group=group)
+    flat /= ranks
+    offset = 0
+    for p in shared:
+        n = p.numel()
+        p.grad = flat[offset: offset + n].view_as(p).clone()
+        offset += n
+    for p in experts:
+        p.grad /= ranks
+    expert_sq = torch.stack([p.grad.float().pow(2).sum() for p in experts]).sum() if experts \
+        else flat.new_zeros((), dtype=torch.float32)
+    dist.all_reduce(expert_sq, group=group)
+    total = (flat.float().pow(2).sum() + expert_sq).sqrt()
+    scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    for p in [*shared, *experts]:
+        p.grad.mul_(scale)

@@ -14,6 +14,7 @@ MoE layer in ``metrics.jsonl``, atomic best/last checkpoints and exact resume fr
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import time
@@ -28,6 +29,7 @@ from tqdm import tqdm
 from moe_summarization.config import SIZES, VARIANTS, SummarizerConfig, SumTrainConfig, summarizer_config
 from moe_summarization.data import Encoded, encode_documents, token_counts
 from moe_summarization.decoding import beam_search
+from moe_summarization.expert_parallel import full_state_dict, shard_experts, sync_and_clip
 from moe_summarization.model import build_model, label_smoothed_loss, restore_model
 from moe_summarization.routing import balanced_hash_table
 from moe_summarization.tokenizer import PAD, decode, load_tokenizer, train_tokenizer
@@ -44,7 +46,14 @@ from shared_utils.cli import Parser, add_dataclass_flags, pick
 from shared_utils.data import load_documents, selection_split
 from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import rouge_scores
-from shared_utils.runtime import cosine_lr, inverse_sqrt_lr, seed_everything, setup_distributed
+from shared_utils.runtime import (
+    cosine_lr,
+    inverse_sqrt_lr,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    setup_distributed,
+)
 
 DATA_HINT = ("use --train ../shared/data/summarization/train.jsonl --dev ../shared/data/summarization/dev.jsonl "
              "(make moe-xsum MOE_DATA=local)")
@@ -72,6 +81,17 @@ def load_summary(stats: list[dict]) -> dict:
     """The per-step MoE record for metrics.jsonl: each layer's tokens per expert, max/mean and drops."""
     return {"moe": [{k: s[k] for k in ("tokens_per_expert", "max_over_mean", "cv", "dropped_fraction")}
                     for s in stats]} if stats else {}
+
+
+def check_expert_parallel(size: int, world: int, mcfg: SummarizerConfig) -> None:
+    """Expert parallelism over every process (P = world); P = 1 is plain DDP."""
+    if size != world:
+        raise UserError(f"--expert-parallel {size} needs {size} processes (torchrun --nproc_per_node={size}); "
+                        f"this run has {world}")
+    if mcfg.variant == "dense":
+        raise UserError("--expert-parallel needs an MoE variant; a dense model has no experts to shard")
+    if mcfg.num_experts % size:
+        raise UserError(f"--num-experts {mcfg.num_experts} cannot be split evenly over --expert-parallel {size}")
 
 
 def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: str = "auto") -> dict:
@@ -115,13 +135,22 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
     if mcfg.variant == "moe_hash" and resume is None:  # balanced on this corpus's token frequencies
         model.set_hash_table(balanced_hash_table(mcfg.vocab_size, mcfg.num_experts,
                                                  counts=token_counts(data, mcfg.vocab_size)).to(device))
+    sharded = cfg.expert_parallel > 1
+    if sharded:  # experts split over the ranks; the rest replicated and averaged by sync_and_clip, not DDP
+        check_expert_parallel(cfg.expert_parallel, world, mcfg)
+        full = build_model(mcfg)  # the single-process layout every checkpoint is saved in
+        model = shard_experts(model)
     # an expert that received no token in a step has no gradient: DDP must not wait for it
     ddp = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=mcfg.variant != "dense") \
-        if world > 1 else model
+        if world > 1 and not sharded else model
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-9)
     progress = Progress(best={"rougeL": -1.0})
     if resume is not None:
         progress = restore_progress(resume, opt)
+        if sharded:  # each rank's own optimizer moments and RNG, saved beside the checkpoint
+            own = torch.load(io.BytesIO(resume.path.joinpath(f"rank{rank}.pt").read_bytes()), weights_only=False)
+            opt.load_state_dict(own["optimizer"])
+            set_rng_state(own["rng"])
         log(f"resumed from {resume.path} at step {progress.step}")
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     if main_proc:
@@ -133,9 +162,19 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
         is_best = select is not None and (not select_docs or select["rougeL"] > progress.best["rougeL"])
         if is_best:
             progress.best = {**select, "step": progress.step}
+        extra = {"tokenizer.json": tok.to_str()}
+        saved = model
+        if sharded:  # gather the experts into the single-process layout, and every rank's optimizer state
+            full.load_state_dict(full_state_dict(model))
+            saved = full
+            mine = io.BytesIO()
+            torch.save({"optimizer": opt.state_dict(), "rng": rng_state()}, mine)
+            shards = [None] * world
+            dist.all_gather_object(shards, mine.getvalue())
+            extra.update({f"rank{r}.pt": blob for r, blob in enumerate(shards)})
         if main_proc:
-            save_progress(out, progress, model=model, optimizer=opt, config=config,
-                          extra_files={"tokenizer.json": tok.to_str()}, is_best=is_best)
+            save_progress(out, progress, model=saved, optimizer=opt, config=config, extra_files=extra,
+                          is_best=is_best)
 
     batches = token_batches(data, cfg.batch_tokens, cfg.seed, progress.epoch)
     if len(batches) < world:
@@ -160,7 +199,7 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
         loss_sum, aux_sum, tgt_tokens, stats = 0.0, 0.0, 0, []
         for j, part in enumerate(micro):
             src, tgt = collate(data, part, device)
-            sync = ddp.no_sync() if world > 1 and j < len(micro) - 1 else nullcontext()
+            sync = ddp.no_sync() if world > 1 and not sharded and j < len(micro) - 1 else nullcontext()
             with sync, autocast:
                 logits, aux, stats = ddp(src, tgt[:, :-1])
                 loss = label_smoothed_loss(logits, tgt[:, 1:], cfg.label_smoothing)
@@ -172,7 +211,10 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
             loss_sum += loss.item() / len(micro)
             aux_sum += float(aux.detach()) / len(micro)
             tgt_tokens += int((tgt[:, 1:] != PAD).sum())
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        if sharded:
+            sync_and_clip(model, cfg.clip)
+        else:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
         progress.step += 1
@@ -190,16 +232,18 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
             out_of_time = bool(flag.item())
         if progress.step % cfg.eval_every == 0 or progress.step == cfg.steps or out_of_time:
             select = None
-            if main_proc:
+            if main_proc or sharded:  # a sharded model needs every rank in every forward pass
                 results = {name: validate(model, tok, d, refs, device, cfg.batch_tokens, mcfg.max_target_len)
                            for name, (d, refs) in evaluated.items()}
                 for name, r in results.items():
                     record.update({f"{name}/{k}": v for k, v in r.items()})
                 select = results.get("select", results["dev"])  # without a split, only "every save" reads it
-                tqdm.write(f"step {progress.step} | loss {loss_sum:.2f} | lr {lr:.1e} | {ms:.0f} ms/step | "
-                           f"{tokens_seen / step_seconds / 1e3:.1f}k tok/s | " +
-                           " | ".join(f"{n} loss {r['loss']:.2f} rouge1 {r['rouge1']:.1f} rougeL {r['rougeL']:.1f}"
-                                      for n, r in results.items()))
+                log_line = (f"step {progress.step} | loss {loss_sum:.2f} | lr {lr:.1e} | {ms:.0f} ms/step | "
+                            f"{tokens_seen / step_seconds / 1e3:.1f}k tok/s | " +
+                            " | ".join(f"{n} loss {r['loss']:.2f} rouge1 {r['rouge1']:.1f} rougeL {r['rougeL']:.1f}"
+                                       for n, r in results.items()))
+                if main_proc:
+                    tqdm.write(log_line)
             checkpoint(select)
         if metrics is not None:
             metrics.write(json.dumps(record) + "\n")

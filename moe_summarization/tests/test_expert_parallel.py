@@ -114,3 +114,60 @@ def test_expert_parallel_layer_equals_the_single_process_layer(case, shards):
         expected_bias = start_bias + reference.cfg.bias_update_rate * torch.sign(load.float().mean() - load.float())
         for rank in range(WORLD):
             torch.testing.assert_close(got[rank]["bias"], expected_bias)
+
+
+# -------------------------------------------------------------------------------------- training under torchrun
+def torchrun_train(run: Path, data: Path, *extra: str) -> None:
+    torchrun = Path(sys.executable).parent / "torchrun"
+    argv = ["--out", str(run), "--size", "tiny", "--variant", "moe_top2", "--vocab-size", "300", "--train",
+            str(data), "--dev", str(data), "--batch-tokens", "300", "--steps", "4", "--eval-every", "2",
+            "--dev-limit", "2", "--select-size", "1", "--warmup", "2", "--lr", "3e-3", "--dropout", "0",
+            "--balancer", "switch_aux", "--device", "cpu", *extra]  # a stateless balancer: DDP's ranks would
+    # each move the bias balancer by their own load, expert parallelism by the global one (the layer test)
+    proc = subprocess.run([str(torchrun), "--standalone", f"--nproc_per_node={WORLD}", "-m",
+                           "moe_summarization.train", *argv], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def losses(run: Path) -> list[float]:
+    import json
+
+    return [json.loads(line)["loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    import json
+
+    pairs = [("The central bank raised interest rates by half a point to fight inflation.", "bank raises rates"),
+             ("Heavy snow closed the main airport for a second day.", "snow shuts airport"),
+             ("The home team won the cup final after a penalty shoot-out.", "home team wins cup"),
+             ("Scientists found water ice in a crater near the moon's south pole.", "ice found on moon")]
+    path = tmp_path_factory.mktemp("ep-data") / "train.jsonl"
+    path.write_text("\n".join(json.dumps({"document": d, "summary": s}) for d, s in pairs * 5) + "\n")
+    return path
+
+
+def test_training_with_sharded_experts_matches_ddp_and_resumes_exactly(corpus, tmp_path):
+    from moe_summarization.inference import load_summarizer
+
+    torchrun_train(tmp_path / "ddp", corpus)  # experts replicated, gradients all-reduced by DDP
+    torchrun_train(tmp_path / "ep", corpus, "--expert-parallel", "2")  # experts sharded over the 2 ranks
+    assert losses(tmp_path / "ep") == pytest.approx(losses(tmp_path / "ddp"), rel=1e-4, abs=1e-5)
+    torchrun_train(tmp_path / "cut", corpus, "--expert-parallel", "2", "--time-budget-min", "1e-9")  # 1 step
+    assert len(losses(tmp_path / "cut")) == 1
+    torchrun_train(tmp_path / "cut", corpus, "--expert-parallel", "2")  # resumes in the same layout
+    assert losses(tmp_path / "cut") == pytest.approx(losses(tmp_path / "ep"), rel=1e-6, abs=1e-7)
+    model, _, cfg = load_summarizer(tmp_path / "ep", torch.device("cpu"))  # a single-process checkpoint
+    assert sum(p.numel() for n, p in model.named_parameters() if ".experts." in n) > 0 and cfg.num_experts == 4
+
+
+def test_the_benchmark_row_times_the_sharded_layer_and_its_all_to_all():
+    from moe_summarization.bench_moe import expert_parallel_row
+
+    row = expert_parallel_row(tokens=64, d=32, f=64, experts=4, steps=3)
+    assert row["world_size"] == 2 and row["backend"] == "gloo"
+    assert row["ms_fwd_bwd"]["repeats"] == 3 and row["ms_all_to_all"]["median_ms"] > 0
+    kept = row["bytes_per_token"] / (2 * 32 * 4)  # fp32 rows there and back, per kept assignment
+    assert 0.5 <= kept <= 1.0 and row["bytes_per_token_fwd_bwd"] == 2 * row["bytes_per_token"]
