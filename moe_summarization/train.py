@@ -148,7 +148,11 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
     if resume is not None:
         progress = restore_progress(resume, opt)
         if sharded:  # each rank's own optimizer moments and RNG, saved beside the checkpoint
-            own = torch.load(io.BytesIO(resume.path.joinpath(f"rank{rank}.pt").read_bytes()), weights_only=False)
+            shard = resume.path / f"rank{rank}.pt"
+            if not shard.is_file():
+                raise UserError(f"{shard} is missing, so rank {rank} cannot resume its experts' optimizer state; "
+                                "resume from a complete checkpoint, or pass a new --out")
+            own = torch.load(io.BytesIO(shard.read_bytes()), weights_only=False)
             opt.load_state_dict(own["optimizer"])
             set_rng_state(own["rng"])
         log(f"resumed from {resume.path} at step {progress.step}")
