@@ -28,8 +28,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .moe import Experts, MoELayer, MoEOutput, _group, capacity_for
-from .routing import router_z_loss, switch_aux_loss
+from .moe import Experts, MoELayer, MoEOutput, _group, capacity_for, routing_losses
 
 
 class AllToAll(torch.autograd.Function):
@@ -94,16 +93,11 @@ class ExpertParallelMoE(nn.Module):
         back = AllToAll.apply(y, recv, send, self.group)  # (A_kept, D) in the order the rows were sent
         out = flat.new_zeros(flat.shape).index_add(0, tokens, back * gate)
 
-        aux = flat.new_zeros((), dtype=torch.float32)
         if not self.training:
-            return MoEOutput(out.reshape(shape), aux, {})
+            return MoEOutput(out.reshape(shape), flat.new_zeros((), dtype=torch.float32), {})
         load = torch.bincount(routing.expert_idx, minlength=cfg.num_experts)  # (E,) before capacity
         stats = self._global_stats(load, kept)
-        if routing.probs is not None:
-            balance = switch_aux_loss(routing.probs, routing.expert_idx, cfg.num_experts)
-            z = router_z_loss(routing.logits)
-            aux = aux + cfg.aux_loss_weight * balance + cfg.z_loss_weight * z
-            stats.update(switch_aux_loss=float(balance.detach()), z_loss=float(z.detach()))
+        aux = routing_losses(cfg, routing, stats)  # on this rank's tokens, as the single-process layer
         if cfg.bias_update_rate > 0:
             self.router.update_bias(torch.tensor(stats["tokens_per_expert"], device=flat.device))
         return MoEOutput(out.reshape(shape), aux, stats)

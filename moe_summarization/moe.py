@@ -202,15 +202,21 @@ class MoELayer(nn.Module):
         run = dispatch_grouped if cfg.dispatch == "grouped" else dispatch
         out, kept = run(flat, routing, self.experts, cfg.num_experts, capacity)
 
-        aux = flat.new_zeros((), dtype=torch.float32)
         if not self.training:  # nothing reads losses or statistics at inference; they cost host syncs per step
-            return MoEOutput(out.reshape(shape), aux, {})
+            return MoEOutput(out.reshape(shape), flat.new_zeros((), dtype=torch.float32), {})
         stats = load_stats(routing, kept, flat.shape[0], cfg.num_experts)
-        if routing.probs is not None:
-            balance = switch_aux_loss(routing.probs, routing.expert_idx, cfg.num_experts)
-            z = router_z_loss(routing.logits)
-            aux = aux + cfg.aux_loss_weight * balance + cfg.z_loss_weight * z
-            stats.update(switch_aux_loss=float(balance.detach()), z_loss=float(z.detach()))
+        aux = routing_losses(cfg, routing, stats)
         if cfg.bias_update_rate > 0:
             self.router.update_bias(torch.bincount(routing.expert_idx, minlength=cfg.num_experts))
         return MoEOutput(out.reshape(shape), aux, stats)
+
+
+def routing_losses(cfg: MoEConfig, routing: Routing, stats: dict) -> torch.Tensor:
+    """The weighted aux loss of one routing (Switch balance + ST-MoE z-loss, fp32 scalar); the unweighted
+    values go into ``stats``. Routers without probabilities (hash) have none."""
+    if routing.probs is None:
+        return routing.token_idx.new_zeros((), dtype=torch.float32)
+    balance = switch_aux_loss(routing.probs, routing.expert_idx, cfg.num_experts)
+    z = router_z_loss(routing.logits)
+    stats.update(switch_aux_loss=float(balance.detach()), z_loss=float(z.detach()))
+    return cfg.aux_loss_weight * balance + cfg.z_loss_weight * z

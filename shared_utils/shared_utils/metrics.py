@@ -100,17 +100,9 @@ def resolve_bertscore_model(model: str) -> tuple[str, int | None]:
     return model, None
 
 
-def bertscore_f1(
-    preds: Sequence[str],
-    refs: Sequence[str],
-    *,
-    model: str = ONLINE_BERTSCORE_MODEL,
-    num_layers: int | None = None,
-    batch_size: int = 32,
-    device: str | None = None,
-) -> float:
-    """Mean BERTScore F1 (x100, no baseline rescaling); see :func:`bertscore_per_item`."""
-    items = bertscore_per_item(preds, refs, model=model, num_layers=num_layers, batch_size=batch_size, device=device)
+def bertscore_f1(preds: Sequence[str], refs: Sequence[str], **options) -> float:
+    """Mean BERTScore F1 (x100, no baseline rescaling); ``options`` as :func:`bertscore_per_item` takes them."""
+    items = bertscore_per_item(preds, refs, **options)
     return sum(items) / len(items) if items else 0.0
 
 
