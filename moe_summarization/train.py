@@ -7,8 +7,10 @@
 
 One loop: label-smoothed cross-entropy plus the MoE layers' weighted aux losses, AdamW, warmup then
 cosine (or inverse-square-root) decay, clipping, token-budget batches, gradient accumulation, bf16 autocast on CUDA,
-validation (loss and greedy ROUGE on a dev subset) every ``--eval-every`` steps, per-expert load of every
-MoE layer in ``metrics.jsonl``, atomic best/last checkpoints and exact resume from ``--out``.
+validation (loss and greedy ROUGE on a selection split carved from ``--train``, which chooses the best
+checkpoint, and on a dev subset, logged only) every ``--eval-every`` steps, per-expert load of every MoE layer
+in ``metrics.jsonl``, atomic best/last checkpoints and exact resume from ``--out``. ``--expert-parallel N``
+under ``torchrun`` shards the experts over the N processes (``expert_parallel.py``).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ compared with.
     python quantization/train.py --preset tiny --out runs/tiny                      # offline, GPT-2 from scratch
     python quantization/train.py --preset gpt2-large --model /path/to/gpt2-large --train my.csv --dev my_dev.csv
 
-Resumes from ``--out`` when it holds a checkpoint (model, optimizer, schedule, RNG and data position).
+Resumes from ``--out`` when it holds a checkpoint (model, optimizer, schedule, RNG and data position). The best
+checkpoint is chosen on a selection split carved from ``--train``; ``--dev`` is logged, never selected on.
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@
 
 One loop: label-smoothed cross-entropy (pads ignored), AdamW, linear warmup then inverse-square-root decay,
 clipping, token-budget batches, gradient accumulation, bf16 autocast on CUDA, validation loss and greedy
-BLEU/chrF++ every ``--eval-every`` steps, best and last checkpoints, exact resume from ``--out``.
+BLEU/chrF++ every ``--eval-every`` steps on a selection split carved from ``--train`` (which chooses the best
+checkpoint) and on the dev sets (logged, never selected on), best and last checkpoints, exact resume from
+``--out`` (after a damaged checkpoint, from the newest one that loads).
 """
 
 from __future__ import annotations
