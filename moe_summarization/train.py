@@ -51,6 +51,7 @@ from shared_utils.metrics import rouge_scores
 from shared_utils.runtime import (
     cosine_lr,
     inverse_sqrt_lr,
+    out_of_time,
     rng_state,
     seed_everything,
     set_rng_state,
@@ -231,12 +232,8 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
                   "target_tokens": tgt_tokens, **load_summary(stats)}
         bar.update(1)
         bar.set_postfix(loss=f"{loss_sum:.3f}")
-        out_of_time = bool(cfg.time_budget_min) and (time.perf_counter() - start) / 60 >= cfg.time_budget_min
-        if world > 1:  # every rank stops at the same step: rank 0's clock decides
-            flag = torch.tensor([float(out_of_time)], device=device)
-            dist.broadcast(flag, src=0)
-            out_of_time = bool(flag.item())
-        if progress.step % cfg.eval_every == 0 or progress.step == cfg.steps or out_of_time:
+        stop = out_of_time(start, cfg.time_budget_min, world, device)
+        if progress.step % cfg.eval_every == 0 or progress.step == cfg.steps or stop:
             select = None
             if main_proc or sharded:  # a sharded model needs every rank in every forward pass
                 results = {name: validate(model, tok, d, refs, device, cfg.batch_tokens, mcfg.max_target_len)
@@ -254,7 +251,7 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
         if metrics is not None:
             metrics.write(json.dumps(record) + "\n")
             metrics.flush()
-        if out_of_time:
+        if stop:
             log(f"time budget of {cfg.time_budget_min} min reached at step {progress.step}; rerun to resume")
             break
     bar.close()

@@ -37,7 +37,7 @@ from shared_utils.checkpoint import (
 from shared_utils.cli import Parser, add_dataclass_flags, pick
 from shared_utils.data import load_labelled, selection_split
 from shared_utils.errors import UserError, cli_main
-from shared_utils.runtime import pick_device, seed_everything
+from shared_utils.runtime import linear_lr, out_of_time, pick_device, seed_everything
 
 DATA_HINT = ("use --train ../shared/data/agnews/train.csv --dev ../shared/data/agnews/dev.csv "
              "(make quant-bench QUANT_DATA=local)")
@@ -45,11 +45,8 @@ SCHEDULE_FIELDS = ("epochs", "lr", "warmup", "time_budget_min", "eval_every")  #
 
 
 def get_lr(step: int, total: int, cfg: TrainConfig) -> float:
-    """Linear warmup over ``cfg.warmup`` of the steps, then linear decay to zero."""
-    warm = max(1, int(cfg.warmup * total))
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    return cfg.lr * max(0.0, (total - step) / max(1, total - warm))
+    """Linear warmup over ``cfg.warmup`` of the steps (a fraction), then linear decay to zero."""
+    return linear_lr(step, cfg.lr, int(cfg.warmup * total), total)
 
 
 def select_rows_from(records: list, cfg: TrainConfig) -> tuple[list, list]:
@@ -143,8 +140,8 @@ def train(cfg: TrainConfig, out: Path, device: torch.device) -> dict:
         record = {"step": progress.step, "loss": loss_sum, "lr": opt.param_groups[0]["lr"], "ms_per_step": ms}
         bar.update(1)
         bar.set_postfix(loss=f"{loss_sum:.3f}")
-        out_of_time = cfg.time_budget_min and (time.perf_counter() - start) / 60 >= cfg.time_budget_min
-        if progress.step % cfg.eval_every == 0 or progress.step == total or out_of_time:
+        stop = out_of_time(start, cfg.time_budget_min, 1, device)
+        if progress.step % cfg.eval_every == 0 or progress.step == total or stop:
             results = {name: evaluate(model, ids, labels, tok.pad_token_id, device)
                        for name, (ids, labels) in evaluated.items()}
             for name, r in results.items():
@@ -156,7 +153,7 @@ def train(cfg: TrainConfig, out: Path, device: torch.device) -> dict:
             checkpoint(results.get("select", results["dev"]))
         metrics.write(json.dumps(record) + "\n")
         metrics.flush()
-        if out_of_time:
+        if stop:
             tqdm.write(f"time budget of {cfg.time_budget_min} min reached at step {progress.step}; rerun to resume")
             break
     bar.close()

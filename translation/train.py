@@ -41,7 +41,7 @@ from shared_utils.cli import Parser, add_dataclass_flags, pick
 from shared_utils.data import load_parallel, selection_split
 from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import translation_scores
-from shared_utils.runtime import inverse_sqrt_lr, seed_everything, setup_distributed
+from shared_utils.runtime import inverse_sqrt_lr, out_of_time, seed_everything, setup_distributed
 from translation.config import PRESETS, ModelConfig, TrainConfig, model_config
 from translation.data import Encoded, encode_pairs
 from translation.decoding import greedy, max_new_tokens
@@ -196,13 +196,8 @@ def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "au
         record = {"step": progress.step, "loss": loss_sum, "lr": lr, "ms_per_step": ms, "target_tokens": tgt_tokens}
         bar.update(1)
         bar.set_postfix(loss=f"{loss_sum:.3f}")
-        elapsed = time.perf_counter() - start
-        out_of_time = bool(cfg.time_budget_min) and elapsed / 60 >= cfg.time_budget_min
-        if world > 1:  # every rank must stop at the same step: rank 0's clock decides
-            flag = torch.tensor([float(out_of_time)], device=device)
-            dist.broadcast(flag, src=0)
-            out_of_time = bool(flag.item())
-        if progress.step % cfg.eval_every == 0 or progress.step == cfg.steps or out_of_time:
+        stop = out_of_time(start, cfg.time_budget_min, world, device)
+        if progress.step % cfg.eval_every == 0 or progress.step == cfg.steps or stop:
             select = None
             if main_proc:
                 evaluated = {**({"select": select_data} if select_pairs else {}), **dev_data}
@@ -218,7 +213,7 @@ def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "au
         if metrics is not None:
             metrics.write(json.dumps(record) + "\n")
             metrics.flush()
-        if out_of_time:
+        if stop:
             log(f"time budget of {cfg.time_budget_min} min reached at step {progress.step}; rerun to resume")
             break
     bar.close()

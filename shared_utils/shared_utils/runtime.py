@@ -151,6 +151,29 @@ def cosine_lr(step: int, peak: float, warmup: int, total: int) -> float:
     return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (s - warm) / max(1, total - warm + 1))))
 
 
+def linear_lr(step: int, peak: float, warmup: int, total: int) -> float:
+    """Linear warmup to ``peak`` over ``warmup`` steps, then linear decay to 0 at ``total`` (BERT fine-tuning)."""
+    warm = max(1, warmup)
+    if step < warm:
+        return peak * (step + 1) / warm
+    return peak * max(0.0, (total - step) / max(1, total - warm))
+
+
+def out_of_time(start: float, budget_min: float, world: int, device: torch.device) -> bool:
+    """Whether ``budget_min`` minutes have passed since ``start`` (0 = no budget). Under DDP every rank must stop
+    at the same step, so rank 0's clock decides, broadcast to the others."""
+    import time
+
+    done = bool(budget_min) and (time.perf_counter() - start) / 60 >= budget_min
+    if world > 1:
+        import torch.distributed as dist
+
+        flag = torch.tensor([float(done)], device=device)
+        dist.broadcast(flag, src=0)
+        done = bool(flag.item())
+    return done
+
+
 def check_numbers(cfg, *, positive: tuple[str, ...] = (), nonnegative: tuple[str, ...] = ()) -> None:
     """A config's numbers, checked where the config is built: every float field finite, the named fields
     > 0 or >= 0. The message names the flag, so ``--lr nan`` is one sentence, not an AdamW traceback."""
