@@ -65,16 +65,6 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def current_rss_mb() -> float:
-    """Current resident set size in MB, from /proc (0.0 where /proc is unavailable)."""
-    try:
-        with open(f"/proc/{os.getpid()}/statm") as f:
-            pages = int(f.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        return 0.0
-
-
 def reset_peak_memory(device: torch.device | str) -> None:
     """Start a fresh peak-memory reading on a GPU (on the CPU the peak RSS of the process is all there is)."""
     if torch.device(device).type == "cuda":
