@@ -25,8 +25,8 @@ QUANT_NAME ?= bench
 # moe: the layer benchmark reads MOE_TEXT; the summarizer benchmark MOE_DATA=hub (XSum, wants a GPU) or local
 MOE_TEXT ?= ../shared/data/summarization/train.jsonl
 MOE_DATA ?= hub
-MOE_SIZE ?= $(if $(filter local,$(MOE_DATA)),mini,base)
-MOE_STEPS ?= $(if $(filter local,$(MOE_DATA)),3000,20000)
+# the size, steps and learning rate come from the data source's preset (BENCH_PRESETS); MOE_ARGS overrides them
+MOE_ARGS ?=
 MOE_BUDGET_MIN ?= 0
 # translation: MT_DATA=hub (default: OPUS-100 en-fi, wants a GPU) or local (../shared/data/translation)
 MT_DATA ?= hub
@@ -87,8 +87,8 @@ moe-bench: install ## Benchmark the MoE layer (speed vs dense/HF, balance under 
 	$(PY) -m moe_summarization.bench_moe --data $(MOE_TEXT)
 
 moe-xsum: install ## Train MoE + dense summarizers, score them with lead-1 and the baselines (MOE_DATA=local, MOE_BUDGET_MIN)
-	$(PY) -m moe_summarization.bench_summarization --data $(MOE_DATA) --size $(MOE_SIZE) --steps $(MOE_STEPS) \
-		--time-budget-min $(MOE_BUDGET_MIN)
+	$(PY) -m moe_summarization.bench_summarization --data $(MOE_DATA) --time-budget-min $(MOE_BUDGET_MIN) \
+		--device $(DEVICE) $(MOE_ARGS)
 
 translation: install ## Train the Finnish->English Transformer, then score it (MT_DATA=local, MT_POSITIONAL, MT_BUDGET_MIN)
 	$(PY) -m translation.train --out $(MT_RUN) --preset $(MT_PRESET) --positional $(MT_POSITIONAL) \

@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.benchmark import Timer
 
-from moe_summarization.config import MoEConfig, with_balancer
+from moe_summarization.config import SPEED_LAYER, MoEConfig, with_balancer
 from moe_summarization.expert_parallel import AllToAll, ExpertParallelMoE
 from moe_summarization.moe import MoELayer, _group, capacity_for
 from shared_utils.cli import Parser, positive_int
@@ -90,9 +90,9 @@ def measure(tokens: int, d: int, f: int, experts: int, steps: int) -> dict:
 def main(argv: list[str] | None = None) -> None:
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tokens", type=positive_int, default=4096, help="tokens per rank")
-    p.add_argument("--d-model", type=positive_int, default=512)
-    p.add_argument("--d-ff", type=positive_int, default=2048)
-    p.add_argument("--experts", type=positive_int, default=8)
+    p.add_argument("--d-model", type=positive_int, default=SPEED_LAYER["d_model"])
+    p.add_argument("--d-ff", type=positive_int, default=SPEED_LAYER["d_ff"])
+    p.add_argument("--experts", type=positive_int, default=SPEED_LAYER["num_experts"])
     p.add_argument("--steps", type=positive_int, default=7)
     p.add_argument("--json", type=Path, required=True)
     args = p.parse_args(argv)

@@ -21,12 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from moe_summarization.config import BALANCERS, DISPATCHES, MoEConfig, with_balancer
+from moe_summarization.config import BALANCERS, DISPATCHES, SPEED_LAYER, MoEConfig, with_balancer
 from moe_summarization.experiment import DEFAULT_DATA, ExperimentConfig, late_summary, run
 from moe_summarization.moe import FFN, MoELayer
 from shared_utils.cli import Parser, positive_int
@@ -280,7 +281,8 @@ def plot(result: dict, histories: dict, out: Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes; writes to --out only if given")
-    parser.add_argument("--steps", type=int, default=600, help="training steps per balancing setting")
+    parser.add_argument("--steps", type=positive_int, default=ExperimentConfig.steps,
+                        help="training steps per balancing setting")
     parser.add_argument("--data", default=DEFAULT_DATA, help="JSONL with a 'document' key for the balance run")
     parser.add_argument("--out", type=Path, default=None, help=f"output folder (default {RESULTS})")
     parser.add_argument("--repeats", type=positive_int, default=7, help="timing rounds (at least 5 for a verdict)")
@@ -290,16 +292,17 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         sizes = dict(batch=2, seq=64, d=64, f=128, experts=8, repeats=min(args.repeats, 3))
         exp = ExperimentConfig(data=args.data, steps=min(args.steps, 20), documents=300, vocab_size=500,
-                               d_model=32, d_ff=64, seq_len=32, batch_size=4)
+                               moe=replace(ExperimentConfig().moe, d_model=32, d_ff=64), seq_len=32, batch_size=4)
     else:
-        sizes = dict(batch=8, seq=512, d=512, f=2048, experts=8, repeats=args.repeats)
+        sizes = dict(batch=8, seq=512, d=SPEED_LAYER["d_model"], f=SPEED_LAYER["d_ff"],
+                     experts=SPEED_LAYER["num_experts"], repeats=args.repeats)
         exp = ExperimentConfig(data=args.data, steps=args.steps)
     out = args.out or (None if args.quick else RESULTS)
     result = {
         "device": device_info(device),
         "command": "python moe_summarization/bench_moe.py" + (" --quick" if args.quick else ""),
         "speed": speed(**sizes, device=device),
-        "experiment": exp.__dict__,
+        "experiment": asdict(exp),
     }
     shape = result["speed"]["shape"]
     result["expert_parallel"] = expert_parallel_row(shape["tokens"], shape["d_model"], shape["d_ff"],

@@ -1,8 +1,11 @@
 """The summarization benchmark behind ``make moe-xsum``: MoE and dense summarizers trained with equal steps
 and equal active parameters, evaluated with ROUGE and BERTScore next to lead-1 and the pretrained baselines.
 
-    python moe_summarization/bench_summarization.py --data local   # offline: ../shared/data (~1.5 h, 2 cores)
-    python moe_summarization/bench_summarization.py --data hub --size base --steps 20000   # XSum from the hub, GPU
+    python moe_summarization/bench_summarization.py --data local   # offline: ../shared/data (~3 h, 2 cores)
+    python moe_summarization/bench_summarization.py --data hub     # XSum from the hub, base size: wants a GPU
+
+Each ``--data`` source has a preset of size and training settings (``BENCH_PRESETS`` in config.py); every
+model and training field is also a flag (``--steps``, ``--lr``, ``--max-source-len``, ...) that overrides it.
 
 Runs, under the evidence protocol: moe_top2 (8 experts, top-2, our bias balancer) and dense with every seed of
 ``--seeds`` (3 by default), moe_top1 and moe_hash with the first two. Each run chooses its checkpoint on a
@@ -21,12 +24,20 @@ import json
 import platform
 import statistics
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from moe_summarization.baselines import run_baselines
-from moe_summarization.config import SumTrainConfig, summarizer_config
+from moe_summarization.config import (
+    BENCH_PRESETS,
+    SIZES,
+    VARIANTS,
+    SummarizerConfig,
+    SumTrainConfig,
+    summarizer_config,
+)
 from moe_summarization.inference import (
     default_bertscore_model,
     lead1,
@@ -37,7 +48,7 @@ from moe_summarization.inference import (
 )
 from moe_summarization.model import active_ffn_parameters, build_model
 from moe_summarization.train import train
-from shared_utils.cli import Parser, nonnegative_int
+from shared_utils.cli import Parser, add_dataclass_flags, pick
 from shared_utils.data import load_documents
 from shared_utils.errors import UserError, cli_main
 from shared_utils.runtime import device_info, pick_device
@@ -189,29 +200,26 @@ def main(argv: list[str] | None = None) -> None:
     for split in ("train", "dev", "test"):
         p.add_argument(f"--{split}", default=None, help=f"your own {split} JSONL instead of --data's (named by "
                        "its file name in the results)")
-    p.add_argument("--size", default="mini")
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch-tokens", type=int, default=4000)
-    p.add_argument("--max-source-len", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--size", choices=tuple(SIZES), default=None, help="model size (default: the --data preset's)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--spread-variants", nargs="+", default=["moe_top2", "dense"],
                    help="variants trained with every seed (the others: the first two)")
-    p.add_argument("--vocab-size", type=int, default=None)
-    p.add_argument("--copy", action=argparse.BooleanOptionalAction, default=True,
-                   help="pointer-generator output layer in every model (default on)")
-    p.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=None,
-                   help="lowercasing tokenizer (default: on for --data local, whose Reuters headlines are ALL CAPS "
-                        "over mixed-case articles; ROUGE and MiniLM BERTScore ignore case)")
     p.add_argument("--eval-limit", type=int, default=0, help="documents per evaluation set (0 = all)")
-    p.add_argument("--time-budget-min", type=float, default=0.0, help="per training run (0 = none)")
-    p.add_argument("--select-size", type=nonnegative_int, default=SumTrainConfig.select_size,
-                   help="documents carved from --train to choose checkpoints on (dev is only reported)")
+    # any model or training field; not given = the --data preset's value (BENCH_PRESETS), else the config's
+    add_dataclass_flags(p, SummarizerConfig, skip=("moe",))
+    add_dataclass_flags(p, SumTrainConfig, skip=("train", "dev", "seed", "expert_parallel"))
     p.add_argument("--runs", type=Path, default=Path("runs/sum-bench"))
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
+    flags = vars(args)
+    preset = dict(BENCH_PRESETS[args.data])
+    size_name = args.size or preset.pop("size")
+    preset.pop("size", None)
+    model_over = {**{k: v for k, v in preset.items() if k in SummarizerConfig.__dataclass_fields__},
+                  **pick(flags, SummarizerConfig)}
+    train_over = {**{k: v for k, v in preset.items() if k in SumTrainConfig.__dataclass_fields__},
+                  **pick(flags, SumTrainConfig)}
     device = pick_device(args.device)
     paths = {**DATA[args.data], **{k: getattr(args, k) for k in ("train", "dev", "test") if getattr(args, k)}}
     paths["names"] = tuple(Path(paths[k]).stem if getattr(args, k) else name
@@ -223,16 +231,13 @@ def main(argv: list[str] | None = None) -> None:
         docs = load_documents(paths[split], local_hint=HINT).records
         eval_sets[name] = docs[: args.eval_limit or None]
     bert = default_bertscore_model()
-    lowercase = args.data == "local" if args.lowercase is None else args.lowercase
-    size = dict(max_source_len=args.max_source_len, vocab_size=args.vocab_size, copy=args.copy, lowercase=lowercase)
-    cfg = SumTrainConfig(train=paths["train"], dev=paths["dev"], steps=args.steps, batch_tokens=args.batch_tokens,
-                         lr=args.lr, warmup=args.warmup, eval_every=max(1, args.steps // 4), dev_limit=200,
-                         time_budget_min=args.time_budget_min, select_size=args.select_size)
+    steps = train_over.get("steps", SumTrainConfig.steps)
+    cfg = SumTrainConfig(**{"eval_every": max(1, steps // 4), **train_over, "train": paths["train"],
+                            "dev": paths["dev"]})
     per_run, items, loads, sources, train_info = {}, {}, {}, {}, {}
     for run_name, variant, seed in runs_to_train(args.seeds, args.spread_variants):
         run = args.runs / run_name
-        info = train(summarizer_config(args.size, variant, **size), SumTrainConfig(**{**cfg.__dict__, "seed": seed}),
-                     run, str(device))
+        info = train(summarizer_config(size_name, variant, **model_over), replace(cfg, seed=seed), run, str(device))
         # time of the optimizer steps (validation excluded), from the log: right across a kill and resume
         rows = metrics_rows(run)
         train_info[run_name] = {"steps": info["step"], "step_seconds": sum(r["ms_per_step"] for r in rows) / 1e3,
@@ -280,13 +285,15 @@ def main(argv: list[str] | None = None) -> None:
                                                                   eval_sets[paths["names"][0]]])
     baselines = run_baselines(eval_sets[paths["names"][1]], device,
                               scorer=lambda preds, refs: {paths["names"][1]: summary_metrics(preds, refs, bert)})
-    mcfg = summarizer_config(args.size, "dense", **size)
+    mcfg = summarizer_config(size_name, "dense", **model_over)
+    moe = summarizer_config(size_name, "moe_top2", **model_over).moe
     result = {
-        "budget": {"steps": args.steps, "batch_tokens": args.batch_tokens, "size": args.size, "seeds": args.seeds,
+        "budget": {"steps": cfg.steps, "batch_tokens": cfg.batch_tokens, "size": size_name, "seeds": args.seeds,
                    "d_model": mcfg.d_model, "layers": f"{mcfg.encoder_layers}+{mcfg.decoder_layers}",
                    "max_source_len": mcfg.max_source_len, "copy": mcfg.copy, "lowercase": mcfg.lowercase,
                    "schedule": cfg.schedule, "lr": cfg.lr, "warmup": cfg.warmup,
-                   "capacity_factor": mcfg.capacity_factor, "balancer": mcfg.balancer, "dev_limit": cfg.dev_limit,
+                   "capacity_factor": moe.capacity_factor, "balancer": VARIANTS["moe_top2"]["balancer"],
+                   "dev_limit": cfg.dev_limit,
                    "data": args.data, "train": paths["train"],
                    "active_ffn_parameters": active_ffn_parameters(build_model(mcfg)), "runs": train_info},
         "device": str(device),

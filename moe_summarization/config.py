@@ -6,7 +6,7 @@ settings the balance experiment compares.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from shared_utils.errors import UserError
 from shared_utils.runtime import check_training_flags
@@ -70,70 +70,90 @@ BALANCERS: dict[str, tuple[float, float, float]] = {
 }
 
 
-def with_balancer(cfg: MoEConfig, name: str) -> MoEConfig:
-    """A copy of ``cfg`` with one of the named balancing settings."""
+def balancer_fields(name: str) -> dict[str, float]:
+    """The three balancing fields of one of the named settings."""
     if name not in BALANCERS:
         raise UserError(f"balancer must be one of {tuple(BALANCERS)}, got '{name}'")
-    aux, z, rate = BALANCERS[name]
-    return MoEConfig(**{**cfg.__dict__, "aux_loss_weight": aux, "z_loss_weight": z, "bias_update_rate": rate})
+    return dict(zip(("aux_loss_weight", "z_loss_weight", "bias_update_rate"), BALANCERS[name]))
+
+
+def with_balancer(cfg: MoEConfig, name: str) -> MoEConfig:
+    """A copy of ``cfg`` with one of the named balancing settings."""
+    return replace(cfg, **balancer_fields(name))
+
+
+# the layer the speed benchmarks time (bench_moe.py, bench_expert_parallel.py): Switch-base's width
+SPEED_LAYER = dict(d_model=512, d_ff=2048, num_experts=8)
 
 
 # -- the summarizer ------------------------------------------------------------------------------------------
 
-VARIANTS = ("dense", "moe_top2", "moe_top1", "moe_hash")
+# variant -> the MoE fields it fills ("dense": no MoE layer). Every variant has the same *active* FFN parameters
+# per token as the dense model: experts of d_ff / k, so top-2 runs two experts of d_ff / 2 (a test counts them).
+VARIANTS: dict[str, dict | None] = {
+    "dense": None,
+    "moe_top2": dict(router="topk", k=2, balancer="own"),
+    "moe_top1": dict(router="topk", k=1, balancer="own"),
+    "moe_hash": dict(router="hash", k=1, balancer="none"),  # a fixed hash table has nothing to balance
+}
+# what the summarizer changes from the layer's defaults, for every variant: dropless while training too (the
+# grouped dispatch needs no fixed buffer, and a dropped token loses that layer's FFN: 3-8% of the encoder's
+# tokens at cf 1.25 in our runs, with the expert load still at 1.4-1.7x the mean)
+SUMMARIZER_MOE = dict(capacity_factor=None)
 
 
 @dataclass
 class SummarizerConfig:
-    """Encoder-decoder summarizer; ``variant`` decides what every ``moe_every``-th FFN becomes.
+    """Encoder-decoder summarizer; every ``moe_every``-th FFN is the MoE layer ``moe`` describes (None: dense).
 
-    Every variant has the same *active* FFN parameters per token: dense d_ff; top-2 over experts of
-    d_ff / 2; top-1 and hash over experts of d_ff (a test counts them).
+    ``moe`` is the whole layer config, so every routing, capacity and balancing setting is one flag
+    (``--moe-k``, ``--moe-capacity-factor``, ...). Its ``d_model`` and ``hash_vocab_size`` are the summarizer's
+    own ``d_model`` and ``vocab_size``: :func:`summarizer_config` fills them, and a mismatch is an error.
     """
 
-    variant: str = "moe_top2"  # "dense" | "moe_top2" | "moe_top1" | "moe_hash"
     vocab_size: int = 8000  # subword vocabulary shared by documents and summaries
     d_model: int = 256
     num_heads: int = 4
     encoder_layers: int = 3
     decoder_layers: int = 3
-    d_ff: int = 1024  # dense FFN hidden size; experts get d_ff / k
+    d_ff: int = 1024  # dense FFN hidden size (an MoE variant's experts get d_ff / k)
     dropout: float = 0.1
     moe_every: int = 2  # layers 2, 4, ... (1-based) of each stack get an MoE FFN
-    num_experts: int = 8
-    capacity_factor: float | None = None  # None = dropless while training too: the grouped dispatch needs no
-    # fixed buffer, and a dropped token loses that layer's FFN (3-8% of the encoder's tokens at cf 1.25 in our
-    # runs, with the expert load still at 1.4-1.7x the mean); 1.25 gives Switch-style capacity
-    balancer: str = "own"  # one of BALANCERS
     max_source_len: int = 256  # document tokens kept (longer documents are truncated, and counted)
     max_target_len: int = 48  # summary tokens kept, and the decoding limit
     copy: bool = True  # pointer-generator output layer: copy document tokens as well as generate them
     lowercase: bool = False  # the tokenizer lowercases: pays where summaries differ in case from documents
     # (ALL-CAPS headlines); ROUGE and the offline MiniLM BERTScore ignore case anyway
+    moe: MoEConfig | None = None  # the sparse FFN; None = the dense model
 
     def __post_init__(self) -> None:
-        if self.variant not in VARIANTS:
-            raise UserError(f"--variant must be one of {', '.join(VARIANTS)}, got '{self.variant}'")
-        if self.balancer not in BALANCERS:
-            raise UserError(f"--balancer must be one of {', '.join(BALANCERS)}, got '{self.balancer}'")
+        if isinstance(self.moe, dict):  # read back from a checkpoint's config.json
+            self.moe = MoEConfig(**self.moe)
         if self.d_model % self.num_heads:
             raise UserError(f"d_model {self.d_model} must be divisible by num_heads {self.num_heads}")
         if self.moe_every < 1 or self.d_ff % 2:
             raise UserError("moe_every must be >= 1 and d_ff even")
         if min(self.max_source_len, self.max_target_len) < 4:
             raise UserError("max_source_len and max_target_len must be at least 4 tokens")
+        if self.moe is not None and self.moe.d_model != self.d_model:
+            raise UserError(f"the MoE layer's d_model {self.moe.d_model} differs from the model's {self.d_model}")
+
+    @property
+    def variant(self) -> str:
+        """The variant name these fields match (for reports), or "custom"."""
+        if self.moe is None:
+            return "dense"
+        return next((name for name, fill in VARIANTS.items() if fill and self.moe.router == fill["router"]
+                     and self.moe.k == fill["k"]), "custom")
 
     def is_moe_layer(self, index: int) -> bool:
         """0-based layer index -> whether its FFN is sparse."""
-        return self.variant != "dense" and (index + 1) % self.moe_every == 0
+        return self.moe is not None and (index + 1) % self.moe_every == 0
 
-    def moe(self) -> MoEConfig:
-        k, hashed = (2 if self.variant == "moe_top2" else 1), self.variant == "moe_hash"
-        return with_balancer(MoEConfig(
-            d_model=self.d_model, d_ff=self.d_ff // k, num_experts=self.num_experts, k=k,
-            router="hash" if hashed else "topk", capacity_factor=self.capacity_factor,
-            hash_vocab_size=self.vocab_size if hashed else 0),
-            "none" if hashed else self.balancer)  # a fixed hash table has nothing to balance
+    def with_vocab_size(self, vocab_size: int) -> SummarizerConfig:
+        """The same config for the vocabulary the tokenizer reached (the hash table covers all of it)."""
+        moe = self.moe and replace(self.moe, hash_vocab_size=vocab_size if self.moe.router == "hash" else 0)
+        return replace(self, vocab_size=vocab_size, moe=moe)
 
 
 @dataclass
@@ -168,7 +188,7 @@ class SumTrainConfig:
 
 SIZES: dict[str, dict] = {
     "tiny": dict(vocab_size=600, d_model=32, num_heads=2, encoder_layers=2, decoder_layers=2, d_ff=64,
-                 num_experts=4, max_source_len=64, max_target_len=16),
+                 max_source_len=64, max_target_len=16, moe=dict(num_experts=4)),
     "mini": dict(vocab_size=4000, d_model=128, num_heads=4, encoder_layers=2, decoder_layers=2, d_ff=512,
                  max_source_len=64, max_target_len=32),
     "small": dict(vocab_size=4000, d_model=256, num_heads=4, encoder_layers=2, decoder_layers=2, d_ff=1024,
@@ -178,9 +198,36 @@ SIZES: dict[str, dict] = {
 }
 
 
-def summarizer_config(size: str, variant: str, **overrides) -> SummarizerConfig:
+def summarizer_config(size: str, variant: str, *, balancer: str | None = None, moe: dict | None = None,
+                      **overrides) -> SummarizerConfig:
+    """The config of one size preset and one variant preset; ``overrides`` (summarizer fields) and ``moe``
+    (MoE layer fields, e.g. ``k`` or ``capacity_factor``) replace preset values; ``balancer`` names one of
+    :data:`BALANCERS` instead of the variant's."""
     if size not in SIZES:
         raise UserError(f"--size must be one of {', '.join(SIZES)}, got '{size}'")
-    known = set(SummarizerConfig.__dataclass_fields__)
-    return SummarizerConfig(**{**SIZES[size], "variant": variant,
-                               **{k: v for k, v in overrides.items() if k in known and v is not None}})
+    if variant not in VARIANTS:
+        raise UserError(f"--variant must be one of {', '.join(VARIANTS)}, got '{variant}'")
+    fields = {**SIZES[size], **overrides}
+    size_moe = fields.pop("moe", {})
+    fill = VARIANTS[variant]
+    if fill is None:
+        if moe or balancer:
+            raise UserError("--moe-* and --balancer flags need an MoE --variant; 'dense' has no MoE layer")
+        return SummarizerConfig(**fields)
+    fill = {**fill, **SUMMARIZER_MOE, **size_moe}
+    fill.update(balancer_fields(balancer or fill.pop("balancer")), **(moe or {}))
+    fill.pop("balancer", None)
+    defaults = SummarizerConfig()
+    vocab = fields.get("vocab_size", defaults.vocab_size)
+    layer = {"d_model": fields.get("d_model", defaults.d_model), "d_ff": fields.get("d_ff", defaults.d_ff) // fill["k"],
+             "hash_vocab_size": vocab if fill["router"] == "hash" else 0, **fill}
+    return SummarizerConfig(**fields, moe=MoEConfig(**layer))
+
+
+# what each data source's benchmark trains (bench_summarization.py, ``make moe-xsum``): a size preset plus the
+# training settings that differ from SumTrainConfig's. Offline, the Reuters headlines are ALL CAPS over
+# mixed-case articles, hence the lowercasing tokenizer.
+BENCH_PRESETS: dict[str, dict] = {
+    "local": dict(size="mini", steps=3000, lr=2e-3, warmup=100, max_source_len=64, lowercase=True),
+    "hub": dict(size="base", steps=20000, lr=2e-3, warmup=100, max_source_len=512, lowercase=False),
+}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -35,16 +35,13 @@ class ExperimentConfig:
     data: str = DEFAULT_DATA
     documents: int = 4000  # documents of text used (the token stream is their concatenation)
     vocab_size: int = 4000
-    d_model: int = 128
     num_heads: int = 4
     num_layers: int = 2  # every layer's FFN is an MoE layer
-    num_experts: int = 8
-    d_ff: int = 256
-    k: int = 1
-    capacity_factor: float | None = 1.25
+    # Switch-style top-1 layers at cf 1.25 (MoEConfig's default capacity); the balancer is set per run
+    moe: MoEConfig = field(default_factory=lambda: MoEConfig(d_model=128, d_ff=256, k=1))
     seq_len: int = 128
     batch_size: int = 16
-    steps: int = 300
+    steps: int = 600
     lr: float = 2e-3
     seed: int = 0
 
@@ -54,13 +51,14 @@ class TinyMoELM(nn.Module):
 
     def __init__(self, vocab: int, cfg: ExperimentConfig, moe: MoEConfig):
         super().__init__()
-        self.emb = nn.Embedding(vocab, cfg.d_model)
-        self.pos = nn.Embedding(cfg.seq_len, cfg.d_model)
-        self.ln1 = nn.ModuleList(nn.LayerNorm(cfg.d_model) for _ in range(cfg.num_layers))
-        self.attn = nn.ModuleList(MultiHeadAttention(cfg.d_model, cfg.num_heads) for _ in range(cfg.num_layers))
-        self.ln2 = nn.ModuleList(nn.LayerNorm(cfg.d_model) for _ in range(cfg.num_layers))
+        d_model = moe.d_model
+        self.emb = nn.Embedding(vocab, d_model)
+        self.pos = nn.Embedding(cfg.seq_len, d_model)
+        self.ln1 = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(cfg.num_layers))
+        self.attn = nn.ModuleList(MultiHeadAttention(d_model, cfg.num_heads) for _ in range(cfg.num_layers))
+        self.ln2 = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(cfg.num_layers))
         self.moe = nn.ModuleList(MoELayer(moe) for _ in range(cfg.num_layers))
-        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.ln_f = nn.LayerNorm(d_model)
         for emb in (self.emb, self.pos):  # GPT-2 init: N(0, 1) embeddings would make the tied logits explode
             nn.init.normal_(emb.weight, std=0.02)
 
@@ -85,8 +83,7 @@ def run(cfg: ExperimentConfig, balancer: str, *, progress: bool = True, device: 
     texts = [d.document for d in docs]
     tok = train_tokenizer(texts, cfg.vocab_size)
     stream = torch.tensor([i for t in tok.encode_batch(texts) for i in t.ids], dtype=torch.long)
-    moe_cfg = with_balancer(MoEConfig(d_model=cfg.d_model, d_ff=cfg.d_ff, num_experts=cfg.num_experts, k=cfg.k,
-                                      capacity_factor=cfg.capacity_factor), balancer)
+    moe_cfg = with_balancer(cfg.moe, balancer)
     model = TinyMoELM(tok.get_vocab_size(), cfg, moe_cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
     gen = torch.Generator().manual_seed(cfg.seed)

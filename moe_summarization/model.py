@@ -82,7 +82,7 @@ class FeedForward(nn.Module):
 
     def __init__(self, cfg: SummarizerConfig, sparse: bool):
         super().__init__()
-        self.moe = MoELayer(cfg.moe()) if sparse else None
+        self.moe = MoELayer(cfg.moe) if sparse else None
         self.ffn = None if sparse else FFN(cfg.d_model, cfg.d_ff)
 
     def forward(self, x: torch.Tensor, ids: torch.Tensor, routed: Routed) -> torch.Tensor:
@@ -222,11 +222,11 @@ def build_model(cfg: SummarizerConfig) -> Summarizer:
 
 
 def restore_model(ckpt, hint: str = "pass a moe_summarization run folder") -> tuple[Summarizer, SummarizerConfig]:
-    """The model a checkpoint's config describes, with its weights (configs from before the copy head load
-    as ``copy=False``); one clear error for another project's or an incompatible checkpoint."""
+    """The model a checkpoint's config describes, with its weights; one clear error for another project's or
+    an incompatible checkpoint."""
 
     def build(config: dict) -> tuple[Summarizer, SummarizerConfig]:
-        cfg = SummarizerConfig(**{"copy": False, **config["model"]})
+        cfg = SummarizerConfig(**config["model"])
         return build_model(cfg), cfg
 
     return checkpoint.restore_model(ckpt, "moe_summarization", build, hint=hint)

@@ -28,7 +28,15 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from moe_summarization.config import SIZES, VARIANTS, SummarizerConfig, SumTrainConfig, summarizer_config
+from moe_summarization.config import (
+    BALANCERS,
+    SIZES,
+    VARIANTS,
+    MoEConfig,
+    SummarizerConfig,
+    SumTrainConfig,
+    summarizer_config,
+)
 from moe_summarization.data import Encoded, encode_documents, token_counts
 from moe_summarization.decoding import beam_search
 from moe_summarization.expert_parallel import full_state_dict, shard_experts, sync_and_clip
@@ -91,10 +99,11 @@ def check_expert_parallel(size: int, world: int, mcfg: SummarizerConfig) -> None
     if size != world:
         raise UserError(f"--expert-parallel {size} needs {size} processes (torchrun --nproc_per_node={size}); "
                         f"this run has {world}")
-    if mcfg.variant == "dense":
+    if mcfg.moe is None:
         raise UserError("--expert-parallel needs an MoE variant; a dense model has no experts to shard")
-    if mcfg.num_experts % size:
-        raise UserError(f"--num-experts {mcfg.num_experts} cannot be split evenly over --expert-parallel {size}")
+    if mcfg.moe.num_experts % size:
+        raise UserError(f"--moe-num-experts {mcfg.moe.num_experts} cannot be split evenly over --expert-parallel "
+                        f"{size}")
 
 
 def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: str = "auto") -> dict:
@@ -114,17 +123,18 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
         log(f"selection split: {len(select_docs)} documents carved from --train (checkpoint choice); "
             f"{len(train_docs)} left to train on")
     # the requested vocabulary size is kept beside the one the tokenizer reached, to compare flags on resume
-    config = {"project": "moe_summarization", "model": asdict(mcfg), "train": asdict(cfg),
+    config = {"project": "moe_summarization", "variant": mcfg.variant, "model": asdict(mcfg), "train": asdict(cfg),
               "requested_vocab_size": mcfg.vocab_size}
     resume = load_resumable(out, log)
     if resume is not None:
         model, mcfg = restore_model(resume, hint=f"{out} holds another project's run: pass a new --out")
-        check_resume_config(out, resume.config, config, may_change=SCHEDULE_FIELDS, ignore=("vocab_size",), log=log)
+        check_resume_config(out, resume.config, config, may_change=SCHEDULE_FIELDS,
+                            ignore=("vocab_size", "moe.hash_vocab_size"), log=log)
         tok = load_tokenizer(resume.read_text("tokenizer.json"))
     else:
         tok = train_tokenizer((t for d in train_docs for t in (d.document, d.summary)), mcfg.vocab_size,
                               mcfg.lowercase)
-        mcfg = SummarizerConfig(**{**asdict(mcfg), "vocab_size": tok.get_vocab_size()})
+        mcfg = mcfg.with_vocab_size(tok.get_vocab_size())
         model = build_model(mcfg)
     config["model"] = asdict(mcfg)
     data = encode_documents(tok, train_docs, mcfg.max_source_len, mcfg.max_target_len)
@@ -135,8 +145,8 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
                  for name, rows in (("select", select_docs), ("dev", dev_rows)) if rows}
 
     model = model.to(device)
-    if mcfg.variant == "moe_hash" and resume is None:  # balanced on this corpus's token frequencies
-        model.set_hash_table(balanced_hash_table(mcfg.vocab_size, mcfg.num_experts,
+    if mcfg.moe is not None and mcfg.moe.router == "hash" and resume is None:  # balanced on this corpus's tokens
+        model.set_hash_table(balanced_hash_table(mcfg.vocab_size, mcfg.moe.num_experts,
                                                  counts=token_counts(data, mcfg.vocab_size)).to(device))
     sharded = cfg.expert_parallel > 1
     if sharded:  # experts split over the ranks; the rest replicated and averaged by sync_and_clip, not DDP
@@ -267,12 +277,18 @@ def parse_args(argv: list[str] | None) -> tuple[SummarizerConfig, SumTrainConfig
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, metrics.jsonl, config.json")
     p.add_argument("--size", default="small", choices=tuple(SIZES))
-    p.add_argument("--variant", default="moe_top2", choices=VARIANTS)
+    p.add_argument("--variant", default="moe_top2", choices=tuple(VARIANTS),
+                   help="fills the --moe-* router, k and balancer fields (dense: no MoE layer)")
+    p.add_argument("--balancer", choices=tuple(BALANCERS), default=None,
+                   help="a named setting of --moe-aux-loss-weight, --moe-z-loss-weight, --moe-bias-update-rate "
+                        "(default: the variant's)")
     p.add_argument("--device", default="auto")
-    add_dataclass_flags(p, SummarizerConfig, SumTrainConfig, skip=("variant",))
+    add_dataclass_flags(p, SummarizerConfig, SumTrainConfig, skip=("moe",))
+    add_dataclass_flags(p, MoEConfig, prefix="moe", skip=("d_model", "hash_vocab_size"))  # the model's own
     args = vars(p.parse_args(argv))
     out, size, variant, device = args.pop("out"), args.pop("size"), args.pop("variant"), args.pop("device")
-    mcfg = summarizer_config(size, variant, **pick(args, SummarizerConfig))
+    mcfg = summarizer_config(size, variant, balancer=args.pop("balancer"), moe=pick(args, MoEConfig, "moe"),
+                             **pick(args, SummarizerConfig))
     return mcfg, SumTrainConfig(**pick(args, SumTrainConfig)), out, device
 
 

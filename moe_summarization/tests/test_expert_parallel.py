@@ -160,7 +160,7 @@ def test_training_with_sharded_experts_matches_ddp_and_resumes_exactly(corpus, t
     torchrun_train(tmp_path / "cut", corpus, "--expert-parallel", "2")  # resumes in the same layout
     assert losses(tmp_path / "cut") == pytest.approx(losses(tmp_path / "ep"), rel=1e-6, abs=1e-7)
     model, _, cfg = load_summarizer(tmp_path / "ep", torch.device("cpu"))  # a single-process checkpoint
-    assert sum(p.numel() for n, p in model.named_parameters() if ".experts." in n) > 0 and cfg.num_experts == 4
+    assert sum(p.numel() for n, p in model.named_parameters() if ".experts." in n) > 0 and cfg.moe.num_experts == 4
 
 
 def test_the_benchmark_row_times_the_sharded_layer_and_its_all_to_all():

@@ -183,8 +183,8 @@ def test_balance_experiment_records_load_history(tmp_path):
             for i in range(40)]
     data = tmp_path / "docs.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows))
-    cfg = ExperimentConfig(data=str(data), documents=40, vocab_size=300, d_model=16, num_heads=2, d_ff=32,
-                           seq_len=16, batch_size=2, steps=3)
+    cfg = ExperimentConfig(data=str(data), documents=40, vocab_size=300, num_heads=2, seq_len=16, batch_size=2,
+                           steps=3, moe=MoEConfig(d_model=16, d_ff=32, k=1))
     history = run(cfg, "own", progress=False)
     assert len(history["loss"]) == 3 and len(history["layers"]) == cfg.num_layers
     assert sum(history["layers"][0][0]["tokens_per_expert"]) == 2 * 16  # top-1: one assignment per token

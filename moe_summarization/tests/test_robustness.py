@@ -86,7 +86,7 @@ def test_empty_and_malformed_inputs_are_refused_before_training(data, tmp_path, 
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-@pytest.mark.parametrize(("flag", "value"), [("--lr", "nan"), ("--steps", "-1"), ("--capacity-factor", "inf"),
+@pytest.mark.parametrize(("flag", "value"), [("--lr", "nan"), ("--steps", "-1"), ("--moe-capacity-factor", "inf"),
                                              ("--eval-every", "0"), ("--dev-limit", "-2"), ("--clip", "nan")])
 def test_absurd_numbers_are_refused(data, tmp_path, capsys, flag, value):
     assert_one_line_error(run_cli(train_cli.main, train_argv(data, tmp_path / "run", flag, value), capsys),
@@ -102,8 +102,8 @@ def test_resume_refuses_a_changed_model_and_prints_a_changed_schedule(run, data,
     resumed = copy_run(run, tmp_path)
     assert_one_line_error(run_cli(train_cli.main, train_argv(data, resumed, "--variant", "dense"), capsys),
                           "variant 'moe_top1' -> 'dense'", "a new --out")
-    assert_one_line_error(run_cli(train_cli.main, train_argv(data, resumed, "--num-experts", "2"), capsys),
-                          "num_experts 4 -> 2")
+    assert_one_line_error(run_cli(train_cli.main, train_argv(data, resumed, "--moe-num-experts", "2"), capsys),
+                          "moe.num_experts 4 -> 2")
     code, out, err = run_cli(train_cli.main, train_argv(data, resumed, "--steps", "7"), capsys)
     assert code == 0, err
     assert "resuming with a changed schedule: steps 6 -> 7" in out and logged_steps(resumed)[-1] == 7

@@ -3,14 +3,14 @@ import math
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pytest
 import torch
 
 from moe_summarization.baselines import BASELINES, Baseline, generate, load, run_baselines, tiny_baseline
-from moe_summarization.config import VARIANTS, SumTrainConfig, summarizer_config
+from moe_summarization.config import VARIANTS, MoEConfig, SummarizerConfig, SumTrainConfig, summarizer_config
 from moe_summarization.decoding import beam_search
 from moe_summarization.inference import lead1, load_summarizer, summarize
 from moe_summarization.model import active_ffn_parameters, build_model, label_smoothed_loss
@@ -58,6 +58,42 @@ def test_every_variant_has_the_same_active_ffn_parameters():
     assert counts["moe_top2"] - counts["dense"] == moe_layers * cfg.d_model
     total = {v: sum(p.numel() for p in build_model(summarizer_config("small", v)).parameters()) for v in VARIANTS}
     assert total["moe_top2"] > 3 * total["dense"] / 2  # sparse: many more parameters than any token uses
+
+
+def test_variants_are_presets_of_the_moe_fields():
+    top2, hashed = summarizer_config("mini", "moe_top2"), summarizer_config("mini", "moe_hash", vocab_size=900)
+    assert top2.moe == MoEConfig(d_model=128, d_ff=256, num_experts=8, router="topk", k=2, capacity_factor=None,
+                                 bias_update_rate=1e-2)
+    assert (hashed.moe.router, hashed.moe.k, hashed.moe.d_ff, hashed.moe.hash_vocab_size) == ("hash", 1, 512, 900)
+    assert hashed.moe.bias_update_rate == 0 and hashed.variant == "moe_hash"
+    assert summarizer_config("mini", "dense").moe is None and summarizer_config("mini", "dense").variant == "dense"
+    assert summarizer_config("tiny", "moe_top1").moe.num_experts == 4  # the size preset's
+    # an explicit field beats the variant's balancer; a named balancer replaces all three numbers
+    own = summarizer_config("mini", "moe_top1", moe={"aux_loss_weight": 0.02})
+    assert (own.moe.aux_loss_weight, own.moe.bias_update_rate) == (0.02, 1e-2)
+    z = summarizer_config("mini", "moe_top1", balancer="z_loss")
+    assert (z.moe.z_loss_weight, z.moe.bias_update_rate) == (1e-3, 0.0)
+    with pytest.raises(UserError, match="need an MoE --variant"):
+        summarizer_config("mini", "dense", moe={"k": 1})
+    with pytest.raises(UserError, match="d_model 64 differs from the model's 128"):
+        SummarizerConfig(d_model=128, moe=MoEConfig(d_model=64))
+
+
+def test_every_moe_field_is_a_training_flag():
+    from moe_summarization.train import parse_args
+
+    help_text = subprocess.run([sys.executable, "-m", "moe_summarization.train", "--help"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout
+    derived = {"d_model": "--d-model", "hash_vocab_size": "--vocab-size"}  # the summarizer's own fields
+    for f in fields(MoEConfig):
+        assert derived.get(f.name, "--moe-" + f.name.replace("_", "-")) in help_text, f.name
+    mcfg, _, _, _ = parse_args(["--out", "x", "--size", "mini", "--moe-k", "1", "--moe-capacity-factor", "none",
+                                "--moe-eval-capacity-factor", "2", "--moe-dispatch", "padded", "--no-moe-bias",
+                                "--moe-activation", "swiglu", "--moe-jitter", "0.01", "--moe-num-experts", "4"])
+    assert mcfg.moe == MoEConfig(d_model=128, d_ff=512, num_experts=4, k=1, capacity_factor=None,
+                                 eval_capacity_factor=2.0, dispatch="padded", bias=False, activation="swiglu",
+                                 jitter=0.01, bias_update_rate=1e-2)
+    assert mcfg.variant == "moe_top1"  # router and k decide the name
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -331,11 +331,15 @@ def check_project(ckpt: Checkpoint, project: str, hint: str) -> None:
 
 
 def _flat(config: dict) -> dict:
-    """Top-level settings plus those of the ``model`` and ``train`` sections, in one dict."""
+    """Top-level settings plus those of the ``model`` and ``train`` sections, in one dict; a config nested in a
+    section is spelled with dots (``moe.num_experts``)."""
     flat = {k: v for k, v in config.items() if not isinstance(v, dict)}
     for section in ("model", "train"):
-        if isinstance(config.get(section), dict):
-            flat.update(config[section])
+        for key, value in (config.get(section) or {}).items():
+            if isinstance(value, dict):
+                flat.update({f"{key}.{k}": v for k, v in value.items()})
+            else:
+                flat[key] = value
     return flat
 
 

@@ -2,9 +2,14 @@
 
 One helper serves the three training scripts, so a config field is a flag in every project the same way: a
 field ``batch_tokens: int`` becomes ``--batch-tokens``, a ``bool`` becomes ``--x`` / ``--no-x``, a ``list[str]``
-takes one or more values. Every default is ``None``, so the caller can tell an explicit flag from a preset's
-value. Numbers are checked where argparse reads them: ``--lr nan`` or ``--limit -1`` end with argparse's own
-one-line error (exit status 2), never a traceback from deep inside the run.
+takes one or more values, and a ``float | None`` field also takes ``none``. A flag that is not given is absent
+from the parsed namespace (``argparse.SUPPRESS``), so the caller can tell an explicit flag, ``none`` included,
+from a preset's value. Numbers are checked where argparse reads them: ``--lr nan`` or ``--limit -1`` end with
+argparse's own one-line error (exit status 2), never a traceback from deep inside the run.
+
+``transformers.HfArgumentParser`` does the same from a dataclass, but it fills every flag with the field's
+default, which would silently override the presets (``--preset``, ``--size``, ``--variant``) that sit between
+the dataclass defaults and the command line.
 """
 
 from __future__ import annotations
@@ -54,31 +59,39 @@ def positive_int(text: str) -> int:
     return value
 
 
-_TYPES = {"int": int, "float": finite_float, "str": str, "float | None": finite_float}
+def optional_float(text: str) -> float | None:
+    """A ``float | None`` flag: a finite number, or ``none`` (e.g. ``--moe-capacity-factor none``: dropless)."""
+    return None if text.lower() == "none" else finite_float(text)
 
 
-def add_dataclass_flags(parser: argparse.ArgumentParser, *classes, skip: tuple[str, ...] = ()) -> None:
-    """Add one ``--flag`` per field of each dataclass (default ``None``: "not given, keep the preset's").
+_TYPES = {"int": int, "float": finite_float, "str": str, "float | None": optional_float}
 
-    Field annotations are strings (``from __future__ import annotations``); int/float/str, ``float | None``,
-    ``bool`` and ``list[str]`` fields are supported, and any other type is a programming error.
+
+def add_dataclass_flags(parser: argparse.ArgumentParser, *classes, skip: tuple[str, ...] = (),
+                        prefix: str = "") -> None:
+    """Add one ``--flag`` per field of each dataclass; a flag not given is left out of the namespace.
+
+    ``prefix`` names a nested config's flags: ``prefix="moe"`` turns ``MoEConfig.k`` into ``--moe-k``. Field
+    annotations are strings (``from __future__ import annotations``); int/float/str, ``float | None``, ``bool``
+    and ``list[str]`` fields are supported, and any other type is a programming error.
     """
     for cls in classes:
         for f in fields(cls):
             if f.name in skip:
                 continue
-            flag = f"--{f.name.replace('_', '-')}"
+            dest = f"{prefix}_{f.name}" if prefix else f.name
+            flag, kw = f"--{dest.replace('_', '-')}", dict(dest=dest, default=argparse.SUPPRESS)
             if f.type == "bool":
-                parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+                parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
             elif f.type == "list[str]":
-                parser.add_argument(flag, nargs="+", default=None)
+                parser.add_argument(flag, nargs="+", **kw)
             elif f.type in _TYPES:
-                parser.add_argument(flag, type=_TYPES[f.type], default=None)
+                parser.add_argument(flag, type=_TYPES[f.type], **kw)
             else:
                 raise TypeError(f"{cls.__name__}.{f.name}: no flag for type {f.type}")
 
 
-def pick(args: dict, cls) -> dict:
-    """The flags given for ``cls``'s fields (``None`` = not given), as keyword overrides."""
-    names = {f.name for f in fields(cls)}
-    return {k: v for k, v in args.items() if k in names and v is not None}
+def pick(args: dict, cls, prefix: str = "") -> dict:
+    """The flags given for ``cls``'s fields (those added with the same ``prefix``), as keyword overrides."""
+    lead = f"{prefix}_" if prefix else ""
+    return {f.name: args[lead + f.name] for f in fields(cls) if lead + f.name in args}
