@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
-import os
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -26,7 +24,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
 from moe_summarization.config import (
     BALANCERS,
@@ -43,27 +40,19 @@ from moe_summarization.expert_parallel import full_state_dict, shard_experts, sy
 from moe_summarization.model import build_model, label_smoothed_loss, restore_model
 from moe_summarization.routing import balanced_hash_table
 from moe_summarization.tokenizer import PAD, decode, load_tokenizer, train_tokenizer
-from shared_utils.batching import collate, token_batches
-from shared_utils.checkpoint import (
-    Progress,
-    check_resume_config,
-    load_resumable,
-    open_metrics,
-    restore_progress,
-    save_progress,
-)
+from shared_utils.batching import EpochBatches, collate, micro_batches
+from shared_utils.checkpoint import check_resume_config, load_resumable
 from shared_utils.cli import Parser, add_dataclass_flags, pick
 from shared_utils.data import load_documents, selection_split
 from shared_utils.errors import UserError, cli_main
+from shared_utils.loop import TrainingRun, dev_pass, start_training
 from shared_utils.metrics import rouge_scores
 from shared_utils.runtime import (
     cosine_lr,
     inverse_sqrt_lr,
-    out_of_time,
+    print_on_rank0,
     rng_state,
-    seed_everything,
     set_rng_state,
-    setup_distributed,
 )
 
 DATA_HINT = ("use --train ../shared/data/summarization/train.jsonl --dev ../shared/data/summarization/dev.jsonl "
@@ -71,21 +60,14 @@ DATA_HINT = ("use --train ../shared/data/summarization/train.jsonl --dev ../shar
 SCHEDULE_FIELDS = ("steps", "lr", "warmup", "schedule", "time_budget_min", "eval_every")  # may change on resume
 
 
-@torch.no_grad()
 def validate(model, tok, data: Encoded, refs: list[str], device, batch_tokens: int, max_target_len: int) -> dict:
     """Dev loss (no smoothing) and greedy ROUGE on the dev subset."""
-    model.eval()
-    total, count, hyps = 0.0, 0, [""] * len(refs)
-    for idx in token_batches(data, batch_tokens, seed=0, epoch=0):
-        src, tgt = collate(data, idx, device)
-        logits, _, _ = model(src, tgt[:, :-1])
-        n = int((tgt[:, 1:] != PAD).sum())
-        total += float(label_smoothed_loss(logits, tgt[:, 1:], 0.0)) * n
-        count += n
-        for i, best in zip(idx, beam_search(model, src, beam_size=1, max_len=max_target_len, no_repeat_ngram=3)):
-            hyps[i] = decode(tok, best[0].tokens)
+    loss, hyps = dev_pass(model, data, batch_tokens, device, pad_id=PAD,
+                          loss=lambda src, tgt: label_smoothed_loss(model(src, tgt[:, :-1])[0], tgt[:, 1:], 0.0),
+                          hypotheses=lambda src: [decode(tok, best[0].tokens) for best in beam_search(
+                              model, src, beam_size=1, max_len=max_target_len, no_repeat_ngram=3)])
     scores = rouge_scores(hyps, refs)
-    return {"loss": total / max(count, 1), **{k: scores[k] for k in ("rouge1", "rouge2", "rougeL")}}
+    return {"loss": loss, **{k: scores[k] for k in ("rouge1", "rouge2", "rougeL")}}
 
 
 def load_summary(stats: list[dict]) -> dict:
@@ -107,11 +89,8 @@ def check_expert_parallel(size: int, world: int, mcfg: SummarizerConfig) -> None
 
 
 def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: str = "auto") -> dict:
-    rank, world, device = setup_distributed(device_pref)
+    rank, world, device, log = start_training(out, cfg.seed, device_pref)
     main_proc = rank == 0
-    out.mkdir(parents=True, exist_ok=True)
-    seed_everything(cfg.seed)
-    log = print if main_proc else (lambda *a, **k: None)
 
     train_set = load_documents(cfg.train, local_hint=DATA_HINT).require("--train")
     dev_set = load_documents(cfg.dev, local_hint=DATA_HINT).require("--dev")
@@ -157,31 +136,26 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
     ddp = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=mcfg.variant != "dense") \
         if world > 1 and not sharded else model
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-9)
-    progress = Progress(best={"rougeL": -1.0})
-    if resume is not None:
-        progress = restore_progress(resume, opt)
-        if sharded:  # each rank's own optimizer moments and RNG, saved beside the checkpoint
-            shard = resume.path / f"rank{rank}.pt"
-            if not shard.is_file():
-                raise UserError(f"{shard} is missing, so rank {rank} cannot resume its experts' optimizer state; "
-                                "resume from a complete checkpoint, or pass a new --out")
-            own = torch.load(io.BytesIO(shard.read_bytes()), weights_only=False)
-            opt.load_state_dict(own["optimizer"])
-            set_rng_state(own["rng"])
-        log(f"resumed from {resume.path} at step {progress.step}")
+    run = TrainingRun(out, config, optimizer=opt, resume=resume, best_key="rougeL", selecting=bool(select_docs),
+                      total=cfg.steps, eval_every=cfg.eval_every, time_budget_min=cfg.time_budget_min, world=world,
+                      main_proc=main_proc, device=device, desc=f"train {mcfg.variant}")
+    progress = run.progress
+    if resume is not None and sharded:  # each rank's own optimizer moments and RNG, saved beside the checkpoint
+        shard = resume.path / f"rank{rank}.pt"
+        if not shard.is_file():
+            raise UserError(f"{shard} is missing, so rank {rank} cannot resume its experts' optimizer state; "
+                            "resume from a complete checkpoint, or pass a new --out")
+        own = torch.load(io.BytesIO(shard.read_bytes()), weights_only=False)
+        opt.load_state_dict(own["optimizer"])
+        set_rng_state(own["rng"])
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    if main_proc:
-        (out / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-    metrics = open_metrics(out, progress.step) if main_proc else None
 
     def checkpoint(select: dict | None) -> None:
-        """Save; the best checkpoint is chosen on the selection split (without one, every save is the best)."""
-        is_best = select is not None and (not select_docs or select["rougeL"] > progress.best["rougeL"])
-        if is_best:
-            progress.best = {**select, "step": progress.step}
+        """Save; sharded, first gather the experts into the single-process layout and every rank's optimizer
+        state (every rank takes part)."""
         extra = {"tokenizer.json": tok.to_str()}
         saved = model
-        if sharded:  # gather the experts into the single-process layout, and every rank's optimizer state
+        if sharded:
             full.load_state_dict(full_state_dict(model))
             saved = full
             mine = io.BytesIO()
@@ -189,30 +163,16 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
             shards = [None] * world
             dist.all_gather_object(shards, mine.getvalue())
             extra.update({f"rank{r}.pt": blob for r, blob in enumerate(shards)})
-        if main_proc:
-            save_progress(out, progress, model=saved, optimizer=opt, config=config, extra_files=extra,
-                          is_best=is_best)
+        run.checkpoint(select, saved, extra_files=extra)
 
-    batches = token_batches(data, cfg.batch_tokens, cfg.seed, progress.epoch)
-    if len(batches) < world:
-        raise UserError(f"the training data makes only {len(batches)} batch(es) of --batch-tokens "
-                        f"{cfg.batch_tokens}, fewer than the {world} processes: lower --batch-tokens")
-    start, tokens_seen, step_seconds = time.perf_counter(), 0, 0.0
-    bar = tqdm(total=cfg.steps, initial=progress.step, desc=f"train {mcfg.variant}", dynamic_ncols=True,
-               disable=not main_proc)
+    batches = EpochBatches(data, cfg.batch_tokens, cfg.seed, progress.epoch, world)
     while progress.step < cfg.steps:
-        if progress.batch_pos + world > len(batches):  # next epoch: a new deterministic order
-            progress.epoch, progress.batch_pos = progress.epoch + 1, 0
-            batches = token_batches(data, cfg.batch_tokens, cfg.seed, progress.epoch)
-        idx = batches[progress.batch_pos + rank]  # each rank takes its own batch of the same step
-        progress.batch_pos += world
+        idx = batches.take(progress, rank)  # each rank takes its own batch of the same step
         model.train()
         lr = (cosine_lr(progress.step, cfg.lr, cfg.warmup, cfg.steps) if cfg.schedule == "cosine"
               else inverse_sqrt_lr(progress.step, cfg.lr, cfg.warmup))
-        for group in opt.param_groups:
-            group["lr"] = lr
-        t0 = time.perf_counter()
-        micro = [idx[i:: cfg.grad_accum] for i in range(cfg.grad_accum) if idx[i:: cfg.grad_accum]]
+        run.begin_step(lr)
+        micro = micro_batches(idx, cfg.grad_accum)
         loss_sum, aux_sum, tgt_tokens, stats = 0.0, 0.0, 0, []
         for j, part in enumerate(micro):
             src, tgt = collate(data, part, device)
@@ -221,9 +181,7 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
                 logits, aux, stats = ddp(src, tgt[:, :-1])
                 loss = label_smoothed_loss(logits, tgt[:, 1:], cfg.label_smoothing)
                 total = (loss + aux) / len(micro)
-            if not torch.isfinite(total):
-                raise UserError(f"loss became {total.item()} at step {progress.step}; the last good checkpoint in "
-                                f"{out / 'checkpoints'} is intact (lower --lr and rerun to resume)")
+            run.check_finite(total)
             total.backward()
             loss_sum += loss.item() / len(micro)
             aux_sum += float(aux.detach()) / len(micro)
@@ -234,16 +192,10 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        progress.step += 1
-        ms = (time.perf_counter() - t0) * 1e3
-        step_seconds += ms / 1e3
-        tokens_seen += tgt_tokens * world
-        record = {"step": progress.step, "loss": loss_sum, "aux_loss": aux_sum, "lr": lr, "ms_per_step": ms,
+        due = run.step_done(loss_sum, tgt_tokens)
+        record = {"step": progress.step, "loss": loss_sum, "aux_loss": aux_sum, "lr": lr, "ms_per_step": run.step_ms,
                   "target_tokens": tgt_tokens, **load_summary(stats)}
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_sum:.3f}")
-        stop = out_of_time(start, cfg.time_budget_min, world, device)
-        if progress.step % cfg.eval_every == 0 or progress.step == cfg.steps or stop:
+        if due:
             select = None
             if main_proc or sharded:  # a sharded model needs every rank in every forward pass
                 results = {name: validate(model, tok, d, refs, device, cfg.batch_tokens, mcfg.max_target_len)
@@ -251,26 +203,16 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
                 for name, r in results.items():
                     record.update({f"{name}/{k}": v for k, v in r.items()})
                 select = results.get("select", results["dev"])  # without a split, only "every save" reads it
-                log_line = (f"step {progress.step} | loss {loss_sum:.2f} | lr {lr:.1e} | {ms:.0f} ms/step | "
-                            f"{tokens_seen / step_seconds / 1e3:.1f}k tok/s | " +
-                            " | ".join(f"{n} loss {r['loss']:.2f} rouge1 {r['rouge1']:.1f} rougeL {r['rougeL']:.1f}"
-                                       for n, r in results.items()))
-                if main_proc:
-                    tqdm.write(log_line)
+                run.say(f"step {progress.step} | loss {loss_sum:.2f} | lr {lr:.1e} | {run.step_ms:.0f} ms/step | "
+                        f"{run.tokens_per_s / 1e3:.1f}k tok/s | " +
+                        " | ".join(f"{n} loss {r['loss']:.2f} rouge1 {r['rouge1']:.1f} rougeL {r['rougeL']:.1f}"
+                                   for n, r in results.items()))
             checkpoint(select)
-        if metrics is not None:
-            metrics.write(json.dumps(record) + "\n")
-            metrics.flush()
-        if stop:
-            log(f"time budget of {cfg.time_budget_min} min reached at step {progress.step}; rerun to resume")
+        if run.log(record):
             break
-    bar.close()
-    if metrics is not None:
-        metrics.close()
-    if world > 1:
-        dist.destroy_process_group()
-    return {"best": progress.best, "step": progress.step, "seconds": time.perf_counter() - start,
-            "target_tokens_per_s": tokens_seen / max(step_seconds, 1e-9)}
+    run.close()
+    return {"best": progress.best, "step": progress.step, "seconds": time.perf_counter() - run.start,
+            "target_tokens_per_s": run.tokens_per_s}
 
 
 def parse_args(argv: list[str] | None) -> tuple[SummarizerConfig, SumTrainConfig, Path, str]:
@@ -294,10 +236,7 @@ def parse_args(argv: list[str] | None) -> tuple[SummarizerConfig, SumTrainConfig
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
-    mcfg, tcfg, out, device = parse_args(argv)
-    result = train(mcfg, tcfg, out, device)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps(result))
+    print_on_rank0(train(*parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -15,29 +15,21 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from quantization.config import LABELS, PRESETS, TrainConfig, make_config
 from quantization.data import collate, encode, evaluate
 from quantization.model import build_classifier, classifier_from_checkpoint, tokenizer_files
-from shared_utils.checkpoint import (
-    Progress,
-    check_resume_config,
-    load_resumable,
-    open_metrics,
-    restore_progress,
-    save_progress,
-)
+from shared_utils.checkpoint import check_resume_config, load_resumable
 from shared_utils.cli import Parser, add_dataclass_flags, pick
 from shared_utils.data import load_labelled, selection_split
-from shared_utils.errors import UserError, cli_main
-from shared_utils.runtime import linear_lr, out_of_time, pick_device, seed_everything
+from shared_utils.errors import cli_main
+from shared_utils.loop import TrainingRun
+from shared_utils.runtime import linear_lr, pick_device, seed_everything
 
 DATA_HINT = ("use --train ../shared/data/agnews/train.csv --dev ../shared/data/agnews/dev.csv "
              "(make quant-bench QUANT_DATA=local)")
@@ -76,7 +68,6 @@ def train(cfg: TrainConfig, out: Path, device: torch.device) -> dict:
         model, tok = classifier_from_checkpoint(resume, hint=f"{out} holds another project's run: pass a new --out")
         check_resume_config(out, resume.config, config, may_change=SCHEDULE_FIELDS)
     config["hf_config"] = model.config.to_dict()
-    (out / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")  # next to the checkpoints
     model.to(device)
     train_ids = encode(tok, [e.text for e in train_rows], cfg.max_len)
     train_labels = [e.label for e in train_rows]
@@ -93,71 +84,45 @@ def train(cfg: TrainConfig, out: Path, device: torch.device) -> dict:
     # fused AdamW (one kernel for all parameters) where CUDA has it; the same update, the same optimizer state
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, fused=device.type == "cuda")
-    progress = Progress(best={"accuracy": -1.0})
-    if resume is not None:
-        progress = restore_progress(resume, opt)
-        print(f"resumed from {resume.path} at step {progress.step}")
+    run = TrainingRun(out, config, optimizer=opt, resume=resume, best_key="accuracy", selecting=bool(select_rows),
+                      total=total, eval_every=cfg.eval_every, time_budget_min=cfg.time_budget_min, device=device)
+    progress = run.progress
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    metrics = open_metrics(out, progress.step)
     tok_files = tokenizer_files(tok)  # the tokenizer never changes during training: serialise it once
-    start, tokens = time.perf_counter(), 0
-
-    def checkpoint(select: dict) -> None:
-        """Save; the best checkpoint is chosen on the selection split (without one, every save is the best)."""
-        is_best = not select_rows or select["accuracy"] > progress.best["accuracy"]
-        if is_best:
-            progress.best = {**select, "step": progress.step}
-        save_progress(out, progress, model=model, optimizer=opt, config=config, extra_files=tok_files,
-                      is_best=is_best)
-
-    bar = tqdm(total=total, initial=progress.step, desc="train", dynamic_ncols=True)
     while progress.step < total:
         progress.epoch, progress.batch_pos = divmod(progress.step, steps_per_epoch)  # data position = step
         order = torch.randperm(len(train_ids), generator=torch.Generator().manual_seed(cfg.seed + progress.epoch))
         batch_idx = order[progress.batch_pos * cfg.batch_size: (progress.batch_pos + 1) * cfg.batch_size].tolist()
         model.train()
-        for group in opt.param_groups:
-            group["lr"] = get_lr(progress.step, total, cfg)
-        t0 = time.perf_counter()
-        loss_sum = 0.0
+        run.begin_step(get_lr(progress.step, total, cfg))
+        loss_sum, step_tokens = 0.0, 0
         micro = math.ceil(len(batch_idx) / cfg.grad_accum)
         for chunk in (batch_idx[m: m + micro] for m in range(0, len(batch_idx), micro)):
             batch = collate([train_ids[i] for i in chunk], tok.pad_token_id, device)
             labels = torch.tensor([train_labels[i] for i in chunk], device=device)
             with autocast:  # each micro-batch weighs by its rows, so a short last one counts right
                 loss = model(**batch, labels=labels).loss * (len(chunk) / len(batch_idx))
-            if not torch.isfinite(loss):
-                raise UserError(f"loss became {loss.item()} at step {progress.step}; the last good checkpoint in "
-                                f"{out / 'checkpoints'} is intact (lower --lr and rerun to resume)")
+            run.check_finite(loss)
             loss.backward()
             loss_sum += loss.item()
-            tokens += int(batch["attention_mask"].sum())
+            step_tokens += int(batch["attention_mask"].sum())
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        progress.step += 1
-        ms = (time.perf_counter() - t0) * 1e3
-        record = {"step": progress.step, "loss": loss_sum, "lr": opt.param_groups[0]["lr"], "ms_per_step": ms}
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_sum:.3f}")
-        stop = out_of_time(start, cfg.time_budget_min, 1, device)
-        if progress.step % cfg.eval_every == 0 or progress.step == total or stop:
+        due = run.step_done(loss_sum, step_tokens)
+        record = {"step": progress.step, "loss": loss_sum, "lr": opt.param_groups[0]["lr"], "ms_per_step": run.step_ms}
+        if due:
             results = {name: evaluate(model, ids, labels, tok.pad_token_id, device)
                        for name, (ids, labels) in evaluated.items()}
             for name, r in results.items():
                 record.update({f"{name}_{k}": v for k, v in r.items()})
-            elapsed = time.perf_counter() - start
-            tqdm.write(f"step {progress.step} | loss {loss_sum:.3f} | lr {record['lr']:.1e} | {ms:.0f} ms/step | "
-                       f"{tokens / elapsed / 1e3:.1f}k tok/s | " +
-                       " | ".join(f"{n} acc {r['accuracy']:.4f}" for n, r in results.items()))
-            checkpoint(results.get("select", results["dev"]))
-        metrics.write(json.dumps(record) + "\n")
-        metrics.flush()
-        if stop:
-            tqdm.write(f"time budget of {cfg.time_budget_min} min reached at step {progress.step}; rerun to resume")
+            run.say(f"step {progress.step} | loss {loss_sum:.3f} | lr {record['lr']:.1e} | {run.step_ms:.0f} ms/step | "
+                    f"{run.tokens_per_s / 1e3:.1f}k tok/s | " +
+                    " | ".join(f"{n} acc {r['accuracy']:.4f}" for n, r in results.items()))
+            run.checkpoint(results.get("select", results["dev"]), model, extra_files=tok_files)
+        if run.log(record):
             break
-    bar.close()
-    metrics.close()
+    run.close()
     return progress.best
 
 

@@ -16,32 +16,21 @@ checkpoint) and on the dev sets (logged, never selected on), best and last check
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import time
 from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from shared_utils.batching import collate, token_batches
-from shared_utils.checkpoint import (
-    Progress,
-    check_resume_config,
-    load_resumable,
-    open_metrics,
-    restore_progress,
-    save_progress,
-)
+from shared_utils.batching import EpochBatches, collate, micro_batches
+from shared_utils.checkpoint import check_resume_config, load_resumable
 from shared_utils.cli import Parser, add_dataclass_flags, pick
 from shared_utils.data import load_parallel, selection_split
-from shared_utils.errors import UserError, cli_main
+from shared_utils.errors import cli_main
+from shared_utils.loop import TrainingRun, dev_pass, start_training
 from shared_utils.metrics import translation_scores
-from shared_utils.runtime import inverse_sqrt_lr, out_of_time, seed_everything, setup_distributed
+from shared_utils.runtime import inverse_sqrt_lr, print_on_rank0
 from translation.config import PRESETS, ModelConfig, TrainConfig, model_config
 from translation.data import Encoded, encode_pairs
 from translation.decoding import greedy, max_new_tokens
@@ -71,21 +60,14 @@ def training_loss(model, src: torch.Tensor, tgt: torch.Tensor, smoothing: float)
     return loss_fn(model(src, tgt[:, :-1], keep), target[keep], smoothing)
 
 
-@torch.no_grad()
 def validate(model, tok, data: Encoded, refs: list[str], device, batch_tokens: int, max_len: int) -> dict:
     """Dev loss (no smoothing) and greedy BLEU / chrF++ on one dev set."""
-    model.eval()
-    total, count, hyps = 0.0, 0, [""] * len(refs)
-    for idx in token_batches(data, batch_tokens, seed=0, epoch=0):
-        src, tgt = collate(data, idx, device)
-        logits = model(src, tgt[:, :-1])
-        n = int((tgt[:, 1:] != PAD).sum())
-        total += float(loss_fn(logits, tgt[:, 1:], 0.0)) * n
-        count += n
-        for i, hyp in zip(idx, greedy(model, src, max_new_tokens(src, max_len))):
-            hyps[i] = decode(tok, hyp.tokens)
+    loss, hyps = dev_pass(model, data, batch_tokens, device, pad_id=PAD,
+                          loss=lambda src, tgt: loss_fn(model(src, tgt[:, :-1]), tgt[:, 1:], 0.0),
+                          hypotheses=lambda src: [decode(tok, h.tokens)
+                                                  for h in greedy(model, src, max_new_tokens(src, max_len))])
     scores = translation_scores(hyps, refs)
-    return {"loss": total / max(count, 1), "bleu": scores["bleu"].score, "chrf": scores["chrf"].score}
+    return {"loss": loss, "bleu": scores["bleu"].score, "chrf": scores["chrf"].score}
 
 
 def select_pairs_from(records: list, cfg: TrainConfig) -> tuple[list, list]:
@@ -99,11 +81,8 @@ def select_pairs_from(records: list, cfg: TrainConfig) -> tuple[list, list]:
 
 
 def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "auto") -> dict:
-    rank, world, device = setup_distributed(device_pref)
+    rank, world, device, log = start_training(out, cfg.seed, device_pref)
     main_proc = rank == 0
-    out.mkdir(parents=True, exist_ok=True)
-    seed_everything(cfg.seed)
-    log = print if main_proc else (lambda *a, **k: None)
 
     train_set = load_parallel(cfg.train, local_hint=DATA_HINT).require("--train")
     dev_sets = {Path(d).name.removesuffix(".tsv").removesuffix(".fi-en"):
@@ -138,66 +117,35 @@ def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "au
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-9,
                             weight_decay=cfg.weight_decay)
-    progress = Progress(best={"bleu": -1.0})
-    if resume is not None:
-        progress = restore_progress(resume, opt)
-        log(f"resumed from {resume.path} at step {progress.step}")
+    run = TrainingRun(out, config, optimizer=opt, resume=resume, best_key="bleu", selecting=bool(select_pairs),
+                      total=cfg.steps, eval_every=cfg.eval_every, time_budget_min=cfg.time_budget_min, world=world,
+                      main_proc=main_proc, device=device)
+    progress = run.progress
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-    if main_proc:
-        (out / "config.json").write_text(json.dumps(config, indent=2), encoding="utf-8")
-    metrics = open_metrics(out, progress.step) if main_proc else None
-
-    def checkpoint(select: dict | None) -> None:
-        """Save; the best checkpoint is chosen on the selection split (without one, every save is the best)."""
-        is_best = select is not None and (not select_pairs or select["bleu"] > progress.best["bleu"])
-        if is_best:
-            progress.best = {**select, "step": progress.step}
-        if main_proc:
-            save_progress(out, progress, model=model, optimizer=opt, config=config,
-                          extra_files={"tokenizer.json": tok.to_str()}, is_best=is_best)
-
-    batches = token_batches(data, cfg.batch_tokens, cfg.seed, progress.epoch)
-    if len(batches) < world:
-        raise UserError(f"the training data makes only {len(batches)} batch(es) of --batch-tokens "
-                        f"{cfg.batch_tokens}, fewer than the {world} processes: lower --batch-tokens")
-    start, tokens_seen, step_seconds = time.perf_counter(), 0, 0.0  # step_seconds: training steps only
-    bar = tqdm(total=cfg.steps, initial=progress.step, desc="train", dynamic_ncols=True, disable=not main_proc)
+    batches = EpochBatches(data, cfg.batch_tokens, cfg.seed, progress.epoch, world)
     while progress.step < cfg.steps:
-        if progress.batch_pos + world > len(batches):  # next epoch: a new deterministic order
-            progress.epoch, progress.batch_pos = progress.epoch + 1, 0
-            batches = token_batches(data, cfg.batch_tokens, cfg.seed, progress.epoch)
-        idx = batches[progress.batch_pos + rank]  # each rank takes its own batch of the same step
-        progress.batch_pos += world
+        idx = batches.take(progress, rank)  # each rank takes its own batch of the same step
         model.train()
         lr = get_lr(progress.step, cfg)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        t0 = time.perf_counter()
-        micro = [idx[i:: cfg.grad_accum] for i in range(cfg.grad_accum) if idx[i:: cfg.grad_accum]]
+        run.begin_step(lr)
+        micro = micro_batches(idx, cfg.grad_accum)
         loss_sum, tgt_tokens = 0.0, 0
         for j, part in enumerate(micro):
             src, tgt = collate(data, part, device)
             sync = ddp.no_sync() if world > 1 and j < len(micro) - 1 else nullcontext()
             with sync, autocast:
                 loss = training_loss(ddp, src, tgt, cfg.label_smoothing) / len(micro)
-            if not torch.isfinite(loss):
-                raise UserError(f"loss became {loss.item()} at step {progress.step}; the last good checkpoint in "
-                                f"{out / 'checkpoints'} is intact (lower --lr and rerun to resume)")
+            run.check_finite(loss)
             loss.backward()
             loss_sum += loss.item()
             tgt_tokens += int((tgt[:, 1:] != PAD).sum())
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        progress.step += 1
-        ms = (time.perf_counter() - t0) * 1e3
-        step_seconds += ms / 1e3
-        tokens_seen += tgt_tokens * world
-        record = {"step": progress.step, "loss": loss_sum, "lr": lr, "ms_per_step": ms, "target_tokens": tgt_tokens}
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_sum:.3f}")
-        stop = out_of_time(start, cfg.time_budget_min, world, device)
-        if progress.step % cfg.eval_every == 0 or progress.step == cfg.steps or stop:
+        due = run.step_done(loss_sum, tgt_tokens)
+        record = {"step": progress.step, "loss": loss_sum, "lr": lr, "ms_per_step": run.step_ms,
+                  "target_tokens": tgt_tokens}
+        if due:
             select = None
             if main_proc:
                 evaluated = {**({"select": select_data} if select_pairs else {}), **dev_data}
@@ -206,23 +154,15 @@ def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "au
                 for name, r in results.items():
                     record.update({f"{name}/{k}": v for k, v in r.items()})
                 select = results.get("select", {"bleu": 0.0, "chrf": 0.0, "loss": 0.0})
-                tqdm.write(f"step {progress.step} | loss {loss_sum:.2f} | lr {lr:.1e} | {ms:.0f} ms/step | "
-                           f"{tokens_seen / step_seconds / 1e3:.1f}k tok/s | " +
-                           " | ".join(f"{n} bleu {r['bleu']:.1f} chrf {r['chrf']:.1f}" for n, r in results.items()))
-            checkpoint(select)
-        if metrics is not None:
-            metrics.write(json.dumps(record) + "\n")
-            metrics.flush()
-        if stop:
-            log(f"time budget of {cfg.time_budget_min} min reached at step {progress.step}; rerun to resume")
+                run.say(f"step {progress.step} | loss {loss_sum:.2f} | lr {lr:.1e} | {run.step_ms:.0f} ms/step | "
+                        f"{run.tokens_per_s / 1e3:.1f}k tok/s | " +
+                        " | ".join(f"{n} bleu {r['bleu']:.1f} chrf {r['chrf']:.1f}" for n, r in results.items()))
+            run.checkpoint(select, model, extra_files={"tokenizer.json": tok.to_str()})
+        if run.log(record):
             break
-    bar.close()
-    if metrics is not None:
-        metrics.close()
-    if world > 1:
-        dist.destroy_process_group()
+    run.close()
     # throughput of the training steps themselves (validation and checkpoints excluded)
-    return {"best": progress.best, "step": progress.step, "target_tokens_per_s": tokens_seen / max(step_seconds, 1e-9)}
+    return {"best": progress.best, "step": progress.step, "target_tokens_per_s": run.tokens_per_s}
 
 
 def parse_args(argv: list[str] | None) -> tuple[ModelConfig, TrainConfig, Path, str]:
@@ -238,10 +178,7 @@ def parse_args(argv: list[str] | None) -> tuple[ModelConfig, TrainConfig, Path, 
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
-    mcfg, tcfg, out, device = parse_args(argv)
-    result = train(mcfg, tcfg, out, device)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps(result))
+    print_on_rank0(train(*parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ from typing import Protocol
 
 import torch
 
+from shared_utils.errors import UserError
+
 
 class Pairs(Protocol):
     src: list[list[int]]
@@ -56,3 +58,30 @@ def collate(data: Pairs, idx: list[int], device: torch.device, pad_id: int = 0) 
         return out.to(device)
 
     return pad([data.src[i] for i in idx]), pad([data.tgt[i] for i in idx])
+
+
+class EpochBatches:
+    """The training batches of every step: :func:`token_batches` in a new deterministic order each epoch, and
+    under DDP one batch per rank per step. Where the run stands (``progress.epoch``, ``progress.batch_pos``)
+    lives in the checkpoint's progress, so a resumed run takes the very next batch."""
+
+    def __init__(self, data: Pairs, batch_tokens: int, seed: int, epoch: int, world: int = 1):
+        self.data, self.batch_tokens, self.seed, self.world = data, batch_tokens, seed, world
+        self.batches = token_batches(data, batch_tokens, seed, epoch)
+        if len(self.batches) < world:
+            raise UserError(f"the training data makes only {len(self.batches)} batch(es) of --batch-tokens "
+                            f"{batch_tokens}, fewer than the {world} processes: lower --batch-tokens")
+
+    def take(self, progress, rank: int = 0) -> list[int]:
+        """This rank's batch of the next step; moves ``progress`` on (to a new epoch's order when one ends)."""
+        if progress.batch_pos + self.world > len(self.batches):
+            progress.epoch, progress.batch_pos = progress.epoch + 1, 0
+            self.batches = token_batches(self.data, self.batch_tokens, self.seed, progress.epoch)
+        idx = self.batches[progress.batch_pos + rank]
+        progress.batch_pos += self.world
+        return idx
+
+
+def micro_batches(idx: list[int], grad_accum: int) -> list[list[int]]:
+    """One batch split for gradient accumulation: every ``grad_accum``-th row, so each part has similar lengths."""
+    return [idx[i:: grad_accum] for i in range(grad_accum) if idx[i:: grad_accum]]

@@ -335,7 +335,9 @@ def _flat(config: dict) -> dict:
     section is spelled with dots (``moe.num_experts``)."""
     flat = {k: v for k, v in config.items() if not isinstance(v, dict)}
     for section in ("model", "train"):
-        for key, value in (config.get(section) or {}).items():
+        if not isinstance(config.get(section), dict):
+            continue
+        for key, value in config[section].items():
             if isinstance(value, dict):
                 flat.update({f"{key}.{k}": v for k, v in value.items()})
             else:

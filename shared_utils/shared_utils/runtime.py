@@ -185,3 +185,12 @@ def check_training_flags(cfg) -> None:
     check_numbers(cfg, positive=("batch_tokens", "grad_accum", "steps", "eval_every", "lr"),
                   nonnegative=("warmup", "dev_limit", "time_budget_min", "label_smoothing", "clip", "weight_decay",
                                "select_size"))
+
+
+def print_on_rank0(result: dict) -> None:
+    """A training CLI's last line: its result as JSON, printed once (by rank 0 under torchrun)."""
+    import json
+    import os
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(result))

@@ -1,0 +1,73 @@
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from shared_utils.batching import EpochBatches, micro_batches, token_batches
+from shared_utils.checkpoint import Progress, load_resumable
+from shared_utils.errors import UserError
+from shared_utils.loop import TrainingRun
+
+DATA = SimpleNamespace(src=[[1] * (i % 7 + 1) for i in range(40)], tgt=[[2] * (i % 5 + 2) for i in range(40)])
+
+
+def test_each_rank_takes_its_own_batch_and_a_new_epoch_has_a_new_order():
+    first, second = token_batches(DATA, 60, seed=3, epoch=0), token_batches(DATA, 60, seed=3, epoch=1)
+    assert first != second
+    progress = Progress()
+    ranks = [EpochBatches(DATA, 60, seed=3, epoch=0, world=2) for _ in range(2)]
+    taken = []
+    for _ in range(len(first) // 2 + 1):
+        before = (progress.epoch, progress.batch_pos)
+        taken.append([ranks[r].take(Progress(epoch=before[0], batch_pos=before[1]), r) for r in range(2)])
+        ranks[0].take(progress, 0)
+    assert taken[0] == first[:2] and taken[1] == first[2:4]
+    assert taken[-1] == second[:2] and (progress.epoch, progress.batch_pos) == (1, 2)
+
+
+def test_too_few_batches_for_the_processes_is_one_sentence():
+    with pytest.raises(UserError, match="makes only 1 batch\\(es\\) of --batch-tokens 10000, fewer than the 2 "):
+        EpochBatches(DATA, 10000, seed=0, epoch=0, world=2)
+
+
+def test_micro_batches_split_every_kth_row():
+    assert micro_batches([0, 1, 2, 3, 4], 2) == [[0, 2, 4], [1, 3]]
+    assert micro_batches([7], 3) == [[7]]
+
+
+def test_a_run_keeps_the_best_on_the_selection_metric_and_logs_each_step(tmp_path):
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    run = TrainingRun(tmp_path, {"project": "test"}, optimizer=opt, resume=None, best_key="bleu", selecting=True,
+                      total=4, eval_every=2, time_budget_min=0)
+    due = []
+    for score in (1.0, 3.0, 2.0, 5.0):
+        run.begin_step(0.5)
+        due.append(run.step_done(0.1, tokens=10))
+        if due[-1]:
+            run.checkpoint({"bleu": score}, model)
+        assert not run.log({"step": run.progress.step})
+    run.close()
+    assert due == [False, True, False, True] and opt.param_groups[0]["lr"] == 0.5
+    assert run.progress.best == {"bleu": 5.0, "step": 4} and run.tokens_seen == 40
+    resumed = load_resumable(tmp_path)
+    assert resumed.state["step"] == 4
+    again = TrainingRun(tmp_path, {"project": "test"}, optimizer=opt, resume=resumed, best_key="bleu",
+                        selecting=True, total=6, eval_every=2, time_budget_min=0)
+    assert again.progress.step == 4 and again.progress.best["bleu"] == 5.0
+    again.close()
+    assert [line for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [
+        f'{{"step": {s}}}' for s in (1, 2, 3, 4)]
+
+
+def test_a_worse_selection_score_is_not_the_best(tmp_path):
+    model = torch.nn.Linear(2, 2)
+    run = TrainingRun(tmp_path, {"project": "test"}, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                      resume=None, best_key="acc", selecting=True, total=2, eval_every=1, time_budget_min=0)
+    for score in (0.9, 0.4):
+        run.begin_step(0.1)
+        run.step_done(0.0)
+        run.checkpoint({"acc": score}, model)
+    run.close()
+    assert run.progress.best == {"acc": 0.9, "step": 1}
+    assert (tmp_path / "checkpoints" / "best").read_text().strip() == "step_00000001"
