@@ -2,7 +2,7 @@
 summarizers on the repository's synthetic news sample and print one table each. Offline, ~1 minute.
 
     python moe_summarization/demo.py              # what `make demo-moe` runs
-    python moe_summarization/demo.py --steps 20   # smaller still (the test)
+    python moe_summarization/demo.py --steps 60   # smaller still (the test)
 
 The numbers are a smoke test of the pipeline on a toy task, not a result.
 """
