@@ -93,15 +93,6 @@ class Experts(nn.Module):
         h = _activate(torch.addmm(self.b_in[e], x, self.w_in[e]), self.activation)  # (N, F)
         return torch.addmm(self.b_out[e], h, self.w_out[e])
 
-    def load_dense(self, e: int, ffn: FFN) -> None:
-        """Copy a dense :class:`FFN`'s weights into expert ``e`` (nn.Linear stores (out, in))."""
-        with torch.no_grad():
-            self.w_in[e].copy_(ffn.fc_in.weight.t())
-            self.w_out[e].copy_(ffn.fc_out.weight.t())
-            if self.b_in is not None:
-                self.b_in[e].copy_(ffn.fc_in.bias)
-                self.b_out[e].copy_(ffn.fc_out.bias)
-
 
 class MoEOutput(NamedTuple):
     out: torch.Tensor  # same shape as the input

@@ -125,7 +125,13 @@ def test_one_expert_equals_the_dense_ffn(bias):
     dense = FFN(16, 32, bias=bias)
     layer = MoELayer(cfg(num_experts=1, k=1, capacity_factor=1.0, bias=bias))
     assert sum(p.numel() for p in layer.experts.parameters()) == sum(p.numel() for p in dense.parameters())
-    layer.experts.load_dense(0, dense)
+    experts = layer.experts
+    with torch.no_grad():  # the dense weights into expert 0 (nn.Linear stores (out, in))
+        experts.w_in[0].copy_(dense.fc_in.weight.t())
+        experts.w_out[0].copy_(dense.fc_out.weight.t())
+        if bias:
+            experts.b_in[0].copy_(dense.fc_in.bias)
+            experts.b_out[0].copy_(dense.fc_out.bias)
     x = torch.randn(3, 7, 16)
     assert torch.allclose(layer(x).out, dense(x), atol=1e-6)  # softmax over one expert gives weight 1
 
