@@ -12,10 +12,13 @@ from shared_utils.errors import UserError
 from shared_utils.runtime import check_training_flags
 
 POSITIONALS = ("sinusoidal", "rope", "relative_bias")
+ARCHS = ("ours", "marian")
 
 
 @dataclass
 class ModelConfig:
+    arch: str = "ours"  # "ours": model.py's Transformer; "marian": the Hugging Face MarianMTModel peer at the same
+    # sizes (marian.py), trained and decoded by the same code
     vocab_size: int = 16000  # shared Finnish+English subword vocabulary
     d_model: int = 256
     num_heads: int = 4
@@ -33,6 +36,8 @@ class ModelConfig:
     relative_max_distance: int = 128
 
     def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise UserError(f"--arch must be one of {', '.join(ARCHS)}, got '{self.arch}'")
         if self.positional not in POSITIONALS:
             raise UserError(f"--positional must be one of {', '.join(POSITIONALS)}, got '{self.positional}'")
         if self.d_model % self.num_heads:

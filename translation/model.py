@@ -206,8 +206,12 @@ class Transformer(nn.Module):
         return self.decode(tgt_in, memory, src_mask, keep)
 
 
-def build_model(cfg: ModelConfig) -> Transformer:
-    """The one factory: every part chosen by the config."""
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """The one factory: every part chosen by the config (``arch="marian"``: the Hugging Face peer)."""
+    if cfg.arch == "marian":
+        from .marian import MarianPeer
+
+        return MarianPeer(cfg)
     return Transformer(cfg)
 
 

@@ -19,7 +19,7 @@ from translation.decoding import (
 )
 from translation.model import BOS, EOS, PAD, build_model
 
-SCHEMES = ["sinusoidal", "rope", "relative_bias"]
+SCHEMES = ["sinusoidal", "rope", "relative_bias", "marian"]  # marian: the Hugging Face peer behind our interface
 
 
 def copy_task(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,11 +33,12 @@ def copy_task(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @functools.cache
-def tiny(positional: str) -> torch.nn.Module:
+def tiny(scheme: str) -> torch.nn.Module:
     """A tiny model half-trained on the copy task (2 s): its hypotheses end with EOS at varied lengths."""
     torch.manual_seed(0)
+    arch = dict(arch="marian") if scheme == "marian" else dict(positional=scheme)
     cfg = ModelConfig(vocab_size=50, d_model=32, num_heads=4, encoder_layers=2, decoder_layers=2, d_ff=64,
-                      dropout=0.0, positional=positional, max_len=40)
+                      dropout=0.0, max_len=40, **arch)
     model = build_model(cfg)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for step in range(80):
