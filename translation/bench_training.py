@@ -1,18 +1,24 @@
-"""The training benchmark: the three position schemes and a Hugging Face Marian peer of identical size,
-trained compute-matched (same data, tokenizer, steps, token budget, schedule, seed), then scored greedily
-on both dev sets; plus training throughput measured side by side (alternating steps on the same batches).
+"""The training benchmark, under the evidence protocol: the three position schemes and the Hugging Face Marian
+peer of identical size, each trained with several seeds, compute-matched (same data, tokenizer recipe, steps,
+token budget, schedule, selection split and checkpoint choice: the peer trains in ``train.py``'s loop through
+``ModelConfig(arch="marian")``), then decoded by the same search on both dev sets.
 
-    python translation/bench_training.py            # 4 x 2,000 steps: ~2 h on 2 CPU cores, minutes on a GPU
-    python translation/bench_training.py --steps 20 --out /tmp/mt-smoke    # smoke run
+    python translation/bench_training.py                  # 3 seeds (sinusoidal: 1), 10 runs: ~8 h of 1 CPU core each
+    python translation/bench_training.py --steps 20 --seeds 0 --out /tmp/mt-smoke      # smoke run
 
-On a small CPU, two single-threaded processes train twice the runs at once (each run resumes if killed);
-the plain command then reuses their scores and adds the side-by-side throughput and the report:
+A run is trained once (resumable after a kill) and scored once; a rerun reuses it. On a small CPU, several
+single-threaded processes share the runs out (``--only``); the plain command then reads them all back:
 
-    OMP_NUM_THREADS=1 python translation/bench_training.py --only sinusoidal rope &
+    OMP_NUM_THREADS=1 python translation/bench_training.py --only rope sinusoidal &
     OMP_NUM_THREADS=1 python translation/bench_training.py --only relative_bias marian_peer &
     wait; python translation/bench_training.py
 
-Writes results/training.json, results/training.md and results/training_bleu.png.
+Each comparison holds every seed's BLEU and chrF++ on each dev set, the means and standard deviations, the 95%
+interval of the seed-averaged difference under sacrebleu's paired bootstrap over sentences, and the verdict
+(win/loss only when the interval excludes 0 and the gap exceeds the larger seed std). ``best`` is the scheme
+with the highest mean BLEU on the selection split; the dev sets are reported, never selected on. Training
+throughput is measured side by side (best scheme vs the peer, the same batches, ``torch.utils.benchmark``,
+interleaved rounds), with each model's peak memory. Writes results/training.{json,md} and training_*.png.
 """
 
 from __future__ import annotations
@@ -20,119 +26,71 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import torch
-from tqdm import tqdm
 
 from shared_utils.batching import collate, token_batches
-from shared_utils.cli import Parser
+from shared_utils.cli import Parser, add_dataclass_flags, pick, positive_int
 from shared_utils.data import load_parallel
 from shared_utils.errors import cli_main
 from shared_utils.metrics import translation_scores
-from shared_utils.runtime import device_info, pick_device, seed_everything
-from translation.config import POSITIONALS, TrainConfig, model_config
+from shared_utils.runtime import device_info, peak_memory, pick_device, reset_peak_memory, seed_everything
+from shared_utils.stats import bootstrap_corpus, comparison
+from shared_utils.timing import interleaved, ratio
+from translation.config import BENCH_TRAIN, PRESETS, TrainConfig, model_config
 from translation.data import encode_pairs
-from translation.decoding import length_cap
+from translation.decoding import Strategy
 from translation.inference import load_translator, translate
-from translation.model import BOS, EOS, PAD, build_model
-from translation.tokenizer import decode, train_tokenizer
-from translation.train import get_lr, loss_fn, train, training_loss
+from translation.model import build_model
+from translation.train import select_pairs_from, train, training_loss
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LOCAL = "../shared/data/translation"
+SYSTEMS: dict[str, dict] = {  # name -> the ModelConfig fields it sets over the preset
+    "rope": dict(positional="rope"),
+    "relative_bias": dict(positional="relative_bias"),
+    "sinusoidal": dict(positional="sinusoidal"),
+    "marian_peer": dict(arch="marian"),
+}
+ONE_SEED = ("sinusoidal",)  # the baseline scheme keeps one seed (the protocol allows it)
+OURS = ("rope", "relative_bias", "sinusoidal")
+SPEED_WORDS = {"higher": "ours is faster", "lower": "ours is slower", "tie": "a tie (the IQR spans 1.0)"}
 
 
-def marian_peer(mcfg):
-    """A MarianMTModel with our sizes: shared, tied embeddings, sinusoidal positions, post-LN (Marian's own)."""
-    from transformers import MarianConfig, MarianMTModel
-
-    config = MarianConfig(vocab_size=mcfg.vocab_size, d_model=mcfg.d_model, encoder_layers=mcfg.encoder_layers,
-                          decoder_layers=mcfg.decoder_layers, encoder_attention_heads=mcfg.num_heads,
-                          decoder_attention_heads=mcfg.num_heads, encoder_ffn_dim=mcfg.d_ff,
-                          decoder_ffn_dim=mcfg.d_ff, dropout=mcfg.dropout, attention_dropout=mcfg.attention_dropout,
-                          activation_dropout=mcfg.activation_dropout, max_position_embeddings=mcfg.max_len + 2,
-                          pad_token_id=PAD, eos_token_id=EOS, decoder_start_token_id=BOS, bos_token_id=BOS,
-                          share_encoder_decoder_embeddings=True, tie_word_embeddings=True, scale_embedding=True)
-    return MarianMTModel(config)
+def runs_to_train(systems: list[str], seeds: list[int]) -> list[tuple[str, int]]:
+    """(system, seed), seed-major, so a sweep stopped early has every system's first seeds."""
+    return [(name, s) for s in seeds for name in systems if s == seeds[0] or name not in ONE_SEED]
 
 
-def marian_logits(model, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
-    return model(input_ids=src, attention_mask=src != PAD, decoder_input_ids=tgt_in).logits
+def parameters(model: torch.nn.Module) -> int:
+    """Distinct trainable parameters (a tied matrix counts once; Marian's fixed sinusoidal table not at all)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
 
 
-def train_marian(mcfg, cfg: TrainConfig, tok, data, device) -> tuple[torch.nn.Module, list[dict]]:
-    """The same loop as train.py, minus checkpoints: same batches, schedule, smoothing, clipping."""
-    seed_everything(cfg.seed)
-    model = marian_peer(mcfg).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-9, weight_decay=cfg.weight_decay)
-    step, epoch, pos, log = 0, 0, 0, []
-    batches = token_batches(data, cfg.batch_tokens, cfg.seed, epoch)
-    bar = tqdm(total=cfg.steps, desc="train marian_peer", dynamic_ncols=True)
-    while step < cfg.steps:
-        if pos >= len(batches):
-            epoch, pos = epoch + 1, 0
-            batches = token_batches(data, cfg.batch_tokens, cfg.seed, epoch)
-        src, tgt = collate(data, batches[pos], device)
-        pos += 1
-        model.train()
-        for g in opt.param_groups:
-            g["lr"] = get_lr(step, cfg)
-        loss = loss_fn(marian_logits(model, src, tgt[:, :-1]), tgt[:, 1:], cfg.label_smoothing)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        step += 1
-        log.append({"step": step, "loss": float(loss.detach())})
-        bar.update(1)
-    bar.close()
-    return model, log
-
-
-@torch.no_grad()
-def marian_translate(model, tok, sources: list[str], mcfg, device) -> list[str]:
-    from shared_utils.data import Pair
-
-    model.eval()
-    data = encode_pairs(tok, [Pair(s, ".") for s in sources], mcfg.max_len)
-    hyps = [""] * len(sources)
-    for idx in token_batches(data, 4000, seed=0, epoch=0):
-        src, _ = collate(data, idx, device)
-        out = model.generate(input_ids=src, attention_mask=src != PAD, num_beams=1, do_sample=False,
-                             max_new_tokens=length_cap(src, mcfg.max_len))
-        for i, ids in zip(idx, out.tolist()):
-            hyps[i] = decode(tok, ids[1:])
-    return hyps
-
-
-def throughput(mcfg_ours, mcfg_peer, cfg: TrainConfig, data, device, steps: int) -> dict[str, float]:
-    """Target tokens/s of forward+backward+step, ours and Marian alternating on the same batches."""
-    seed_everything(cfg.seed)
-    ours, peer = build_model(mcfg_ours).to(device), marian_peer(mcfg_peer).to(device)
-    runs = {"ours": (ours, lambda s, t: training_loss(ours, s, t, cfg.label_smoothing)),
-            "marian_peer": (peer, lambda s, t: loss_fn(marian_logits(peer, s, t[:, :-1]), t[:, 1:],
-                                                       cfg.label_smoothing))}
-    opts = {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, (m, _) in runs.items()}
-    seconds, tokens = dict.fromkeys(runs, 0.0), 0
-    batches = token_batches(data, cfg.batch_tokens, cfg.seed, 0)[: steps + 2]
-    for i, idx in enumerate(batches):
-        src, tgt = collate(data, idx, device)
-        for name, (model, fwd) in runs.items():
-            model.train()
-            t0 = time.perf_counter()
-            fwd(src, tgt).backward()  # each model's own training loss
-            opts[name].step()
-            opts[name].zero_grad(set_to_none=True)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if i >= 2:  # two warm-up steps
-                seconds[name] += time.perf_counter() - t0
-        if i >= 2:
-            tokens += int((tgt[:, 1:] != PAD).sum())
-    return {name: tokens / s for name, s in seconds.items()}
+def run_system(name: str, seed: int, preset: str, cfg: TrainConfig, runs: Path, dev_sets: dict, device,
+               strategy: Strategy) -> dict:
+    """Train (or resume) one system with one seed, decode the dev sets with its best checkpoint (chosen on the
+    selection split), and keep the hypotheses; stored in the run folder and reused by a rerun."""
+    run = runs / f"{name}_seed{seed}"
+    done = run / "bench_entry.json"
+    key = {"steps": cfg.steps, "seed": seed, "strategy": asdict(strategy)}
+    if done.is_file():
+        stored = json.loads(done.read_text(encoding="utf-8"))
+        if stored.get("key") == key:
+            return stored["entry"]
+    summary = train(model_config(preset, **SYSTEMS[name]), replace(cfg, seed=seed), run, str(device))
+    model, tok, mcfg = load_translator(run, device)
+    hyps = {n: translate(model, tok, mcfg, [p.src for p in rows], device, strategy) for n, rows in dev_sets.items()}
+    entry = {"select": summary["best"], "target_tokens_per_s": summary["target_tokens_per_s"],
+             "parameters": parameters(model), "hyps": hyps,
+             "scores": {n: score(h, [p.tgt for p in dev_sets[n]]) for n, h in hyps.items()},
+             "curve": [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
+                       if "/bleu" in line]}
+    done.write_text(json.dumps({"key": key, "entry": entry}), encoding="utf-8")
+    return entry
 
 
 def score(hyps: list[str], refs: list[str]) -> dict[str, float]:
@@ -140,79 +98,145 @@ def score(hyps: list[str], refs: list[str]) -> dict[str, float]:
     return {"bleu": s["bleu"].score, "chrf": s["chrf"].score}
 
 
+def compare(a: str, b: str, entries: dict, dev_sets: dict) -> dict:
+    """The protocol's entry for system ``a`` vs ``b`` on every dev set, for BLEU and chrF++."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    seeds = {s: sorted(seed for (name, seed) in entries if name == s) for s in (a, b)}
+    out = {}
+    for dev, rows in dev_sets.items():
+        refs = [p.tgt for p in rows]
+        out[dev] = {}
+        for metric_name, metric in (("bleu", BLEU()), ("chrf", CHRF(word_order=2))):
+            hyps = {s: [entries[(s, seed)]["hyps"][dev] for seed in seeds[s]] for s in (a, b)}
+            samples_a, samples_b = bootstrap_corpus(metric, hyps[a], hyps[b], refs)
+            per_seed = {s: [entries[(s, seed)]["scores"][dev][metric_name] for seed in seeds[s]] for s in (a, b)}
+            out[dev][metric_name] = comparison(a, per_seed[a], b, per_seed[b], samples_a - samples_b, seeds)
+    return out
+
+
+def training_steps(model: torch.nn.Module, fixed: list, smoothing: float):
+    """One call = one AdamW step on each of the ``fixed`` (src, tgt) batches."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step():
+        for src, tgt in fixed:
+            training_loss(model, src, tgt, smoothing).backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+    return step
+
+
+def peak_training_memory(preset: str, fields: dict, fixed: list, smoothing: float, device: str) -> dict:
+    """Peak memory of two training passes over ``fixed``, measured in a fresh process (spawned), so that one
+    model's reading never includes another's: CUDA's max allocated on a GPU, the peak RSS on the CPU."""
+    seed_everything(0)
+    model = build_model(model_config(preset, **fields)).to(device).train()
+    reset_peak_memory(device)
+    step = training_steps(model, [(s.to(device), t.to(device)) for s, t in fixed], smoothing)
+    step()
+    step()
+    return peak_memory(device)
+
+
+def throughput(best: str, preset: str, vocab_size: int, cfg: TrainConfig, data, device, repeats: int,
+               batches: int = 4) -> dict:
+    """Training steps of the best scheme and the peer timed side by side on the same ``batches`` batches
+    (forward, backward, AdamW step; interleaved rounds of ``torch.utils.benchmark``), and each one's peak memory."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    fixed = [collate(data, idx, device) for idx in token_batches(data, cfg.batch_tokens, cfg.seed, 0)[:batches]]
+    tokens = sum(int((tgt[:, 1:] != 0).sum()) for _, tgt in fixed)
+    fields = {name: {"vocab_size": vocab_size, **SYSTEMS[name]} for name in (best, "marian_peer")}
+    steps = {}
+    for name in fields:
+        seed_everything(cfg.seed)
+        steps[name] = training_steps(build_model(model_config(preset, **fields[name])).to(device).train(), fixed,
+                                     cfg.label_smoothing)
+    timings = interleaved(steps, repeats=repeats)
+    memory = {}
+    for name in fields:
+        with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+            cpu_batches = [(src.cpu(), tgt.cpu()) for src, tgt in fixed]
+            memory[name] = pool.submit(peak_training_memory, preset, fields[name], cpu_batches, cfg.label_smoothing,
+                                       str(device)).result()
+    per_model = {name: {**t.as_dict(), "target_tokens_per_s": tokens / (t.median_ms / 1e3), **memory[name]}
+                 for name, t in timings.items()}
+    return {"scheme": best, "batches": batches, "target_tokens": tokens, "models": per_model,
+            "throughput_ratio_vs_marian": ratio(timings["marian_peer"], timings[best])}
+
+
 def write_report(result: dict, out: Path) -> None:
-    """training.md (the table) and training_bleu.png (dev BLEU against step for each scheme)."""
+    """training.md (per-seed table and comparisons) and training_bleu.png (means with seed std error bars)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    dev_names = [k for k in next(iter(result["runs"].values())) if k.startswith("dev")]
-    lines = [f"# Training benchmark ({result['device']}, {result['machine']})", "",
-             f"{result['steps']} steps of ~{result['batch_tokens']} tokens, same seed, tokenizer, batches and "
-             "schedule; greedy decoding of each run's best checkpoint (by dev BLEU during training) on the full "
-             "dev sets.", "",
-             "| model | " + " | ".join(f"{d} BLEU | {d} chrF++" for d in dev_names) + " | target tok/s |",
-             "| --- |" + " ---: |" * (2 * len(dev_names) + 1)]
-    for name, r in result["runs"].items():
-        cells = " | ".join(f"{r[d]['bleu']:.2f} | {r[d]['chrf']:.2f}" for d in dev_names)
-        lines.append(f"| {name} | {cells} | {r['target_tokens_per_s']:.0f} |")
-    side = result["throughput_side_by_side"]
-    lines += ["", "target tok/s: our schemes as measured during their own training runs (which shared the "
-              "machine with other runs); marian_peer from the side-by-side measurement below.", "",
-              f"Throughput, side by side ({side['scheme']} vs Marian, alternating on the same batches, "
-              f"{result.get('torch_threads', '?')} thread(s)): ours {side['ours']:.0f} vs Marian "
-              f"{side['marian_peer']:.0f} target tokens/s, ratio {result['throughput_ratio_vs_marian']:.2f}", ""]
-    (out / "training.md").write_text("\n".join(lines), encoding="utf-8")
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for scheme, curve in result["curves"].items():
-        key = next((k for k in (curve[0] if curve else {}) if k.endswith("/bleu")), None)
-        if key:
-            ax.plot([c["step"] for c in curve], [c[key] for c in curve], marker="o", label=f"{scheme} ({key})")
-    ax.set_xlabel("step")
-    ax.set_ylabel(f"dev BLEU (greedy, first {result['dev_limit']} sentences)")
-    ax.legend()
+    devs = result["dev_sets"]
+    lines = [f"# Training benchmark ({result['device_info']['label']})", "",
+             f"{result['steps']} steps of ~{result['batch_tokens']} tokens per run; the same data, tokenizer recipe, "
+             f"batches, schedule and selection split for every system; checkpoint chosen on the selection split "
+             f"({result['select_size']} pairs carved from the training data); {result['strategy']} decoding of the "
+             "full dev sets. Mean ± seed std, every seed listed.", "",
+             "| system | seeds | parameters | selection BLEU | " + " | ".join(f"{d} BLEU | {d} chrF++" for d in devs)
+             + " |", "| --- | --- | ---: | ---: |" + " ---: |" * (2 * len(devs))]
+    for name, s in result["systems"].items():
+        cells = " | ".join(f"{s[d]['bleu']['mean']:.2f} ± {s[d]['bleu']['std']:.2f} | "
+                           f"{s[d]['chrf']['mean']:.2f} ± {s[d]['chrf']['std']:.2f}" for d in devs)
+        lines.append(f"| {name} | {', '.join(map(str, s['seeds']))} | {s['parameters']:,} | "
+                     f"{s['select_bleu']['mean']:.2f} | {cells} |")
+    lines += ["", "Paired comparisons (seed-averaged difference, 95% paired-bootstrap interval, verdict):", "",
+              "| comparison | dev set | BLEU diff [95% CI] | verdict | chrF++ diff [95% CI] | verdict |",
+              "| --- | --- | ---: | --- | ---: | --- |"]
+    for key, per_dev in result["comparisons"].items():
+        for d in devs:
+            b, c = per_dev[d]["bleu"], per_dev[d]["chrf"]
+            lines.append(f"| {key} | {d} | {b['mean']['diff']:+.2f} [{b['ci95'][0]:+.2f}, {b['ci95'][1]:+.2f}] | "
+                         f"{b['verdict']} | {c['mean']['diff']:+.2f} [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}] | "
+                         f"{c['verdict']} |")
+    tp = result["throughput"]
+    r = tp["throughput_ratio_vs_marian"]
+    lines += ["", f"Training throughput, side by side ({tp['scheme']} vs the Marian peer, the same {tp['batches']} "
+              f"batches, {r['repeats']} interleaved rounds): ours / peer {r['median']:.2f} "
+              f"(IQR {r['iqr'][0]:.2f}–{r['iqr'][1]:.2f}): " + SPEED_WORDS[r["verdict"]] + ".",
+              "",
+              "| model | median ms per step | IQR | target tok/s | peak memory (MB) |",
+              "| --- | ---: | --- | ---: | ---: |"]
+    for name, m in tp["models"].items():
+        lines.append(f"| {name} | {m['median_ms']:.0f} | {m['iqr_ms'][0]:.0f}–{m['iqr_ms'][1]:.0f} | "
+                     f"{m['target_tokens_per_s']:.0f} | {m['peak_memory_mb']:.0f} ({m['memory_kind']}) |")
+    (out / "training.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    fig, axes = plt.subplots(1, len(devs), figsize=(5 * len(devs), 4), squeeze=False)
+    names = list(result["systems"])
+    for ax, d in zip(axes[0], devs):
+        means = [result["systems"][n][d]["bleu"]["mean"] for n in names]
+        stds = [result["systems"][n][d]["bleu"]["std"] for n in names]
+        ax.bar(names, means, yerr=stds, capsize=4, color=["C0" if n != "marian_peer" else "C1" for n in names])
+        ax.set_title(f"{d} (mean ± seed std)")
+        ax.set_ylabel(f"BLEU ({result['strategy']})")
+        ax.tick_params(axis="x", rotation=20)
     fig.tight_layout()
     fig.savefig(out / "training_bleu.png", dpi=110)
     plt.close(fig)
 
 
-RUNS = (*POSITIONALS, "marian_peer")
+def summarise(name: str, entries: dict, dev_sets: dict) -> dict:
+    runs = {seed: e for (n, seed), e in entries.items() if n == name}
 
+    def stat(values: list[float]) -> dict:
+        return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                "per_seed": values}
 
-def scheme_entry(scheme: str, cfg: TrainConfig, run: Path, dev_sets: dict, device) -> dict:
-    """Train (or resume) one scheme, then score its best checkpoint greedily on the full dev sets."""
-    summary = train(model_config("small", positional=scheme), cfg, run, str(device))
-    model, tok, mcfg = load_translator(run, device)  # the best checkpoint on the selection split
-    entry = {name: score(translate(model, tok, mcfg, [q.src for q in rows], device), [q.tgt for q in rows])
-             for name, rows in dev_sets.items()}
-    entry["target_tokens_per_s"] = summary["target_tokens_per_s"]
-    entry["select"] = summary["best"]  # the selection-split scores that chose the checkpoint
-    entry["curve"] = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
-                      if "/bleu" in line]
-    return entry
-
-
-def shared_tokenizer(runs: Path, train_path: str, device):
-    """The benchmark's tokenizer (every scheme trains the same one: same data, same seed) and model config."""
-    for scheme in POSITIONALS:
-        if (runs / scheme / "checkpoints").is_dir():
-            _, tok, mcfg = load_translator(runs / scheme, device)
-            return tok, mcfg
-    mcfg = model_config("small")
-    tok = train_tokenizer((t for p in load_parallel(train_path) for t in (p.src, p.tgt)), mcfg.vocab_size)
-    return tok, model_config("small", vocab_size=tok.get_vocab_size())
-
-
-def marian_entry(cfg: TrainConfig, runs: Path, dev_sets: dict, device) -> dict:
-    tok, mcfg = shared_tokenizer(runs, cfg.train, device)
-    data = encode_pairs(tok, load_parallel(cfg.train).records, mcfg.max_len)
-    start = time.perf_counter()
-    peer, _ = train_marian(mcfg, cfg, tok, data, device)
-    entry = {name: score(marian_translate(peer, tok, [q.src for q in rows], mcfg, device), [q.tgt for q in rows])
-             for name, rows in dev_sets.items()}
-    entry["train_seconds"] = time.perf_counter() - start
-    return entry
+    out = {"seeds": sorted(runs), "parameters": next(iter(runs.values()))["parameters"],
+           "select_bleu": stat([runs[s]["select"]["bleu"] for s in sorted(runs)]),
+           "target_tokens_per_s_in_training": stat([runs[s]["target_tokens_per_s"] for s in sorted(runs)])}
+    for d in dev_sets:
+        out[d] = {m: stat([runs[s]["scores"][d][m] for s in sorted(runs)]) for m in ("bleu", "chrf")}
+    return out
 
 
 @cli_main
@@ -221,56 +245,52 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--train", default=f"{LOCAL}/train.fi-en.tsv")
     p.add_argument("--dev", nargs="+",
                    default=[f"{LOCAL}/dev.tatoeba.fi-en.tsv", f"{LOCAL}/dev.newstest2018.fi-en.tsv"])
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--batch-tokens", type=int, default=3000)
-    p.add_argument("--eval-every", type=int, default=400, help="validation during training (for the curves)")
-    p.add_argument("--dev-limit", type=int, default=200, help="dev sentences per set during training")
-    p.add_argument("--throughput-steps", type=int, default=30)
-    p.add_argument("--only", nargs="+", choices=RUNS, default=None,
-                   help="train and score just these runs (e.g. two processes in parallel), no report")
+    p.add_argument("--preset", default="small", choices=tuple(PRESETS))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--only", nargs="+", choices=tuple(SYSTEMS), default=None,
+                   help="train and score just these systems (e.g. in parallel processes), no report")
+    p.add_argument("--beam-size", type=positive_int, default=1, help="dev decoding: 1 = greedy")
+    p.add_argument("--repeats", type=positive_int, default=7, help="interleaved timing rounds (>= 5 for a verdict)")
     p.add_argument("--runs", type=Path, default=Path("runs/mt-bench"), help="where the runs' checkpoints go")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--device", default="auto")
+    # any training field (--steps, --lr, --warmup, ...): not given = BENCH_TRAIN's, else TrainConfig's
+    add_dataclass_flags(p, TrainConfig, skip=("train", "dev", "seed", "time_budget_min"))
     args = p.parse_args(argv)
     device = pick_device(args.device)
-    cfg = TrainConfig(train=args.train, dev=args.dev, steps=args.steps, batch_tokens=args.batch_tokens,
-                      eval_every=args.eval_every, dev_limit=args.dev_limit)
+    cfg = TrainConfig(**{**BENCH_TRAIN, **pick(vars(args), TrainConfig), "train": args.train, "dev": args.dev})
+    strategy = Strategy("greedy") if args.beam_size == 1 else Strategy("beam", beam_size=args.beam_size)
     dev_sets = {Path(d).name.removesuffix(".tsv").removesuffix(".fi-en"): load_parallel(d).records for d in args.dev}
-    entries = {}
-    for name in args.only or RUNS:
-        done = args.runs / name / "bench_entry.json"  # a finished run is scored once, then reused
-        if done.is_file() and json.loads(done.read_text()).get("steps") == args.steps:
-            entries[name] = json.loads(done.read_text())["entry"]
-            continue
-        (args.runs / name).mkdir(parents=True, exist_ok=True)
-        entries[name] = (marian_entry(cfg, args.runs, dev_sets, device) if name == "marian_peer"
-                         else scheme_entry(name, cfg, args.runs / name, dev_sets, device))
-        done.write_text(json.dumps({"steps": args.steps, "entry": entries[name]}), encoding="utf-8")
+    entries = {(name, seed): run_system(name, seed, args.preset, cfg, args.runs, dev_sets, device, strategy)
+               for name, seed in runs_to_train(args.only or list(SYSTEMS), args.seeds)}
     if args.only:
         return
-    result = {"steps": args.steps, "batch_tokens": args.batch_tokens, "device": str(device),
-              "device_info": device_info(device),
-              "machine": platform.processor() or platform.machine(), "dev_limit": args.dev_limit,
-              "torch_threads": torch.get_num_threads(), "runs": {}, "curves": {}}
-    for name, entry in entries.items():
-        result["curves"][name] = entry.pop("curve", [])
-        result["runs"][name] = entry
-    result["curves"].pop("marian_peer")
-    tok, mcfg = shared_tokenizer(args.runs, args.train, device)
-    data = encode_pairs(tok, load_parallel(args.train).records, mcfg.max_len)
-    # the scheme timed against Marian is chosen on the selection split, never on the dev sets it reports
-    best = max(POSITIONALS, key=lambda s: result["runs"][s].get("select", {}).get("bleu", -1.0))
-    tps = throughput(model_config("small", positional=best, vocab_size=mcfg.vocab_size), mcfg, cfg, data, device,
-                     args.throughput_steps)
-    result["runs"]["marian_peer"]["target_tokens_per_s"] = tps["marian_peer"]
-    result["throughput_side_by_side"] = {"scheme": best, **tps}
-    result["throughput_ratio_vs_marian"] = tps["ours"] / tps["marian_peer"]
-    result["best_scheme"] = best
-    result["model_config"] = asdict(mcfg)
+    systems = {name: summarise(name, entries, dev_sets) for name in SYSTEMS}
+    # "our best configuration" is chosen on the selection split, never on the dev sets it is reported on
+    best = max(OURS, key=lambda n: systems[n]["select_bleu"]["mean"])
+    comparisons = {f"{a}_vs_{b}": compare(a, b, entries, dev_sets) for a, b in
+                   (("rope", "marian_peer"), ("relative_bias", "marian_peer"), ("sinusoidal", "marian_peer"),
+                    ("rope", "relative_bias"), ("rope", "sinusoidal"), ("relative_bias", "sinusoidal"))}
+    comparisons["best_vs_marian"] = comparisons[f"{best}_vs_marian_peer"]
+    _, tok, mcfg = load_translator(args.runs / f"{best}_seed{args.seeds[0]}", device)
+    train_pairs, _ = select_pairs_from(load_parallel(args.train).records, cfg)
+    data = encode_pairs(tok, train_pairs, mcfg.max_len)
+    tp = throughput(best, args.preset, mcfg.vocab_size, cfg, data, device, args.repeats)
+    result = {"steps": cfg.steps, "batch_tokens": cfg.batch_tokens, "select_size": cfg.select_size,
+              "seeds": args.seeds, "strategy": "greedy" if args.beam_size == 1 else f"beam {args.beam_size}",
+              "train_config": {k: v for k, v in asdict(cfg).items() if k not in ("train", "dev")},
+              "device_info": device_info(device), "machine": platform.processor() or platform.machine(),
+              "dev_sets": list(dev_sets), "best_scheme": best, "systems": systems, "comparisons": comparisons,
+              "throughput": tp, "throughput_ratio_vs_marian": tp["throughput_ratio_vs_marian"],
+              "peak_memory": {n: {k: m[k] for k in ("peak_memory_mb", "memory_kind")} for n, m in tp["models"].items()},
+              "model_config": asdict(mcfg),
+              "curves": {f"{n}_seed{s}": e["curve"] for (n, s), e in entries.items()}}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "training.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     write_report(result, args.out)
-    print(json.dumps({k: result[k] for k in ("runs", "throughput_ratio_vs_marian")}, indent=2))
+    print(json.dumps({"best_vs_marian": {d: {m: v["verdict"] for m, v in c.items()}
+                                         for d, c in comparisons["best_vs_marian"].items()},
+                      "throughput_ratio_vs_marian": tp["throughput_ratio_vs_marian"]}, indent=2))
 
 
 if __name__ == "__main__":

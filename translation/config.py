@@ -83,6 +83,11 @@ PRESETS: dict[str, dict] = {
 }
 
 
+# what the training benchmark changes from TrainConfig (bench_training.py): validation less often, on fewer dev
+# sentences (the curves only; the checkpoint is chosen on the whole selection split)
+BENCH_TRAIN = dict(eval_every=400, dev_limit=200)
+
+
 def model_config(preset: str, **overrides) -> ModelConfig:
     if preset not in PRESETS:
         raise UserError(f"--preset must be one of {', '.join(PRESETS)}, got '{preset}'")

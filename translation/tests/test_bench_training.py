@@ -1,0 +1,59 @@
+"""The training benchmark end to end at toy size: seeds, paired comparisons, interleaved throughput."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from shared_utils.stats import verdict
+from translation.bench_training import main, runs_to_train
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+def test_every_system_gets_every_seed_but_the_baseline_one():
+    assert runs_to_train(["rope", "sinusoidal", "marian_peer"], [0, 1, 2]) == [
+        ("rope", 0), ("sinusoidal", 0), ("marian_peer", 0), ("rope", 1), ("marian_peer", 1), ("rope", 2),
+        ("marian_peer", 2)]
+
+
+def test_the_benchmark_writes_seeds_comparisons_and_a_timed_ratio(tmp_path):
+    dev = tmp_path / "dev.tatoeba.fi-en.tsv"
+    dev.write_text("".join((SAMPLES / "dev.fi-en.tsv").read_text(encoding="utf-8").splitlines(True)[:30]),
+                   encoding="utf-8")
+    argv = ["--steps", "4", "--eval-every", "2", "--seeds", "0", "1", "--select-size", "20", "--dev-limit", "5",
+            "--repeats", "2", "--batch-tokens", "600", "--preset", "tiny", "--train", str(SAMPLES / "train.fi-en.tsv"),
+            "--dev", str(dev), "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--device", "cpu"]
+    main(argv)
+    result = json.loads((tmp_path / "out" / "training.json").read_text())
+    assert result["systems"]["sinusoidal"]["seeds"] == [0] and result["systems"]["rope"]["seeds"] == [0, 1]
+    select = {n: result["systems"][n]["select_bleu"]["mean"] for n in ("rope", "relative_bias", "sinusoidal")}
+    assert result["best_scheme"] == max(select, key=select.get)  # chosen on the selection split
+    entry = result["comparisons"]["best_vs_marian"]["dev.tatoeba"]["chrf"]
+    best = result["systems"][result["best_scheme"]]["dev.tatoeba"]["chrf"]
+    peer = result["systems"]["marian_peer"]["dev.tatoeba"]["chrf"]
+    assert entry["per_seed"] == {result["best_scheme"]: best["per_seed"], "marian_peer": peer["per_seed"]}
+    assert entry["mean"]["diff"] == pytest.approx(best["mean"] - peer["mean"])
+    assert entry["verdict"] == verdict(entry["mean"]["diff"], entry["ci95"], list(entry["std"].values()))
+    ratio = result["throughput_ratio_vs_marian"]
+    assert set(ratio) >= {"median", "iqr", "repeats"} and ratio["repeats"] == 2
+    assert all(result["peak_memory"][n]["peak_memory_mb"] > 0 for n in (result["best_scheme"], "marian_peer"))
+    params = {n: s["parameters"] for n, s in result["systems"].items()}
+    assert abs(params["marian_peer"] / params["rope"] - 1) < 0.1  # the same sizes (Marian adds its logits bias)
+    assert {p.name for p in (tmp_path / "out").glob("training*")} == {"training.json", "training.md",
+                                                                      "training_bleu.png"}
+    mtime = (tmp_path / "runs" / "rope_seed0" / "bench_entry.json").stat().st_mtime
+    main(argv)  # a rerun reuses every trained and scored run
+    assert (tmp_path / "runs" / "rope_seed0" / "bench_entry.json").stat().st_mtime == mtime
+    from translation.bench_decoding import main as decoding_main
+
+    decoding_main(["--checkpoint", str(tmp_path / "runs" / "rope_seed1"), "--dev", str(dev), "--limit", "12",
+                   "--diversity-limit", "3", "--repeats", "2", "--out", str(tmp_path / "dec"), "--device", "cpu"])
+    dec = json.loads((tmp_path / "dec" / "decoding.json").read_text())
+    assert dec["eval_sets"] == {"select": 12, "dev.tatoeba": 12}  # the run's own selection split, carved again
+    assert dec["best_strategy_chosen_on"] == "select" and dec["best_strategy"] == max(
+        ("greedy", "beam2", "beam4", "beam8"), key=lambda n: dec["strategies"][n]["select"]["bleu"])
+    for key in ("kv_cache_speedup", "greedy_throughput_ratio_vs_hf_generate", "beam_throughput_ratio_vs_hf_generate"):
+        assert set(dec[key]) == {"median", "iqr", "repeats", "verdict"} and dec[key]["repeats"] == 2
+    assert set(dec["beam4_vs_greedy"]) == {"dev.tatoeba"}
+    assert "hyps" not in dec["strategies"]["greedy"]["select"]
