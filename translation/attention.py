@@ -38,16 +38,16 @@ def attention_fused(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: tor
 
 class MultiHeadAttention(nn.Module):
     def __init__(self, d_model: int, num_heads: int, dropout: float, *, fused: bool = True,
-                 rotary: Rotary | None = None):
+                 rotary: Rotary | None = None, bias: bool = True):
         super().__init__()
         if d_model % num_heads:
             raise ValueError(f"d_model {d_model} is not divisible by num_heads {num_heads}")
         self.h, self.dropout, self.rotary = num_heads, dropout, rotary
         self.attend = attention_fused if fused else attention_reference
-        self.q_proj = nn.Linear(d_model, d_model)
-        self.k_proj = nn.Linear(d_model, d_model)
-        self.v_proj = nn.Linear(d_model, d_model)
-        self.out_proj = nn.Linear(d_model, d_model)
+        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.k_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
 
     def heads(self, x: torch.Tensor) -> torch.Tensor:
         B, S, D = x.shape

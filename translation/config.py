@@ -13,6 +13,8 @@ from shared_utils.runtime import check_training_flags
 
 POSITIONALS = ("sinusoidal", "rope", "relative_bias")
 ARCHS = ("ours", "marian")
+FFNS = ("gelu", "swiglu")
+NORMS = ("layernorm", "rmsnorm")
 
 
 @dataclass
@@ -34,12 +36,19 @@ class ModelConfig:
     fused_attention: bool = True  # SDPA; False = the explicit reference computation
     relative_buckets: int = 32
     relative_max_distance: int = 128
+    # architecture ablations (issue #20), each at the same parameter count within ~1%:
+    ffn: str = "gelu"  # "gelu": 2 matrices of d_ff; "swiglu": 3 of 2/3 d_ff (Shazeer 2020; LLaMA), gated
+    norm: str = "layernorm"  # "layernorm" | "rmsnorm" (no mean subtraction, no bias; Zhang & Sennrich 2019)
+    bias: bool = True  # biases in every linear layer and LayerNorm; False as in T5 and PaLM
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
             raise UserError(f"--arch must be one of {', '.join(ARCHS)}, got '{self.arch}'")
         if self.positional not in POSITIONALS:
             raise UserError(f"--positional must be one of {', '.join(POSITIONALS)}, got '{self.positional}'")
+        if self.ffn not in FFNS or self.norm not in NORMS:
+            raise UserError(f"--ffn must be one of {', '.join(FFNS)} and --norm one of {', '.join(NORMS)}, "
+                            f"got '{self.ffn}', '{self.norm}'")
         if self.d_model % self.num_heads:
             raise UserError(f"d_model {self.d_model} must be divisible by num_heads {self.num_heads}")
         if self.positional == "rope" and (self.d_model // self.num_heads) % 2:

@@ -41,22 +41,41 @@ def causal_mask(size: int, device: torch.device) -> torch.Tensor:
     return torch.full((size, size), NEG_INF, device=device).triu(1)
 
 
+def swiglu_hidden(d_ff: int) -> int:
+    """SwiGLU's hidden size for the parameters of a 2-matrix FFN of ``d_ff``: 2/3 d_ff, a multiple of 8."""
+    return 8 * round(2 * d_ff / 3 / 8)
+
+
 class FeedForward(nn.Module):
-    def __init__(self, d_model: int, d_ff: int, dropout: float):
+    """``fc2(gelu(fc1 x))``, or with ``gated`` SwiGLU: ``fc2(silu(fc1 x) * gate x)`` over 2/3 the width."""
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float, *, gated: bool = False, bias: bool = True):
         super().__init__()
-        self.fc1, self.fc2, self.dropout = nn.Linear(d_model, d_ff), nn.Linear(d_ff, d_model), nn.Dropout(dropout)
+        hidden = swiglu_hidden(d_ff) if gated else d_ff
+        self.fc1, self.fc2 = nn.Linear(d_model, hidden, bias=bias), nn.Linear(hidden, d_model, bias=bias)
+        self.gate = nn.Linear(d_model, hidden, bias=bias) if gated else None
+        self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.dropout(F.gelu(self.fc1(x))))
+        h = F.gelu(self.fc1(x)) if self.gate is None else F.silu(self.fc1(x)) * self.gate(x)  # (B, S, hidden)
+        return self.fc2(self.dropout(h))
+
+
+def norm_layer(cfg: ModelConfig) -> nn.Module:
+    return nn.RMSNorm(cfg.d_model) if cfg.norm == "rmsnorm" else nn.LayerNorm(cfg.d_model, bias=cfg.bias)
+
+
+def feed_forward(cfg: ModelConfig) -> FeedForward:
+    return FeedForward(cfg.d_model, cfg.d_ff, cfg.activation_dropout, gated=cfg.ffn == "swiglu", bias=cfg.bias)
 
 
 class EncoderBlock(nn.Module):
     def __init__(self, cfg: ModelConfig, rotary: Rotary | None):
         super().__init__()
-        self.ln1, self.ln2 = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
+        self.ln1, self.ln2 = norm_layer(cfg), norm_layer(cfg)
         self.attn = MultiHeadAttention(cfg.d_model, cfg.num_heads, cfg.attention_dropout,
-                                       fused=cfg.fused_attention, rotary=rotary)
-        self.ffn = FeedForward(cfg.d_model, cfg.d_ff, cfg.activation_dropout)
+                                       fused=cfg.fused_attention, rotary=rotary, bias=cfg.bias)
+        self.ffn = feed_forward(cfg)
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -68,12 +87,12 @@ class EncoderBlock(nn.Module):
 class DecoderBlock(nn.Module):
     def __init__(self, cfg: ModelConfig, rotary: Rotary | None):
         super().__init__()
-        self.ln1, self.ln2, self.ln3 = (nn.LayerNorm(cfg.d_model) for _ in range(3))
+        self.ln1, self.ln2, self.ln3 = (norm_layer(cfg) for _ in range(3))
         self.self_attn = MultiHeadAttention(cfg.d_model, cfg.num_heads, cfg.attention_dropout,
-                                            fused=cfg.fused_attention, rotary=rotary)
+                                            fused=cfg.fused_attention, rotary=rotary, bias=cfg.bias)
         self.cross_attn = MultiHeadAttention(cfg.d_model, cfg.num_heads, cfg.attention_dropout,
-                                             fused=cfg.fused_attention)
-        self.ffn = FeedForward(cfg.d_model, cfg.d_ff, cfg.activation_dropout)
+                                             fused=cfg.fused_attention, bias=cfg.bias)
+        self.ffn = feed_forward(cfg)
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, memory_kv: KV, self_mask: torch.Tensor | None, cross_mask: torch.Tensor,
@@ -127,7 +146,7 @@ class Transformer(nn.Module):
             self.dec_bias = RelativeBias(cfg.num_heads, bidirectional=False, **kw)
         self.encoder = nn.ModuleList(EncoderBlock(cfg, rotary) for _ in range(cfg.encoder_layers))
         self.decoder = nn.ModuleList(DecoderBlock(cfg, rotary) for _ in range(cfg.decoder_layers))
-        self.enc_ln, self.dec_ln = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
+        self.enc_ln, self.dec_ln = norm_layer(cfg), norm_layer(cfg)
         self.dropout = nn.Dropout(cfg.dropout)
 
     def embed_tokens(self, ids: torch.Tensor, offset: int = 0) -> torch.Tensor:

@@ -11,8 +11,8 @@ SCHEMES = ["sinusoidal", "rope", "relative_bias"]
 
 def tiny(positional: str, **kw) -> torch.nn.Module:
     torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=50, d_model=32, num_heads=4, encoder_layers=2, decoder_layers=2, d_ff=64,
-                      dropout=0.0, positional=positional, max_len=40, **kw)
+    cfg = ModelConfig(**{**dict(vocab_size=50, d_model=32, num_heads=4, encoder_layers=2, decoder_layers=2, d_ff=64,
+                             dropout=0.0, positional=positional, max_len=40), **kw})
     return build_model(cfg).eval()
 
 
@@ -116,3 +116,58 @@ def test_training_loss_skipping_pad_positions_equals_the_full_loss_and_gradients
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     assert torch.allclose(losses[0], losses[1], atol=1e-6)
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+# ------------------------------------------------------------------------ architecture ablations (issue #20)
+ABLATIONS = {"swiglu": dict(ffn="swiglu"), "rmsnorm": dict(norm="rmsnorm"), "no_bias": dict(bias=False),
+             "deep_encoder": dict(encoder_layers=6, decoder_layers=1)}
+
+
+def distinct_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
+
+
+@pytest.mark.parametrize("name", ABLATIONS)
+def test_each_ablation_keeps_the_parameter_budget_of_the_marian_peer(name):
+    from translation.config import model_config
+
+    peer = distinct_parameters(build_model(model_config("small", arch="marian")))
+    ours = distinct_parameters(build_model(model_config("small", **ABLATIONS[name])))
+    assert abs(ours / peer - 1) <= 0.03, (name, ours, peer)  # the rule of the comparison: within +-3%
+
+
+@pytest.mark.parametrize("name", ABLATIONS)
+def test_each_ablation_decodes_incrementally_as_it_trains(name):
+    model = tiny("rope", **ABLATIONS[name])
+    src, tgt = torch.randint(4, 50, (2, 7)), torch.randint(4, 50, (2, 5))
+    with torch.no_grad():
+        full, state, steps = model(src, tgt), model.start(src), []
+        for t in range(tgt.shape[1]):
+            logits, state = model.decode_step(tgt[:, t], state)
+            steps.append(logits)
+    assert torch.allclose(torch.stack(steps, 1), full, atol=1e-4)
+
+
+def test_swiglu_is_the_gated_formula_at_two_thirds_width():
+    from translation.model import FeedForward, swiglu_hidden
+
+    torch.manual_seed(0)
+    ffn = FeedForward(16, 48, 0.0, gated=True)
+    x = torch.randn(3, 16)
+    expected = ffn.fc2(torch.nn.functional.silu(ffn.fc1(x)) * ffn.gate(x))
+    assert swiglu_hidden(48) == 32 and ffn.fc1.out_features == 32 and torch.equal(ffn(x), expected)
+    dense = FeedForward(16, 48, 0.0)
+    assert abs(sum(p.numel() for p in ffn.parameters()) / sum(p.numel() for p in dense.parameters()) - 1) < 0.02
+
+
+def test_rmsnorm_and_bias_free_models_hold_what_they_say():
+    rms, plain = tiny("rope", norm="rmsnorm"), tiny("rope", bias=False)
+    assert not any(isinstance(m, torch.nn.LayerNorm) for m in rms.modules())
+    assert sum(isinstance(m, torch.nn.RMSNorm) for m in rms.modules()) == 2 * 2 + 3 * 2 + 2  # blocks + final
+    assert not [n for n, _ in plain.named_parameters() if n.endswith(".bias")]
+    assert [n for n, _ in tiny("rope").named_parameters() if n.endswith(".bias")]  # the default has biases
+
+
+def test_unknown_ffn_or_norm_is_one_sentence():
+    with pytest.raises(Exception, match="--ffn must be one of gelu, swiglu and --norm one of layernorm, rmsnorm"):
+        ModelConfig(ffn="relu")
