@@ -43,7 +43,7 @@ MT_TEST ?= $(if $(filter local,$(MT_DATA)),$(MT_DEV),hf:Helsinki-NLP/opus-100:en
 MT_RUN ?= runs/mt-$(MT_POSITIONAL)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint gpu-smoke demo demo-translation demo-quant demo-moe translation translation-bench translation-decoding quant-bench moe-bench moe-xsum
+.PHONY: help install test lint gpu-smoke demo demo-translation demo-quant demo-moe translation translation-bench translation-recipe translation-decoding quant-bench moe-bench moe-xsum
 
 help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -97,6 +97,10 @@ translation: install ## Train the Finnish->English Transformer, then score it (M
 
 translation-bench: install ## The compute-matched training benchmark: 3 position schemes vs a Marian peer (local data)
 	$(PY) -m translation.bench_training
+
+translation-recipe: install ## Issue #20's sweep on the selection split: shared recipes for ours and the peer, then our architecture ablations
+	$(PY) -m translation.bench_recipe --stage recipe
+	$(PY) -m translation.bench_recipe --stage ablations
 
 translation-decoding: install ## The decoding study on the benchmark's best checkpoint (after translation-bench)
 	$(PY) -m translation.bench_decoding

@@ -57,3 +57,22 @@ def test_the_benchmark_writes_seeds_comparisons_and_a_timed_ratio(tmp_path):
         assert set(dec[key]) == {"median", "iqr", "repeats", "verdict"} and dec[key]["repeats"] == 2
     assert set(dec["beam4_vs_greedy"]) == {"dev.tatoeba"}
     assert "hyps" not in dec["strategies"]["greedy"]["select"]
+
+
+def test_the_recipe_sweep_and_the_ablations_decide_on_the_selection_split(tmp_path):
+    from translation.bench_recipe import ABLATIONS, RECIPES
+    from translation.bench_recipe import main as recipe_main
+
+    argv = ["--steps", "3", "--select-size", "15", "--preset", "tiny", "--train", str(SAMPLES / "train.fi-en.tsv"),
+            "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--device", "cpu"]
+    recipe_main(["--stage", "recipe", *argv])
+    recipe = json.loads((tmp_path / "out" / "recipe.json").read_text())
+    assert set(recipe["grid"]) == set(RECIPES) and recipe["select_size"] == 15
+    assert recipe["chosen"] == max(recipe["grid"], key=lambda r: recipe["grid"][r]["mean_select_bleu"])
+    assert all(set(row) >= {"rope", "marian_peer", "fields"} for row in recipe["grid"].values())
+    recipe_main(["--stage", "ablations", *argv])
+    ablations = json.loads((tmp_path / "out" / "ablations.json").read_text())
+    assert set(ablations["ablations"]) == set(ABLATIONS) and ablations["recipe"] == recipe["chosen"]
+    verdicts = {a: e["vs_baseline"]["verdict"] for a, e in ablations["ablations"].items() if a != "baseline"}
+    assert ablations["kept"] == [a for a, v in verdicts.items() if v == "win"]
+    assert all(e["parameters"] > 0 and "hyps" not in e for e in ablations["ablations"].values())

@@ -1,0 +1,151 @@
+"""The recipe sweep and the architecture ablations of issue #20, decided on the selection split alone.
+
+    python translation/bench_recipe.py --stage recipe       # 4 recipes x (ours, peer): 8 runs, ~7 h of 1 CPU core
+    python translation/bench_recipe.py --stage ablations    # 5 architectures of ours under the chosen recipe
+    python translation/bench_recipe.py --stage recipe --only-runs rope   # one process's share (then rerun plainly)
+
+**Recipe** (what both models get): every recipe in :data:`RECIPES` trains our RoPE model and the Marian peer
+(seed 0, the benchmark's budget); the shared recipe chosen is the one with the highest mean selection-split BLEU
+over the two models. **Ablations** (ours alone, at the peer's parameter count within 3%): each entry of
+:data:`ABLATIONS` changes one config field of the RoPE model under the chosen recipe; it is kept only when the
+paired bootstrap on the selection split (its greedy translations against the baseline's) gives a ``win``.
+
+The dev sets are never decoded here: every decision is made on the selection split carved from the training
+data. Each run is trained once (resumable) and scored once. Writes results/recipe.json and
+results/ablations.json, every entry tried, kept or not, with its parameter count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from shared_utils.cli import Parser
+from shared_utils.data import load_parallel
+from shared_utils.errors import UserError, cli_main
+from shared_utils.runtime import device_info, pick_device
+from shared_utils.stats import bootstrap_corpus, comparison
+from translation.bench_training import LOCAL, RESULTS, SYSTEMS, parameters, score
+from translation.config import BENCH_TRAIN, PRESETS, TrainConfig, model_config
+from translation.decoding import Strategy
+from translation.inference import load_translator, translate
+from translation.train import select_pairs_from, train
+
+RECIPES: dict[str, dict] = {  # name -> TrainConfig fields over BENCH_TRAIN; the same for ours and the peer
+    "base": {},  # lr 7e-4, warmup 400, inverse square root, label smoothing 0.1
+    "lr1e-3_warmup800": dict(lr=1e-3, warmup=800),  # the peer's own schedule (issue #20)
+    "lr5e-4": dict(lr=5e-4),
+    "smoothing0.2": dict(label_smoothing=0.2),
+}
+RECIPE_SYSTEMS = ("rope", "marian_peer")
+ABLATIONS: dict[str, dict] = {  # name -> ModelConfig fields over the RoPE model; "baseline" changes nothing
+    "baseline": {},
+    "swiglu": dict(ffn="swiglu"),
+    "rmsnorm": dict(norm="rmsnorm"),
+    "no_bias": dict(bias=False),
+    "deep_encoder_6_1": dict(encoder_layers=6, decoder_layers=1),  # also fewer decoder steps' work per token
+}
+
+
+def selection_run(run: Path, model_fields: dict, cfg: TrainConfig, preset: str, select: list, device) -> dict:
+    """Train one run (or resume it), then translate the selection split greedily with its best checkpoint."""
+    done = run / "recipe_entry.json"
+    key = {"model": model_fields, "train": {k: v for k, v in asdict(cfg).items() if k not in ("train", "dev")}}
+    if done.is_file():
+        stored = json.loads(done.read_text(encoding="utf-8"))
+        if stored.get("key") == key:
+            return stored["entry"]
+    summary = train(model_config(preset, **model_fields), cfg, run, str(device))
+    model, tok, mcfg = load_translator(run, device)
+    hyps = translate(model, tok, mcfg, [p.src for p in select], device, Strategy("greedy"))
+    entry = {"select": score(hyps, [p.tgt for p in select]), "best_step": summary["best"]["step"],
+             "parameters": parameters(model), "hyps": hyps}
+    done.write_text(json.dumps({"key": key, "entry": entry}), encoding="utf-8")
+    return entry
+
+
+def paired(a: dict, b: dict, name_a: str, name_b: str, refs: list[str]) -> dict:
+    """One seed each: sacrebleu's paired bootstrap of BLEU on the selection split."""
+    from sacrebleu.metrics import BLEU
+
+    sa, sb = bootstrap_corpus(BLEU(), [a["hyps"]], [b["hyps"]], refs)
+    return comparison(name_a, [a["select"]["bleu"]], name_b, [b["select"]["bleu"]], sa - sb, [0])
+
+
+def drop_hyps(entries: dict) -> dict:
+    return {k: {f: v for f, v in e.items() if f != "hyps"} for k, e in entries.items()}
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> None:
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--stage", choices=("recipe", "ablations"), required=True)
+    p.add_argument("--train", default=f"{LOCAL}/train.fi-en.tsv")
+    p.add_argument("--preset", default="small", choices=tuple(PRESETS))
+    p.add_argument("--only-runs", nargs="+", default=None,
+                   help="train just the runs whose name contains one of these words (parallel processes), no report")
+    p.add_argument("--steps", type=int, default=None, help="override the benchmark's steps (smoke runs)")
+    p.add_argument("--select-size", type=int, default=None, help="override the selection split size (smoke runs)")
+    p.add_argument("--runs", type=Path, default=Path("runs/mt-recipe"))
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--device", default="auto")
+    args = p.parse_args(argv)
+    device = pick_device(args.device)
+    smoke = {k: v for k, v in (("steps", args.steps), ("select_size", args.select_size)) if v is not None}
+    base = TrainConfig(**{**BENCH_TRAIN, **smoke, "train": args.train, "dev": [args.train]})  # dev unused here
+    _, select = select_pairs_from(load_parallel(args.train).records, base)
+    if not select:
+        raise UserError("the sweep decides on the selection split: --select-size must be > 0")
+    refs = [q.tgt for q in select]
+
+    def wanted(name: str) -> bool:
+        return args.only_runs is None or any(word in name for word in args.only_runs)
+
+    if args.stage == "recipe":
+        runs = {f"{r}_{s}": (SYSTEMS[s], replace(base, **fields)) for r, fields in RECIPES.items()
+                for s in RECIPE_SYSTEMS}
+    else:
+        recipe_file = args.out / "recipe.json"
+        if not recipe_file.is_file():
+            raise UserError(f"{recipe_file} not found: run --stage recipe first")
+        chosen = json.loads(recipe_file.read_text(encoding="utf-8"))["chosen"]
+        runs = {f"ablation_{a}": ({**SYSTEMS["rope"], **fields}, replace(base, **RECIPES[chosen]))
+                for a, fields in ABLATIONS.items()}
+    entries = {name: selection_run(args.runs / name, fields, cfg, args.preset, select, device)
+               for name, (fields, cfg) in runs.items() if wanted(name)}
+    if args.only_runs:
+        return
+    common = {"preset": args.preset, "steps": base.steps, "select_size": len(select), "seed": base.seed,
+              "device_info": device_info(device), "decoding": "greedy",
+              "decided_on": "the selection split only (dev sets never decoded)"}
+    if args.stage == "recipe":
+        grid = {r: {"fields": fields, **{s: drop_hyps(entries)[f"{r}_{s}"] for s in RECIPE_SYSTEMS}}
+                for r, fields in RECIPES.items()}
+        for row in grid.values():
+            row["mean_select_bleu"] = sum(row[s]["select"]["bleu"] for s in RECIPE_SYSTEMS) / len(RECIPE_SYSTEMS)
+        chosen = max(grid, key=lambda r: grid[r]["mean_select_bleu"])
+        result = {**common, "rule": "the recipe with the highest mean selection BLEU over ours (rope) and the peer",
+                  "grid": grid, "chosen": chosen,
+                  "not_tried": {"checkpoint_averaging": "not implemented yet: train.py keeps the last 2 checkpoints"}}
+        name = "recipe.json"
+    else:
+        base_entry = entries["ablation_baseline"]
+        table = {}
+        for a, fields in ABLATIONS.items():
+            e = drop_hyps(entries)[f"ablation_{a}"]
+            table[a] = {"fields": fields, **e}
+            if a != "baseline":
+                table[a]["vs_baseline"] = paired(entries[f"ablation_{a}"], base_entry, a, "baseline", refs)
+        kept = [a for a, e in table.items() if a != "baseline" and e["vs_baseline"]["verdict"] == "win"]
+        result = {**common, "recipe": chosen, "rule": "kept when the selection-split paired bootstrap says win",
+                  "ablations": table, "kept": kept}
+        name = "ablations.json"
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / name).write_text(json.dumps(result, indent=2), encoding="utf-8")
+    print(json.dumps({k: result[k] for k in ("chosen", "kept") if k in result}))
+
+
+if __name__ == "__main__":
+    main()
