@@ -5,8 +5,9 @@
     python translation/bench_recipe.py --stage recipe --only-runs rope   # one process's share (then rerun plainly)
 
 **Recipe** (what both models get): every recipe in :data:`RECIPES` trains our RoPE model and the Marian peer
-(seed 0, the benchmark's budget); the shared recipe chosen is the one with the highest mean selection-split BLEU
-over the two models. **Ablations** (ours alone, at the peer's parameter count within 3%): each entry of
+(seed 0, the benchmark's budget); ``base_average3`` scores base's runs as the mean of their last 3 checkpoints
+(checkpoint averaging). The shared recipe chosen is the one with the highest mean selection-split BLEU over the
+two models. **Ablations** (ours alone, at the peer's parameter count within 3%): each entry of
 :data:`ABLATIONS` changes one config field of the RoPE model under the chosen recipe; it is kept only when the
 paired bootstrap on the selection split (its greedy translations against the baseline's) gives a ``win``.
 
@@ -22,7 +23,8 @@ import json
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from shared_utils.cli import Parser
+from shared_utils.checkpoint import load_average
+from shared_utils.cli import Parser, add_dataclass_flags, pick
 from shared_utils.data import load_parallel
 from shared_utils.errors import UserError, cli_main
 from shared_utils.runtime import device_info, pick_device
@@ -38,7 +40,9 @@ RECIPES: dict[str, dict] = {  # name -> TrainConfig fields over BENCH_TRAIN; the
     "lr1e-3_warmup800": dict(lr=1e-3, warmup=800),  # the peer's own schedule (issue #20)
     "lr5e-4": dict(lr=5e-4),
     "smoothing0.2": dict(label_smoothing=0.2),
+    "base_average3": dict(average_last=3),  # base's runs, scored as the mean of their last 3 checkpoints
 }
+KEEP = 5  # checkpoints every run keeps (steps 400..2000), so any of them can be averaged
 RECIPE_SYSTEMS = ("rope", "marian_peer")
 ABLATIONS: dict[str, dict] = {  # name -> ModelConfig fields over the RoPE model; "baseline" changes nothing
     "baseline": {},
@@ -49,9 +53,11 @@ ABLATIONS: dict[str, dict] = {  # name -> ModelConfig fields over the RoPE model
 }
 
 
-def selection_run(run: Path, model_fields: dict, cfg: TrainConfig, preset: str, select: list, device) -> dict:
-    """Train one run (or resume it), then translate the selection split greedily with its best checkpoint."""
-    done = run / "recipe_entry.json"
+def selection_run(run: Path, model_fields: dict, cfg: TrainConfig, preset: str, select: list, device,
+                  average_last: int = 1) -> dict:
+    """Train one run (or resume it), then translate the selection split greedily with its best checkpoint, or
+    with the mean of its last ``average_last`` checkpoints."""
+    done = run / ("recipe_entry.json" if average_last == 1 else f"recipe_entry_average{average_last}.json")
     key = {"model": model_fields, "train": {k: v for k, v in asdict(cfg).items() if k not in ("train", "dev")}}
     if done.is_file():
         stored = json.loads(done.read_text(encoding="utf-8"))
@@ -59,8 +65,11 @@ def selection_run(run: Path, model_fields: dict, cfg: TrainConfig, preset: str, 
             return stored["entry"]
     summary = train(model_config(preset, **model_fields), cfg, run, str(device))
     model, tok, mcfg = load_translator(run, device)
+    if average_last > 1:
+        load_average(run, average_last, model)
     hyps = translate(model, tok, mcfg, [p.src for p in select], device, Strategy("greedy"))
-    entry = {"select": score(hyps, [p.tgt for p in select]), "best_step": summary["best"]["step"],
+    entry = {"select": score(hyps, [p.tgt for p in select]),
+             "checkpoint": summary["best"]["step"] if average_last == 1 else f"mean of the last {average_last}",
              "parameters": parameters(model), "hyps": hyps}
     done.write_text(json.dumps({"key": key, "entry": entry}), encoding="utf-8")
     return entry
@@ -86,15 +95,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--preset", default="small", choices=tuple(PRESETS))
     p.add_argument("--only-runs", nargs="+", default=None,
                    help="train just the runs whose name contains one of these words (parallel processes), no report")
-    p.add_argument("--steps", type=int, default=None, help="override the benchmark's steps (smoke runs)")
-    p.add_argument("--select-size", type=int, default=None, help="override the selection split size (smoke runs)")
     p.add_argument("--runs", type=Path, default=Path("runs/mt-recipe"))
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--device", default="auto")
+    # any training field the grid leaves alone (--steps, --batch-tokens, ...): not given = BENCH_TRAIN's
+    add_dataclass_flags(p, TrainConfig, skip=("train", "dev", "seed", "time_budget_min"))
     args = p.parse_args(argv)
     device = pick_device(args.device)
-    smoke = {k: v for k, v in (("steps", args.steps), ("select_size", args.select_size)) if v is not None}
-    base = TrainConfig(**{**BENCH_TRAIN, **smoke, "train": args.train, "dev": [args.train]})  # dev unused here
+    base = TrainConfig(**{**BENCH_TRAIN, "keep_checkpoints": KEEP, **pick(vars(args), TrainConfig),
+                          "train": args.train, "dev": [args.train]})  # dev: logged in training, never decided on
     _, select = select_pairs_from(load_parallel(args.train).records, base)
     if not select:
         raise UserError("the sweep decides on the selection split: --select-size must be > 0")
@@ -103,18 +112,25 @@ def main(argv: list[str] | None = None) -> None:
     def wanted(name: str) -> bool:
         return args.only_runs is None or any(word in name for word in args.only_runs)
 
+    def recipe(name: str) -> tuple[TrainConfig, int]:
+        """A recipe's training config (averaging recipes train as their base) and how many checkpoints to average."""
+        fields = dict(RECIPES[name])
+        average = fields.pop("average_last", 1)
+        return replace(base, **fields), average
+
     if args.stage == "recipe":
-        runs = {f"{r}_{s}": (SYSTEMS[s], replace(base, **fields)) for r, fields in RECIPES.items()
-                for s in RECIPE_SYSTEMS}
+        runs = {f"{r}_{s}": (SYSTEMS[s], *recipe(r)) for r in RECIPES for s in RECIPE_SYSTEMS}
     else:
         recipe_file = args.out / "recipe.json"
         if not recipe_file.is_file():
             raise UserError(f"{recipe_file} not found: run --stage recipe first")
         chosen = json.loads(recipe_file.read_text(encoding="utf-8"))["chosen"]
-        runs = {f"ablation_{a}": ({**SYSTEMS["rope"], **fields}, replace(base, **RECIPES[chosen]))
-                for a, fields in ABLATIONS.items()}
-    entries = {name: selection_run(args.runs / name, fields, cfg, args.preset, select, device)
-               for name, (fields, cfg) in runs.items() if wanted(name)}
+        runs = {f"ablation_{a}": ({**SYSTEMS["rope"], **fields}, *recipe(chosen)) for a, fields in ABLATIONS.items()}
+    entries = {}
+    for name, (fields, cfg, average) in runs.items():
+        if wanted(name):  # an averaging recipe reads its base recipe's run folder: trained once
+            folder = args.runs / (name if average == 1 else name.replace(f"_average{average}", ""))
+            entries[name] = selection_run(folder, fields, cfg, args.preset, select, device, average)
     if args.only_runs:
         return
     common = {"preset": args.preset, "steps": base.steps, "select_size": len(select), "seed": base.seed,
@@ -127,8 +143,7 @@ def main(argv: list[str] | None = None) -> None:
             row["mean_select_bleu"] = sum(row[s]["select"]["bleu"] for s in RECIPE_SYSTEMS) / len(RECIPE_SYSTEMS)
         chosen = max(grid, key=lambda r: grid[r]["mean_select_bleu"])
         result = {**common, "rule": "the recipe with the highest mean selection BLEU over ours (rope) and the peer",
-                  "grid": grid, "chosen": chosen,
-                  "not_tried": {"checkpoint_averaging": "not implemented yet: train.py keeps the last 2 checkpoints"}}
+                  "grid": grid, "chosen": chosen}
         name = "recipe.json"
     else:
         base_entry = entries["ablation_baseline"]

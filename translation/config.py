@@ -79,9 +79,12 @@ class TrainConfig:
     select_seed: int = 0  # the split's seed: fixed apart from --seed, so every run trains on the same pairs
     time_budget_min: float = 0.0  # stop cleanly at a checkpoint after this many minutes (0 = none)
     seed: int = 0
+    keep_checkpoints: int = 2  # newest checkpoints kept besides the best (the recipe sweep keeps 5, to average)
 
     def __post_init__(self) -> None:
         check_training_flags(self)
+        if self.keep_checkpoints < 1:
+            raise UserError(f"--keep-checkpoints must be >= 1, got {self.keep_checkpoints}")
 
 
 PRESETS: dict[str, dict] = {

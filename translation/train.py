@@ -39,7 +39,7 @@ from translation.tokenizer import decode, load_tokenizer, train_tokenizer
 
 DATA_HINT = ("use --train ../shared/data/translation/train.fi-en.tsv --dev ../shared/data/translation/"
              "dev.tatoeba.fi-en.tsv (make translation MT_DATA=local)")
-SCHEDULE_FIELDS = ("steps", "lr", "warmup", "time_budget_min", "eval_every")  # may change when resuming
+SCHEDULE_FIELDS = ("steps", "lr", "warmup", "time_budget_min", "eval_every", "keep_checkpoints")  # may change on resume
 
 
 def get_lr(step: int, cfg: TrainConfig) -> float:
@@ -119,7 +119,7 @@ def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "au
                             weight_decay=cfg.weight_decay)
     run = TrainingRun(out, config, optimizer=opt, resume=resume, best_key="bleu", selecting=bool(select_pairs),
                       total=cfg.steps, eval_every=cfg.eval_every, time_budget_min=cfg.time_budget_min, world=world,
-                      main_proc=main_proc, device=device)
+                      main_proc=main_proc, device=device, keep_last=cfg.keep_checkpoints)
     progress = run.progress
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     batches = EpochBatches(data, cfg.batch_tokens, cfg.seed, progress.epoch, world)

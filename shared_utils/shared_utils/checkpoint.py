@@ -255,6 +255,24 @@ def load_latest(run_dir: str | Path, which: str = "latest") -> Checkpoint | None
     return load_checkpoint(root / tag) if tag else None
 
 
+def load_average(run_dir: str | Path, n: int, model: torch.nn.Module) -> Checkpoint:
+    """Load into ``model`` the element-wise mean of the weights of the ``n`` newest checkpoints of a run
+    (checkpoint averaging, as in Vaswani et al. 2017); returns the newest one (its config and tokenizer). Each is
+    checked as it loads; fewer than ``n`` kept is one sentence (train with a larger ``keep_checkpoints``)."""
+    folders = _published(Path(run_dir) / "checkpoints")[-n:]
+    if len(folders) < n:
+        raise UserError(f"{run_dir} keeps {len(folders)} checkpoint(s), fewer than the {n} to average: train it "
+                        f"with --keep-checkpoints {n} or more")
+    total: dict[str, torch.Tensor] = {}
+    for folder in folders:
+        ckpt = load_checkpoint(folder)
+        ckpt.load_weights(model)  # tied matrices, saved once, come back under every name
+        for name, tensor in model.state_dict().items():
+            total[name] = total.get(name, 0) + tensor.double()
+    model.load_state_dict({name: (t / n).to(model.state_dict()[name].dtype) for name, t in total.items()})
+    return ckpt
+
+
 def load_best(path: str | Path) -> Checkpoint:
     """What evaluation loads: a run folder's best checkpoint (else its latest), or a checkpoint folder itself."""
     path = Path(path)
@@ -273,12 +291,13 @@ class Progress:
 
 
 def save_progress(run_dir: str | Path, progress: Progress, *, model: torch.nn.Module, optimizer, config: dict,
-                  extra_files: dict[str, str] | None = None, is_best: bool = False) -> None:
+                  extra_files: dict[str, str] | None = None, is_best: bool = False, keep_last: int = 2) -> None:
     """A training checkpoint (weights, optimizer, RNG states, progress), published atomically as
-    ``step_XXXXXXXX``, then marked best if it is."""
+    ``step_XXXXXXXX``, then marked best if it is; the ``keep_last`` newest (and the best) are kept."""
     tag = f"step_{progress.step:08d}"
     state = {"optimizer": optimizer.state_dict(), "rng": rng_state(), **asdict(progress)}
-    save_checkpoint(run_dir, tag, model=model, state=state, config=config, extra_files=extra_files)
+    save_checkpoint(run_dir, tag, model=model, state=state, config=config, extra_files=extra_files,
+                    keep_last=keep_last)
     if is_best:
         mark_best(run_dir, tag)
 

@@ -76,10 +76,12 @@ class TrainingRun:
 
     def __init__(self, out: Path, config: dict, *, optimizer, resume: Checkpoint | None, best_key: str,
                  selecting: bool, total: int, eval_every: int, time_budget_min: float, world: int = 1,
-                 main_proc: bool = True, device: torch.device | str = "cpu", desc: str = "train"):
+                 main_proc: bool = True, device: torch.device | str = "cpu", desc: str = "train",
+                 keep_last: int = 2):
         self.out, self.config, self.optimizer = Path(out), config, optimizer
         self.best_key, self.selecting, self.total, self.eval_every = best_key, selecting, total, eval_every
         self.time_budget_min, self.world, self.main_proc = time_budget_min, world, main_proc
+        self.keep_last = keep_last  # newest checkpoints kept besides the best (more, to average them)
         self.device = torch.device(device)
         self.progress = Progress(best={best_key: -1.0})
         if resume is not None:
@@ -135,7 +137,7 @@ class TrainingRun:
             self.progress.best = {**select, "step": self.progress.step}
         if self.main_proc:
             save_progress(self.out, self.progress, model=model, optimizer=self.optimizer, config=self.config,
-                          extra_files=extra_files, is_best=is_best)
+                          extra_files=extra_files, is_best=is_best, keep_last=self.keep_last)
 
     def log(self, record: dict) -> bool:
         """Append the step's row to ``metrics.jsonl``; True when the time budget says stop (after this step's

@@ -71,3 +71,25 @@ def test_a_worse_selection_score_is_not_the_best(tmp_path):
     run.close()
     assert run.progress.best == {"acc": 0.9, "step": 1}
     assert (tmp_path / "checkpoints" / "best").read_text().strip() == "step_00000001"
+
+
+def test_checkpoint_averaging_is_the_mean_of_the_newest_weights(tmp_path):
+    from shared_utils.checkpoint import load_average, save_progress
+
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    saved = []
+    for step in (1, 2, 3):
+        with torch.no_grad():
+            model.weight.fill_(float(step))
+            model.bias.fill_(10.0 * step)
+        saved.append({k: v.clone() for k, v in model.state_dict().items()})
+        save_progress(tmp_path, Progress(step=step), model=model, optimizer=opt, config={"project": "t"},
+                      keep_last=3)
+    fresh = torch.nn.Linear(3, 2)
+    newest = load_average(tmp_path, 2, fresh)
+    assert newest.path.name == "step_00000003"
+    assert torch.equal(fresh.weight, torch.full((2, 3), 2.5)) and torch.equal(fresh.bias, torch.full((2,), 25.0))
+    with pytest.raises(UserError, match="keeps 3 checkpoint\\(s\\), fewer than the 4 to average: train it with "
+                                        "--keep-checkpoints 4 or more"):
+        load_average(tmp_path, 4, fresh)

@@ -63,13 +63,16 @@ def test_the_recipe_sweep_and_the_ablations_decide_on_the_selection_split(tmp_pa
     from translation.bench_recipe import ABLATIONS, RECIPES
     from translation.bench_recipe import main as recipe_main
 
-    argv = ["--steps", "3", "--select-size", "15", "--preset", "tiny", "--train", str(SAMPLES / "train.fi-en.tsv"),
+    argv = ["--steps", "3", "--eval-every", "1", "--select-size", "15", "--preset", "tiny", "--train",
+            str(SAMPLES / "train.fi-en.tsv"),
             "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--device", "cpu"]
     recipe_main(["--stage", "recipe", *argv])
     recipe = json.loads((tmp_path / "out" / "recipe.json").read_text())
     assert set(recipe["grid"]) == set(RECIPES) and recipe["select_size"] == 15
     assert recipe["chosen"] == max(recipe["grid"], key=lambda r: recipe["grid"][r]["mean_select_bleu"])
     assert all(set(row) >= {"rope", "marian_peer", "fields"} for row in recipe["grid"].values())
+    averaged = recipe["grid"]["base_average3"]["rope"]
+    assert averaged["checkpoint"] == "mean of the last 3" and not (tmp_path / "runs" / "base_average3_rope").exists()
     recipe_main(["--stage", "ablations", *argv])
     ablations = json.loads((tmp_path / "out" / "ablations.json").read_text())
     assert set(ablations["ablations"]) == set(ABLATIONS) and ablations["recipe"] == recipe["chosen"]
