@@ -1,0 +1,26 @@
+"""Each project README's file table matches the tree: every module listed once, under one of three parts."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PARTS = ("model core", "pipeline", "studies")
+
+
+@pytest.mark.parametrize("project", ["translation", "quantization", "moe_summarization"])
+def test_the_file_table_lists_every_module_under_one_part(project):
+    text = (ROOT / project / "README.md").read_text(encoding="utf-8")
+    table = text[text.index("| part | file | what it holds |"):].split("\n\n")[0].splitlines()[2:]
+    listed = {}
+    for row in table:
+        part, files = [cell.strip() for cell in row.strip("|").split("|")][:2]
+        assert part in PARTS, row
+        for name in re.findall(r"`([a-z0-9_]+\.py)`", files):
+            assert name not in listed, f"{name} listed twice"
+            listed[name] = part
+    modules = {p.name for p in (ROOT / project).glob("*.py")} - {"__init__.py"}
+    assert set(listed) == modules
+    order = [PARTS.index(p) for p in listed.values()]
+    assert order == sorted(order)  # the core first, then the pipeline, then the studies
