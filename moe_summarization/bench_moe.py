@@ -32,6 +32,7 @@ from moe_summarization.experiment import DEFAULT_DATA, ExperimentConfig, late_su
 from moe_summarization.moe import FFN, MoELayer
 from shared_utils.cli import Parser, positive_int
 from shared_utils.errors import cli_main
+from shared_utils.report import pyplot, save_figure
 from shared_utils.runtime import device_info, pick_device, seed_everything
 from shared_utils.timing import interleaved, ratio
 
@@ -209,8 +210,9 @@ def write_markdown(result: dict, path: Path) -> None:
         f"experts implementation here: `{s['hf_mixtral_fastest_experts']}`.",
         "",
         *expert_parallel_lines(result.get("expert_parallel")),
-        f"## Balance: tiny MoE LM, {result['experiment']['steps']} steps, top-{result['experiment']['k']}, "
-        f"capacity factor {result['experiment']['capacity_factor']}, {result['experiment']['num_experts']} experts",
+        f"## Balance: tiny MoE LM, {result['experiment']['steps']} steps, top-{result['experiment']['moe']['k']}, "
+        f"capacity factor {result['experiment']['moe']['capacity_factor']}, "
+        f"{result['experiment']['moe']['num_experts']} experts",
         "",
         "Load over the last 10% of steps, for the worst MoE layer: max/mean and CV of the tokens each expert "
         "received in that window, and the same per single step (which adds one batch's sampling noise).",
@@ -241,10 +243,7 @@ def expert_parallel_lines(ep: dict | None) -> list[str]:
 
 
 def plot(result: dict, histories: dict, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(2, len(histories), figsize=(4 * len(histories), 6.5), sharex=True)
     for col, (name, history) in enumerate(histories.items()):
@@ -259,9 +258,7 @@ def plot(result: dict, histories: dict, out: Path) -> None:
         axes[1, col].set_ylim(1.0, len(layer[0]["tokens_per_expert"]) + 0.2)  # 8 = all tokens on one expert
         axes[1, col].set_title("max/mean load per step (worst layer)")
         axes[1, col].set_xlabel("step")
-    fig.tight_layout()
-    fig.savefig(out / "expert_load.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out / "expert_load.png")
 
     timings = result["speed"]["fwd_bwd_ms"]
     med = [t["median_ms"] for t in timings.values()]
@@ -272,9 +269,7 @@ def plot(result: dict, histories: dict, out: Path) -> None:
             color=["grey" if n.startswith(("dense", "hf")) else "C0" for n in timings])
     ax.set_xlabel("forward+backward ms (median, IQR bars)")
     ax.invert_yaxis()
-    fig.tight_layout()
-    fig.savefig(out / "moe_speed.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out / "moe_speed.png")
 
 
 @cli_main

@@ -51,6 +51,7 @@ from moe_summarization.train import train
 from shared_utils.cli import Parser, add_dataclass_flags, pick
 from shared_utils.data import load_documents
 from shared_utils.errors import UserError, cli_main
+from shared_utils.report import pyplot, save_figure
 from shared_utils.runtime import device_info, pick_device
 from shared_utils.stats import bootstrap_items, comparison
 
@@ -104,10 +105,7 @@ def compare(name_a: str, items_a: list[dict], name_b: str, items_b: list[dict], 
 
 
 def write_report(result: dict, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     sets = result["eval_sets"]
     b = result["budget"]
@@ -166,9 +164,7 @@ def write_report(result: dict, out: Path) -> None:
         ax.set_xticks([i + 0.3 for i in range(len(names))], names, rotation=20)
         ax.set_title(s)
     axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "summarization_scores.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out / "summarization_scores.png")
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, load in result["expert_load"].items():
         for layer in range(len(load[0]["max_over_mean"]) if load else 0):
@@ -177,9 +173,7 @@ def write_report(result: dict, out: Path) -> None:
     ax.set_xlabel("step")
     ax.set_ylabel("max / mean expert load")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "summarization_expert_load.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out / "summarization_expert_load.png")
     fig, ax = plt.subplots(figsize=(7, 4))
     sources = sorted({s for r in result["per_source"].values() for s in r})
     for j, (name, r) in enumerate(result["per_source"].items()):
@@ -188,9 +182,7 @@ def write_report(result: dict, out: Path) -> None:
     ax.set_xticks([i + 0.3 for i in range(len(sources))], sources, rotation=20)
     ax.set_ylabel(f"ROUGE-L ({sets[0]})")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "summarization_per_source.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out / "summarization_per_source.png")
 
 
 @cli_main

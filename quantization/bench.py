@@ -43,6 +43,7 @@ from shared_utils.checkpoint import check_project, load_best
 from shared_utils.cli import Parser, nonnegative_int, positive_int
 from shared_utils.data import load_labelled
 from shared_utils.errors import UserError, cli_main
+from shared_utils.report import pyplot, save_figure
 from shared_utils.runtime import device_info, pick_device
 from shared_utils.stats import bootstrap_items, interval, mcnemar_p, verdict
 from shared_utils.timing import Timing, interleaved, ratio
@@ -179,10 +180,7 @@ def write_markdown(result: dict, path: Path) -> None:
 
 
 def plot(result: dict, out: Path, stem: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ok = {k: v for k, v in result["methods"].items() if "error" not in v}
     fig, ax = plt.subplots(figsize=(8, 5))
@@ -195,9 +193,7 @@ def plot(result: dict, out: Path, stem: str) -> None:
     ax.set_xlabel("model size (MB, state dict tensors)")
     ax.set_ylabel("dev accuracy (%); bars: 95% CI of the difference to fp32")
     ax.set_title(f"{result['model']}: accuracy vs memory")
-    fig.tight_layout()
-    fig.savefig(out / f"{stem}_accuracy_vs_memory.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out / f"{stem}_accuracy_vs_memory.png")
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 5), sharey=True)
     for ax, batch in zip(axes, (1, 32)):
@@ -210,9 +206,7 @@ def plot(result: dict, out: Path, stem: str) -> None:
         ax.set_xlabel(f"ms per batch of {batch} x 128 tokens (median, IQR bars)")
     axes[0].invert_yaxis()
     fig.suptitle(f"{result['model']}: whole-model latency on {result['device']['label']}")
-    fig.tight_layout()
-    fig.savefig(out / f"{stem}_latency.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out / f"{stem}_latency.png")
 
 
 def model_label(config: dict) -> str:

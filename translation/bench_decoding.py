@@ -30,6 +30,7 @@ from shared_utils.cli import Parser, nonnegative_int, positive_int
 from shared_utils.data import load_parallel
 from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import translation_scores
+from shared_utils.report import diff_cell, pyplot, save_figure
 from shared_utils.runtime import device_info, pick_device, seed_everything
 from shared_utils.stats import bootstrap_corpus, comparison
 from shared_utils.timing import interleaved, ratio
@@ -131,10 +132,7 @@ def selection_split(checkpoint: str) -> list:
 
 
 def write_report(result: dict, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     sets = result["eval_sets"]
     lines = [f"# Decoding study ({result['device_info']['label']})", "",
@@ -154,8 +152,7 @@ def write_report(result: dict, out: Path) -> None:
               "| --- | ---: | --- | ---: | --- |"]
     for d, c in result["beam4_vs_greedy"].items():
         b, f = c["bleu"], c["chrf"]
-        lines.append(f"| {d} | {b['mean']['diff']:+.2f} [{b['ci95'][0]:+.2f}, {b['ci95'][1]:+.2f}] | {b['verdict']} | "
-                     f"{f['mean']['diff']:+.2f} [{f['ci95'][0]:+.2f}, {f['ci95'][1]:+.2f}] | {f['verdict']} |")
+        lines.append(f"| {d} | {diff_cell(b)} | {b['verdict']} | {diff_cell(f)} | {f['verdict']} |")
     side = result["side_by_side"]
     lines += ["", f"Side by side (batch {side['batch']}, exactly {side['new_tokens']} new tokens per sentence, "
               f"{side['kv_cache_speedup']['repeats']} interleaved rounds of `torch.utils.benchmark`):", "",
@@ -179,9 +176,7 @@ def write_report(result: dict, out: Path) -> None:
         ax.set_xlabel("ms per sentence (batched)")
         ax.set_ylabel("BLEU")
         ax.set_title(d)
-    fig.tight_layout()
-    fig.savefig(out / "decoding_quality_vs_latency.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out / "decoding_quality_vs_latency.png")
     fig, ax = plt.subplots(figsize=(6, 3.5))
     names = list(side["timings"])
     med = [side["timings"][n]["sentences_per_s"] for n in names]
@@ -192,9 +187,7 @@ def write_report(result: dict, out: Path) -> None:
     ax.set_ylabel("sentences per second (median, IQR)")
     ax.set_title("side-by-side decoding speed")
     ax.tick_params(axis="x", rotation=20)
-    fig.tight_layout()
-    fig.savefig(out / "decoding_speed.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out / "decoding_speed.png")
 
 
 def beam_vs_greedy(strategies: dict, sets: dict) -> dict:

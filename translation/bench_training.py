@@ -37,6 +37,7 @@ from shared_utils.cli import Parser, add_dataclass_flags, pick, positive_int
 from shared_utils.data import load_parallel
 from shared_utils.errors import cli_main
 from shared_utils.metrics import translation_scores
+from shared_utils.report import diff_cell, pyplot, ratio_cell, save_figure
 from shared_utils.runtime import device_info, peak_memory, pick_device, reset_peak_memory, seed_everything
 from shared_utils.stats import bootstrap_corpus, comparison
 from shared_utils.timing import interleaved, ratio
@@ -170,10 +171,7 @@ def throughput(best: str, preset: str, vocab_size: int, cfg: TrainConfig, data, 
 
 def write_report(result: dict, out: Path) -> None:
     """training.md (per-seed table and comparisons) and training_bleu.png (means with seed std error bars)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     devs = result["dev_sets"]
     lines = [f"# Training benchmark ({result['device_info']['label']})", "",
@@ -194,14 +192,11 @@ def write_report(result: dict, out: Path) -> None:
     for key, per_dev in result["comparisons"].items():
         for d in devs:
             b, c = per_dev[d]["bleu"], per_dev[d]["chrf"]
-            lines.append(f"| {key} | {d} | {b['mean']['diff']:+.2f} [{b['ci95'][0]:+.2f}, {b['ci95'][1]:+.2f}] | "
-                         f"{b['verdict']} | {c['mean']['diff']:+.2f} [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}] | "
-                         f"{c['verdict']} |")
+            lines.append(f"| {key} | {d} | {diff_cell(b)} | {b['verdict']} | {diff_cell(c)} | {c['verdict']} |")
     tp = result["throughput"]
     r = tp["throughput_ratio_vs_marian"]
     lines += ["", f"Training throughput, side by side ({tp['scheme']} vs the Marian peer, the same {tp['batches']} "
-              f"batches, {r['repeats']} interleaved rounds): ours / peer {r['median']:.2f} "
-              f"(IQR {r['iqr'][0]:.2f}–{r['iqr'][1]:.2f}): " + SPEED_WORDS[r["verdict"]] + ".",
+              f"batches, {r['repeats']} interleaved rounds): ours / peer {ratio_cell(r)}: {SPEED_WORDS[r['verdict']]}.",
               "",
               "| model | median ms per step | IQR | target tok/s | peak memory (MB) |",
               "| --- | ---: | --- | ---: | ---: |"]
@@ -219,9 +214,7 @@ def write_report(result: dict, out: Path) -> None:
         ax.set_title(f"{d} (mean ± seed std)")
         ax.set_ylabel(f"BLEU ({result['strategy']})")
         ax.tick_params(axis="x", rotation=20)
-    fig.tight_layout()
-    fig.savefig(out / "training_bleu.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, out / "training_bleu.png")
 
 
 def summarise(name: str, entries: dict, dev_sets: dict) -> dict:

@@ -199,3 +199,17 @@ def test_balance_experiment_records_load_history(tmp_path):
     worst = max(last, key=lambda s: s["max_over_mean"])
     assert summary["max_over_mean_load"] == pytest.approx(worst["max_over_mean"])
     assert summary["dropped_fraction"] == pytest.approx(worst["dropped_fraction"])
+
+
+def test_the_layer_benchmark_writes_its_ratios_report_and_plots(tmp_path):
+    import json
+
+    from moe_summarization.bench_moe import main
+
+    main(["--quick", "--repeats", "2", "--out", str(tmp_path), "--device", "cpu"])
+    result = json.loads((tmp_path / "moe_layer.json").read_text())
+    for key in ("time_ratio_vs_dense", "time_ratio_vs_hf_switch", "time_ratio_vs_hf_mixtral"):
+        assert {"median", "iqr", "repeats"} <= set(result[key]) and result[key]["repeats"] == 2
+    assert result["experiment"]["moe"]["k"] == 1 and set(result["balance"]) == {"none", "switch_aux", "z_loss", "own"}
+    assert "top-1, capacity factor 1.25, 8 experts" in (tmp_path / "moe_layer.md").read_text()
+    assert {p.name for p in tmp_path.glob("*.png")} == {"expert_load.png", "moe_speed.png"}
