@@ -47,8 +47,7 @@ def summary(times: list[float]) -> dict:
 
 def measure(tokens: int, d: int, f: int, experts: int, steps: int) -> dict:
     seed_everything(0)
-    cfg = with_balancer(MoEConfig(d_model=d, d_ff=f, num_experts=experts, k=1, capacity_factor=1.25,
-                                  bias=False), "switch_aux")
+    cfg = with_balancer(MoEConfig(**{**SPEED_LAYER, "d_model": d, "d_ff": f, "num_experts": experts}), "switch_aux")
     layer = ExpertParallelMoE(MoELayer(cfg).train())
     rank = dist.get_rank()
     x = torch.randn(tokens, d, generator=torch.Generator().manual_seed(rank))
@@ -77,7 +76,8 @@ def measure(tokens: int, d: int, f: int, experts: int, steps: int) -> dict:
     total, comm = fixed_steps(step, steps), fixed_steps(exchanges, steps)
     kept_per_token = len(assign) / tokens
     return {"world_size": layer.ranks, "tokens_per_rank": tokens, "d_model": d, "d_ff": f, "experts": experts,
-            "k": 1, "capacity_factor": 1.25, "ms_fwd_bwd": summary(total), "ms_all_to_all": summary(comm),
+            "k": cfg.k, "capacity_factor": cfg.capacity_factor, "ms_fwd_bwd": summary(total),
+            "ms_all_to_all": summary(comm),
             "all_to_all_share": float(np.median(comm) / np.median(total)),
             # each kept assignment sends d_model fp32 values to its expert and receives as many back, in the
             # forward pass; the backward pass moves the same volume again

@@ -82,8 +82,11 @@ def with_balancer(cfg: MoEConfig, name: str) -> MoEConfig:
     return replace(cfg, **balancer_fields(name))
 
 
-# the layer the speed benchmarks time (bench_moe.py, bench_expert_parallel.py): Switch-base's width
-SPEED_LAYER = dict(d_model=512, d_ff=2048, num_experts=8)
+# the layer the speed benchmarks time (bench_moe.py's headline, bench_expert_parallel.py): Switch-base's width,
+# top-1 at capacity factor 1.25, bias-free experts as in T5/Switch; bench_moe varies k, capacity and activation
+SPEED_LAYER = dict(d_model=512, d_ff=2048, num_experts=8, k=1, capacity_factor=1.25, bias=False)
+# the layers of the balance experiment's tiny language model (experiment.py): Switch-style top-1 at cf 1.25
+BALANCE_LAYER = dict(d_model=128, d_ff=256, k=1)
 
 
 # -- the summarizer ------------------------------------------------------------------------------------------

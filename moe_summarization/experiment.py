@@ -19,7 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from moe_summarization.attention import MultiHeadAttention
-from moe_summarization.config import BALANCERS, MoEConfig, with_balancer
+from moe_summarization.config import BALANCE_LAYER, BALANCERS, MoEConfig, with_balancer
 from moe_summarization.moe import MoELayer
 from moe_summarization.tokenizer import train_tokenizer
 from shared_utils.cli import Parser
@@ -37,8 +37,7 @@ class ExperimentConfig:
     vocab_size: int = 4000
     num_heads: int = 4
     num_layers: int = 2  # every layer's FFN is an MoE layer
-    # Switch-style top-1 layers at cf 1.25 (MoEConfig's default capacity); the balancer is set per run
-    moe: MoEConfig = field(default_factory=lambda: MoEConfig(d_model=128, d_ff=256, k=1))
+    moe: MoEConfig = field(default_factory=lambda: MoEConfig(**BALANCE_LAYER))  # the balancer is set per run
     seq_len: int = 128
     batch_size: int = 16
     steps: int = 600
