@@ -94,6 +94,7 @@ def linear_speed(checkpoint: str, tokens: int, repeats: int, device: torch.devic
         "fp32": (block, xs),
         "bf16": ([copy.deepcopy(m).to(torch.bfloat16) for m in block], [x.bfloat16() for x in xs]),
         "w8a8": ([W8A8Linear.from_float(m, x.abs().amax()) for m, x in zip(block, xs)], xs),
+        "w8a8_dynamic": ([W8A8Linear.from_float(m, None) for m in block], xs),
         "int8_weight_per_channel": ([Int8WeightOnlyLinear.from_float(m) for m in block], xs),
     }
     if device.type == "cpu":  # torch's own dynamic int8 (fbgemm), as quantize_model applies it

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import kernels
 from .int8 import choose_qparams, dequantize, int8_matmul, quantize
 
 
@@ -70,51 +71,64 @@ class Int8WeightOnlyLinear(nn.Module):
 
 
 class W8A8Linear(nn.Module):
-    """int8 weights (per output channel) x int8 activations (one calibrated scale) -> int32 -> fp32.
+    """int8 weights (per output channel) x int8 activations -> int32 -> fp32.
 
-    y = (q_x @ q_w.T) * (s_x * s_w) + b, the integer product done by ``torch._int_mm``. Activation
-    quantization and output dequantization are part of every call, so timings include them.
+    y = (q_x @ q_w.T) * (s_x * s_w) + b, the integer product done by ``torch._int_mm``. The activation scale
+    s_x is one calibrated number (static), or each row's own max|x| / 127 computed on the fly (``dynamic``: a
+    scale per token, no calibration). Activation quantization and output dequantization are part of every
+    call, so timings include them; on the CPU each is one fused pass (``kernels.py``), elsewhere the eager ops.
     """
 
-    tile_rows = 512  # rows of activations per quantize -> int matmul -> dequantize tile
-
-    def __init__(self, in_features: int, out_features: int, *, bias: bool):
+    def __init__(self, in_features: int, out_features: int, *, bias: bool, dynamic: bool = False):
         super().__init__()
-        self.in_features, self.out_features = in_features, out_features
+        self.in_features, self.out_features, self.dynamic = in_features, out_features, dynamic
         self.register_buffer("weight_int8_t", torch.zeros(in_features, out_features, dtype=torch.int8))  # (K, N)
         self.register_buffer("weight_scale", torch.ones(out_features))  # (N,)
-        self.register_buffer("act_scale", torch.ones(()))  # calibrated, symmetric
+        self.register_buffer("act_scale", torch.ones(()))  # calibrated, symmetric (unused when dynamic)
         self.bias = nn.Parameter(torch.zeros(out_features), requires_grad=False) if bias else None
 
     @classmethod
-    def from_float(cls, module: nn.Module, act_bound: torch.Tensor):
-        """``act_bound``: calibrated max |activation| (from an observer)."""
+    def from_float(cls, module: nn.Module, act_bound: torch.Tensor | None):
+        """``act_bound``: calibrated max |activation| (from an observer); None for the dynamic mode."""
         weight, bias = linear_weight(module)
-        q = cls(weight.shape[1], weight.shape[0], bias=bias is not None)
+        q = cls(weight.shape[1], weight.shape[0], bias=bias is not None, dynamic=act_bound is None)
         w_scale, w_zp = choose_qparams(weight, symmetric=True, axis=0)  # (N, 1)
         q.weight_int8_t.copy_(quantize(weight, w_scale, w_zp).t())
         q.weight_scale.copy_(w_scale.flatten())
-        q.act_scale.copy_(choose_qparams(act_bound.reshape(1), symmetric=True)[0])
+        if act_bound is not None:
+            q.act_scale.copy_(choose_qparams(act_bound.reshape(1), symmetric=True)[0])
         if bias is not None:
             q.bias.data.copy_(bias.float())
         return q.to(weight.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
-        x2 = x.reshape(-1, shape[-1])  # (M, K)
-        scale = self.act_scale * self.weight_scale  # (N,)
-        out = torch.empty(x2.shape[0], self.out_features, dtype=torch.float32, device=x.device)  # (M, N)
-        # Row tiles: the int8 input, the int32 accumulator and the output of one tile stay in cache between
-        # quantize -> matmul -> dequantize. Untiled, those elementwise passes stream (M, N) tensors through
-        # memory; on the 2-core benchmark machine that ate most of what the integer matmul saved.
-        for start in range(0, x2.shape[0], self.tile_rows):
-            rows = slice(start, start + self.tile_rows)
-            acc = int8_matmul(quantize(x2[rows], self.act_scale), self.weight_int8_t)  # (tile, N) int32
-            if self.bias is None:
-                torch.mul(acc, scale, out=out[rows])
-            else:
-                torch.addcmul(self.bias, acc, scale, out=out[rows])  # int32 promoted to fp32 in the same pass
+        x2 = x.reshape(-1, shape[-1]).float()  # (M, K)
+        # one integer matmul over all rows: row tiles kept an eager dequantize in cache, but slowed the matmul by
+        # half; the fused dequantize is one pass and needs no tiles
+        out = fused_forward(self, x2) if kernels.fused(x2) else self.eager_forward(x2)  # (M, N)
         return out.to(x.dtype).reshape(*shape[:-1], self.out_features)
 
+    def activation_scale(self, x: torch.Tensor) -> torch.Tensor:
+        """The calibrated scale (), or with ``dynamic`` each row's own max|x| / 127: (M, 1)."""
+        return choose_qparams(x, symmetric=True, axis=0)[0] if self.dynamic else self.act_scale
+
+    def eager_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The reference: quantize, integer matmul, dequantize (+ bias) with torch's own ops; x (M, K) fp32."""
+        s_x = self.activation_scale(x)
+        acc = int8_matmul(quantize(x, s_x), self.weight_int8_t)  # (M, N) int32
+        scale = s_x * self.weight_scale  # (N,) or (M, N)
+        if self.bias is None:
+            return acc * scale
+        return torch.addcmul(self.bias, acc, scale)  # int32 promoted to fp32 in the same pass
+
     def extra_repr(self) -> str:
-        return f"{self.in_features}, {self.out_features}, act_scale={float(self.act_scale):.4g}"
+        scale = "dynamic per-row" if self.dynamic else f"{float(self.act_scale):.4g}"
+        return f"{self.in_features}, {self.out_features}, act_scale={scale}"
+
+
+def fused_forward(layer: W8A8Linear, x: torch.Tensor) -> torch.Tensor:
+    """The same with the fused in-place dequantize (a test checks it equals :meth:`W8A8Linear.eager_forward`)."""
+    q, s_x = kernels.quantize_rows(x, None if layer.dynamic else layer.act_scale)  # (M, K) int8, (M,)
+    acc = int8_matmul(q, layer.weight_int8_t)  # (M, N) int32, becomes the float output
+    return kernels.dequantize_rows_(acc, s_x, layer.weight_scale, layer.bias)

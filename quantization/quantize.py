@@ -34,7 +34,7 @@ class Method:
     dtype: torch.dtype = torch.float32  # "float": the dtype of the whole model
     per_channel: bool = True
     symmetric: bool = True
-    observer: str = "minmax"
+    observer: str = "minmax"  # w8a8: the calibration observer; "" = dynamic per-row scales, no calibration
     threshold: float = 6.0  # LLM.int8 outlier threshold (0.0 = pure int8)
     quant_type: str = "nf4"
     double_quant: bool = False
@@ -50,6 +50,7 @@ METHODS: dict[str, Method] = {
     "int8_weight_per_channel_asym": Method("weight_only", symmetric=False),
     "w8a8": Method("w8a8", observer="minmax"),
     "w8a8_percentile": Method("w8a8", observer="percentile"),
+    "w8a8_dynamic": Method("w8a8", observer=""),  # a scale per token at run time, like the libraries below
     "bnb_int8": Method("bnb_int8", threshold=6.0),
     "bnb_int8_t0": Method("bnb_int8", threshold=0.0),
     "bnb_nf4": Method("bnb_4bit", quant_type="nf4"),
@@ -109,7 +110,8 @@ def quantize_model(model: nn.Module, method: str, *, calibration: Iterable[dict]
         return model.to(spec.dtype)
     if spec.kind in LIBRARY_KINDS:
         return _library_int8(model, spec)
-    if spec.kind == "w8a8" and act_bounds is None:
+    dynamic = spec.kind == "w8a8" and not spec.observer
+    if spec.kind == "w8a8" and act_bounds is None and not dynamic:
         if calibration is None:
             raise UserError("w8a8 needs calibration batches (or saved activation bounds)")
         act_bounds = calibrate(model, calibration, spec.observer)
@@ -117,7 +119,7 @@ def quantize_model(model: nn.Module, method: str, *, calibration: Iterable[dict]
         if spec.kind == "weight_only":
             new = Int8WeightOnlyLinear.from_float(layer, per_channel=spec.per_channel, symmetric=spec.symmetric)
         elif spec.kind == "w8a8":
-            new = W8A8Linear.from_float(layer, act_bounds[name])
+            new = W8A8Linear.from_float(layer, None if dynamic else act_bounds[name])
         else:
             new = _bnb_linear(layer, spec)
         _replace(model, name, new)
@@ -231,7 +233,8 @@ def save_quantized(model: nn.Module, method: str, directory: str | Path) -> Path
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
-    bounds = {k.removesuffix(".act_scale"): float(v) * 127 for k, v in tensors.items() if k.endswith(".act_scale")}
+    bounds = {} if not get_method(method).observer else {
+        k.removesuffix(".act_scale"): float(v) * 127 for k, v in tensors.items() if k.endswith(".act_scale")}
     save_file(tensors, str(directory / "quantized.safetensors"))
     atomic_write(directory / "quantization.json", json.dumps({"method": method, "act_bounds": bounds}, indent=2))
     return directory

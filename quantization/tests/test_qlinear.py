@@ -60,3 +60,39 @@ def test_byte_accounting_is_exact_for_a_known_layer():
     assert state_bytes(per_tensor) == 48 * 64 + 4 + 48 * 4
     model = nn.Sequential(per_channel)
     assert quantized_layer_bytes(model, ["0"]) == state_bytes(per_channel)
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+@pytest.mark.parametrize("bias", [True, False])
+def test_the_fused_dequantize_equals_the_eager_reference(dynamic, bias):
+    from quantization import kernels
+    from quantization.int8 import quantize
+    from quantization.qlinear import fused_forward
+
+    assert kernels.cpu_kernels() is not None  # gcc is part of the development setup: the fast path is tested
+    torch.manual_seed(0)
+    lin = nn.Linear(64, 48, bias=bias)
+    x = torch.randn(37, 64) * 3
+    q = W8A8Linear.from_float(lin, None if dynamic else x.abs().max() * 0.8)  # static: some inputs clip
+    if not dynamic:
+        x[0, :6] = torch.tensor([0.5, 1.5, 2.5, -0.5, -2.5, 500.0]) * float(q.act_scale)  # ties; one clipped
+    qx, scales = kernels.quantize_rows(x, None if dynamic else q.act_scale)
+    assert torch.equal(qx, quantize(x, q.activation_scale(x)))  # exactly the reference's integers
+    assert torch.equal(scales, q.activation_scale(x).expand(37, 1)[:, 0])
+    if not dynamic:
+        assert qx[0, :6].tolist() == [0, 2, 2, 0, -2, 127]  # half to even, clamped
+    fast, ref = fused_forward(q, x), q.eager_forward(x)
+    assert fast.dtype == torch.float32 and fast.shape == (37, 48)
+    assert torch.allclose(fast, ref, rtol=1e-6, atol=1e-6)  # one fused multiply-add vs two roundings
+    assert kernels.fused(x) and not kernels.fused(x.double())
+
+
+def test_dynamic_w8a8_scales_each_row_by_its_own_range():
+    lin, _ = pair()
+    x = torch.randn(6, 64)
+    x[3] *= 100  # one loud token: a static scale would crush the others
+    q = W8A8Linear.from_float(lin, None)
+    assert q.dynamic and "dynamic" in repr(q)
+    assert (q(x) - lin(x)).norm() / lin(x).norm() < 0.02
+    quiet = [i for i in range(6) if i != 3]
+    assert ((q(x)[quiet] - lin(x)[quiet]).norm() / lin(x)[quiet].norm()) < 0.02

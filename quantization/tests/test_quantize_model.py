@@ -5,7 +5,7 @@ from quantization.quantize import METHODS, load_quantized, quantize_model, save_
 from shared_utils.errors import UserError
 
 
-@pytest.mark.parametrize("method", ["int8_weight_per_channel", "int8_weight_per_tensor", "w8a8",
+@pytest.mark.parametrize("method", ["int8_weight_per_channel", "int8_weight_per_tensor", "w8a8", "w8a8_dynamic",
                                     "w8a8_percentile", "bnb_int8", "bnb_int8_t0", "bnb_nf4", "bnb_fp4_dq"])
 def test_quantized_tiny_gpt2_logits_stay_close_to_fp32(tiny_gpt2, batch, method):
     with torch.no_grad():
