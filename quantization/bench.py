@@ -54,7 +54,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CPU_ONLY = ("torch_dynamic_int8",)
 ALL_METHODS = ["fp32", "bf16", "fp16", "int8_weight_per_tensor", "int8_weight_per_tensor_asym",
                "int8_weight_per_channel", "int8_weight_per_channel_asym", "w8a8", "w8a8_percentile",
-               "torch_dynamic_int8", "torchao_int8_dynamic",
+               "w8a8_dynamic", "torch_dynamic_int8", "torchao_int8_dynamic",
                "bnb_int8", "bnb_int8_t0", "bnb_nf4", "bnb_nf4_dq", "bnb_fp4", "bnb_fp4_dq"]
 
 
@@ -248,7 +248,8 @@ def main(argv: list[str] | None = None) -> None:
 
     results: dict[str, dict] = {}
     for method in methods:  # sweep 1: accuracy, bytes, memory and the first latency samples
-        seeds = args.calib_seeds if get_method(method).kind == "w8a8" else [0]
+        calibrated = get_method(method).kind == "w8a8" and get_method(method).observer  # not the dynamic mode
+        seeds = args.calib_seeds if calibrated else [0]
         runs = [run_in_subprocess(args, method, where, calib_seed=s) for s in seeds]
         failed = next((r for r in runs if "error" in r), None)
         results[method] = failed or {**runs[0], "calib_runs": [{"calib_seed": r["calib_seed"],
