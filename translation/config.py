@@ -49,6 +49,9 @@ class ModelConfig:
         if self.ffn not in FFNS or self.norm not in NORMS:
             raise UserError(f"--ffn must be one of {', '.join(FFNS)} and --norm one of {', '.join(NORMS)}, "
                             f"got '{self.ffn}', '{self.norm}'")
+        if self.arch == "marian" and (self.ffn, self.norm, self.bias) != ("gelu", "layernorm", True):
+            raise UserError("--ffn, --norm and --no-bias change our architecture; the Marian peer keeps its own "
+                            "(drop them, or pass --arch ours)")
         if self.d_model % self.num_heads:
             raise UserError(f"d_model {self.d_model} must be divisible by num_heads {self.num_heads}")
         if self.positional == "rope" and (self.d_model // self.num_heads) % 2:

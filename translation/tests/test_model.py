@@ -171,3 +171,5 @@ def test_rmsnorm_and_bias_free_models_hold_what_they_say():
 def test_unknown_ffn_or_norm_is_one_sentence():
     with pytest.raises(Exception, match="--ffn must be one of gelu, swiglu and --norm one of layernorm, rmsnorm"):
         ModelConfig(ffn="relu")
+    with pytest.raises(Exception, match="the Marian peer keeps its own"):
+        ModelConfig(arch="marian", ffn="swiglu")
