@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 from shared_utils.checkpoint import load_average
@@ -29,7 +29,7 @@ from shared_utils.data import load_parallel
 from shared_utils.errors import UserError, cli_main
 from shared_utils.runtime import device_info, pick_device
 from shared_utils.stats import bootstrap_corpus, comparison
-from translation.bench_training import LOCAL, RESULTS, SYSTEMS, parameters, score
+from translation.bench_training import LOCAL, RESULTS, SYSTEMS, parameters, reuse, score, settings
 from translation.config import BENCH_TRAIN, PRESETS, TrainConfig, model_config
 from translation.decoding import Strategy
 from translation.inference import load_translator, translate
@@ -58,11 +58,10 @@ def selection_run(run: Path, model_fields: dict, cfg: TrainConfig, preset: str, 
     """Train one run (or resume it), then translate the selection split greedily with its best checkpoint, or
     with the mean of its last ``average_last`` checkpoints."""
     done = run / ("recipe_entry.json" if average_last == 1 else f"recipe_entry_average{average_last}.json")
-    key = {"model": model_fields, "train": {k: v for k, v in asdict(cfg).items() if k not in ("train", "dev")}}
-    if done.is_file():
-        stored = json.loads(done.read_text(encoding="utf-8"))
-        if stored.get("key") == key:
-            return stored["entry"]
+    key = {"model": model_fields, "train": settings(cfg)}  # a changed model or preset: train.py refuses to resume
+    stored = reuse(done, key)
+    if stored is not None:
+        return stored
     summary = train(model_config(preset, **model_fields), cfg, run, str(device))
     model, tok, mcfg = load_translator(run, device)
     if average_last > 1:

@@ -35,7 +35,7 @@ import torch
 from shared_utils.batching import collate, token_batches
 from shared_utils.cli import Parser, add_dataclass_flags, pick, positive_int
 from shared_utils.data import load_parallel
-from shared_utils.errors import cli_main
+from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import translation_scores
 from shared_utils.report import diff_cell, pyplot, ratio_cell, save_figure
 from shared_utils.runtime import device_info, peak_memory, pick_device, reset_peak_memory, seed_everything
@@ -76,12 +76,11 @@ def run_system(name: str, seed: int, preset: str, cfg: TrainConfig, runs: Path, 
     """Train (or resume) one system with one seed, decode the dev sets with its best checkpoint (chosen on the
     selection split), and keep the hypotheses; stored in the run folder and reused by a rerun."""
     run = runs / f"{name}_seed{seed}"
-    done = run / "bench_entry.json"
-    key = {"steps": cfg.steps, "seed": seed, "strategy": asdict(strategy)}
-    if done.is_file():
-        stored = json.loads(done.read_text(encoding="utf-8"))
-        if stored.get("key") == key:
-            return stored["entry"]
+    # a changed model or preset makes train.py refuse the resume; a changed schedule it would accept
+    key = {"train": settings(replace(cfg, seed=seed)), "strategy": asdict(strategy)}
+    stored = reuse(run / "bench_entry.json", key)
+    if stored is not None:
+        return stored
     summary = train(model_config(preset, **SYSTEMS[name]), replace(cfg, seed=seed), run, str(device))
     model, tok, mcfg = load_translator(run, device)
     hyps = {n: translate(model, tok, mcfg, [p.src for p in rows], device, strategy) for n, rows in dev_sets.items()}
@@ -90,8 +89,25 @@ def run_system(name: str, seed: int, preset: str, cfg: TrainConfig, runs: Path, 
              "scores": {n: score(h, [p.tgt for p in dev_sets[n]]) for n, h in hyps.items()},
              "curve": [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
                        if "/bleu" in line]}
-    done.write_text(json.dumps({"key": key, "entry": entry}), encoding="utf-8")
+    (run / "bench_entry.json").write_text(json.dumps({"key": key, "entry": entry}), encoding="utf-8")
     return entry
+
+
+def settings(cfg: TrainConfig) -> dict:
+    """What a run's scores depend on: every training field but the data paths (the same for every run)."""
+    return {k: v for k, v in asdict(cfg).items() if k not in ("train", "dev")}
+
+
+def reuse(done: Path, key: dict) -> dict | None:
+    """A scored run's stored entry when it was made with ``key``'s settings; None when it was not scored yet.
+    A run made with other settings is an error: resuming it would keep its old weights under the new name."""
+    if not done.is_file():
+        return None
+    stored = json.loads(done.read_text(encoding="utf-8"))
+    if stored.get("key") != key:
+        raise UserError(f"{done.parent} was trained and scored with other settings than this command's; pass a "
+                        "new --runs folder (or move that run away) to train it afresh")
+    return stored["entry"]
 
 
 def score(hyps: list[str], refs: list[str]) -> dict[str, float]:

@@ -79,3 +79,17 @@ def test_the_recipe_sweep_and_the_ablations_decide_on_the_selection_split(tmp_pa
     verdicts = {a: e["vs_baseline"]["verdict"] for a, e in ablations["ablations"].items() if a != "baseline"}
     assert ablations["kept"] == [a for a, v in verdicts.items() if v == "win"]
     assert all(e["parameters"] > 0 and "hyps" not in e for e in ablations["ablations"].values())
+
+
+def test_a_run_scored_with_other_settings_is_refused_not_reused(tmp_path):
+    from shared_utils.errors import UserError
+    from translation.bench_training import reuse
+
+    done = tmp_path / "run" / "bench_entry.json"
+    assert reuse(done, {"train": {"lr": 1e-3}}) is None
+    done.parent.mkdir()
+    done.write_text(json.dumps({"key": {"train": {"lr": 1e-3}}, "entry": {"select": 1}}))
+    assert reuse(done, {"train": {"lr": 1e-3}}) == {"select": 1}
+    with pytest.raises(UserError, match="trained and scored with other settings than this command's; pass a new "
+                                        "--runs folder"):
+        reuse(done, {"train": {"lr": 5e-4}})
