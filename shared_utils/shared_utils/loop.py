@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from shared_utils.batching import collate, token_batches
 from shared_utils.checkpoint import Checkpoint, Progress, open_metrics, restore_progress, save_progress
 from shared_utils.errors import UserError
 from shared_utils.runtime import out_of_time, seed_everything, setup_distributed
@@ -51,8 +52,6 @@ def dev_pass(model: torch.nn.Module, data, batch_tokens: int, device: torch.devi
     """One validation pass of a seq2seq model over ``data``: (mean loss per target token, one hypothesis per row
     in ``data``'s order). ``loss(src, tgt)`` is the batch's mean over non-pad targets (tgt (B, S+1), BOS first);
     ``hypotheses(src)`` decodes the batch. The model is left in eval mode."""
-    from shared_utils.batching import collate, token_batches
-
     model.eval()
     total, count, hyps = 0.0, 0, [""] * len(data.src)
     for idx in token_batches(data, batch_tokens, seed=0, epoch=0):
