@@ -12,6 +12,7 @@ from translation.decoding import greedy
 from translation.inference import load_translator, translate
 from translation.marian import MarianPeer
 from translation.model import BOS, EOS, PAD, build_model
+from translation.tests.test_model import decode_one_by_one
 from translation.tests.test_training import ROOT, configs, corpus, metrics  # noqa: F401 (a fixture)
 from translation.train import train
 
@@ -38,11 +39,7 @@ def test_incremental_decoding_equals_teacher_forcing_with_and_without_the_cache(
     with torch.no_grad():
         full = model(src, tgt)  # (3, 6, V)
         for cache in (True, False):
-            state, steps = model.start(src, cache), []
-            for t in range(tgt.shape[1]):
-                logits, state = model.decode_step(tgt[:, t], state)
-                steps.append(logits)
-            assert torch.allclose(torch.stack(steps, 1), full, atol=1e-5)
+            assert torch.allclose(decode_one_by_one(model, src, tgt, cache), full, atol=1e-5)
         keep = tgt != 5
         assert torch.equal(model(src, tgt, keep), full[keep])
 

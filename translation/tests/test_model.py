@@ -123,16 +123,23 @@ ABLATIONS = {"swiglu": dict(ffn="swiglu"), "rmsnorm": dict(norm="rmsnorm"), "no_
              "deep_encoder": dict(encoder_layers=6, decoder_layers=1)}
 
 
-def distinct_parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
+def decode_one_by_one(model, src: torch.Tensor, tgt: torch.Tensor, cache: bool = True) -> torch.Tensor:
+    """Logits (B, S, V) of feeding tgt (B, S) one token per step through ``start`` / ``decode_step``."""
+    with torch.no_grad():
+        state, steps = model.start(src, cache), []
+        for t in range(tgt.shape[1]):
+            logits, state = model.decode_step(tgt[:, t], state)
+            steps.append(logits)
+    return torch.stack(steps, 1)
 
 
 @pytest.mark.parametrize("name", ABLATIONS)
 def test_each_ablation_keeps_the_parameter_budget_of_the_marian_peer(name):
+    from translation.bench_training import parameters
     from translation.config import model_config
 
-    peer = distinct_parameters(build_model(model_config("small", arch="marian")))
-    ours = distinct_parameters(build_model(model_config("small", **ABLATIONS[name])))
+    peer = parameters(build_model(model_config("small", arch="marian")))
+    ours = parameters(build_model(model_config("small", **ABLATIONS[name])))
     assert abs(ours / peer - 1) <= 0.03, (name, ours, peer)  # the rule of the comparison: within +-3%
 
 
@@ -141,11 +148,8 @@ def test_each_ablation_decodes_incrementally_as_it_trains(name):
     model = tiny("rope", **ABLATIONS[name])
     src, tgt = torch.randint(4, 50, (2, 7)), torch.randint(4, 50, (2, 5))
     with torch.no_grad():
-        full, state, steps = model(src, tgt), model.start(src), []
-        for t in range(tgt.shape[1]):
-            logits, state = model.decode_step(tgt[:, t], state)
-            steps.append(logits)
-    assert torch.allclose(torch.stack(steps, 1), full, atol=1e-4)
+        full = model(src, tgt)
+    assert torch.allclose(decode_one_by_one(model, src, tgt), full, atol=1e-4)
 
 
 def test_swiglu_is_the_gated_formula_at_two_thirds_width():
