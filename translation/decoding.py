@@ -6,10 +6,15 @@ decoder with hand-set probabilities):
     state = model.start(src, cache=True)             # encode once; cross-attention keys/values cached
     logits, state = model.decode_step(tokens, state)  # (N,) new tokens -> (N, V) next-token logits
     state = state.select(index)                       # rows reordered (beam reselection) or pruned
+    state = state.select(index, same_source=True)     # beams reordered within their sentences
 
 Every strategy returns :class:`Hypothesis` objects whose ``logprob`` is the sum of the model's own token
 log-probabilities (before temperature or filtering), so a hypothesis re-scored with teacher forcing gives the
 same number. Finished rows leave the batch (``state.select``), so a batch costs what its live rows cost.
+
+What a step costs beyond the model: beam search ranks each row's 2K best tokens instead of all K x V
+extensions, its bookkeeping (finished counts, the stopping rule) is vectorised over sentences with Python
+touching only the hypotheses that end, and reordering beams leaves the source side of the state in place.
 
 Dimension legend: B sentences, K beams, N live rows (sentences, or sentences x beams), V vocabulary.
 """
@@ -35,8 +40,9 @@ STRATEGIES = ("greedy", "beam", "sample")
 class DecoderState(Protocol):
     """What a model carries between steps (the KV cache); rows follow the batch as decoding reorders it."""
 
-    def select(self, index: torch.Tensor) -> DecoderState:
-        """The rows ``index`` (N',) of the state, in that order (beam reselection, finished rows pruned)."""
+    def select(self, index: torch.Tensor, same_source: bool = False) -> DecoderState:
+        """The rows ``index`` (N',) of the state, in that order (beam reselection, finished rows pruned).
+        ``same_source``: each new row has the source of the row it replaces, so source-side tensors may stay."""
 
 
 @runtime_checkable
@@ -72,25 +78,26 @@ def length_cap(src: torch.Tensor, max_len: int, ratio: float = 2.0, extra: int =
     return int(max_new_tokens(src, max_len, ratio, extra).max())
 
 
-def constrain(logprobs: torch.Tensor, step: int, limits: torch.Tensor, min_len: int,
+def constrain(logits: torch.Tensor, step: int, limits: torch.Tensor, min_len: int,
               history: torch.Tensor | None = None, no_repeat_ngram: int = 0) -> torch.Tensor:
     """Set to -inf what may not come next: EOS before ``min_len``, anything but EOS at a row's limit, and
-    tokens that would repeat an n-gram of ``history`` (N, t) when ``no_repeat_ngram`` = n > 0. Returns a
-    modified copy, or ``logprobs`` itself when nothing is forbidden this step."""
+    tokens that would repeat an n-gram of ``history`` (N, t) when ``no_repeat_ngram`` = n > 0. Works on logits
+    or log-probabilities alike (N, V). Returns a modified copy, or ``logits`` itself when nothing is forbidden
+    this step."""
     at_limit = step + 1 >= limits  # (N,)
     banned_ngrams = bool(no_repeat_ngram) and history is not None and history.shape[1] >= no_repeat_ngram
     if step >= min_len and not banned_ngrams and not bool(at_limit.any()):
-        return logprobs  # nothing to forbid this step (the common case): no copy
-    logprobs = logprobs.clone()
+        return logits  # nothing to forbid this step (the common case): no copy
+    logits = logits.clone()
     if step < min_len:
-        logprobs[:, EOS] = NEG_INF
+        logits[:, EOS] = NEG_INF
     if bool(at_limit.any()):
-        eos = logprobs[:, EOS].clone()
-        logprobs[at_limit] = NEG_INF
-        logprobs[:, EOS] = eos
+        eos = logits[:, EOS].clone()
+        logits[at_limit] = NEG_INF
+        logits[:, EOS] = eos
     if banned_ngrams:
-        logprobs[banned_ngram_tokens(history, no_repeat_ngram)] = NEG_INF
-    return logprobs
+        logits[banned_ngram_tokens(history, no_repeat_ngram)] = NEG_INF
+    return logits
 
 
 def banned_ngram_tokens(history: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,7 +150,7 @@ def trim(out: torch.Tensor) -> list[list[int]]:
 def greedy(model: Decoder, src: torch.Tensor, limits: torch.Tensor, *, min_len: int = 0, cache: bool = True
            ) -> list[Hypothesis]:
     """The most probable token at every step."""
-    return decode_rows(model, src, limits, lambda lp: lp.max(-1).indices, min_len=min_len, cache=cache)
+    return decode_rows(model, src, limits, lambda lp: lp.argmax(-1), min_len=min_len, cache=cache)
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
@@ -201,6 +208,8 @@ def beam_search(model: Decoder, src: torch.Tensor, limits: torch.Tensor, *, beam
     tokens = torch.full((B * K,), BOS, dtype=torch.long, device=device)
     sentences = torch.arange(B, device=device)  # original sentence of each live sentence
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    count = torch.zeros(B, dtype=torch.long, device=device)  # finished hypotheses per live sentence (at most K)
+    worst = torch.full((B,), NEG_INF, device=device)  # the K-th best finished score, once there are K
 
     def normalise(logprob: torch.Tensor | float, length: int) -> torch.Tensor | float:
         return logprob / length ** length_penalty
@@ -211,39 +220,37 @@ def beam_search(model: Decoder, src: torch.Tensor, limits: torch.Tensor, *, beam
         logits, state = model.decode_step(tokens, state)
         lp = constrain(logits.float().log_softmax(-1), step, limits[sentences].repeat_interleave(K), min_len,
                        seqs, no_repeat_ngram)  # (n*K, V)
-        V = lp.shape[-1]
-        cand = (scores[:, :, None] + lp.view(n, K, V)).view(n, K * V)
-        top, idx = cand.topk(2 * K, dim=1)  # (n, 2K)
-        beam, tok = idx // V, idx % V
+        # The 2K best extensions of a sentence are among its beams' own 2K best tokens: rank only those.
+        row_top, row_tok = lp.topk(min(2 * K, lp.shape[-1]), dim=-1)  # (n*K, W)
+        W = row_top.shape[-1]
+        cand = scores.view(-1, 1) + row_top  # (n*K, W)
+        top, idx = cand.view(n, K * W).topk(2 * K, dim=1)  # (n, 2K)
+        beam, tok = idx // W, row_tok.view(n, K * W).gather(1, idx)
         is_eos = tok == EOS
-        rank = torch.arange(2 * K, device=device).expand(n, -1)
-        filed = is_eos & (rank < K) & torch.isfinite(top)
-        for i, j in filed.nonzero().tolist():  # few per step
-            row = i * K + int(beam[i, j])
-            logprob = float(top[i, j])
-            finished[int(sentences[i])].append(
-                Hypothesis(seqs[row].tolist() + [EOS], logprob, normalise(logprob, step + 1)))
+        filed = is_eos & (torch.arange(2 * K, device=device) < K) & torch.isfinite(top)  # (n, 2K)
+        if bool(filed.any()):
+            for i in filed.any(1).nonzero()[:, 0].tolist():  # few sentences per step
+                b = int(sentences[i])
+                for j in filed[i].nonzero()[:, 0].tolist():
+                    row, logprob = i * K + int(beam[i, j]), float(top[i, j])
+                    finished[b].append(Hypothesis(seqs[row].tolist() + [EOS], logprob,
+                                                  normalise(logprob, step + 1)))
+                finished[b] = sorted(finished[b], key=lambda h: -h.score)[:K]
+                count[i] = len(finished[b])
+                if count[i] == K:
+                    worst[i] = finished[b][-1].score
         keep_top, keep_pos = top.masked_fill(is_eos, NEG_INF).topk(K, dim=1)  # (n, K) the new beams
         rows = (torch.arange(n, device=device)[:, None] * K + beam.gather(1, keep_pos)).view(-1)
         scores, tokens = keep_top, tok.gather(1, keep_pos).view(-1)
         seqs = torch.cat([seqs.index_select(0, rows), tokens[:, None]], dim=1)
-        state = state.select(rows)
+        state = state.select(rows, same_source=True)
         step += 1
-        done = []
-        for i in range(n):
-            b = int(sentences[i])
-            finished[b] = sorted(finished[b], key=lambda h: -h.score)[:K]
-            best_live = float(scores[i, 0])
-            if best_live == NEG_INF:
-                done.append(True)
-            elif len(finished[b]) < K:
-                done.append(False)
-            else:
-                done.append(early_stopping or normalise(best_live, step) <= finished[b][-1].score)
-        if any(done):
-            live = torch.tensor([not d for d in done], device=device)
-            keep = live.nonzero()[:, 0]
-            sentences, scores = sentences[keep], scores[keep]
+        best_live = scores[:, 0]
+        enough = (count == K) & (early_stopping or (normalise(best_live, step) <= worst))
+        done = (best_live == NEG_INF) | enough  # (n,)
+        if bool(done.any()):
+            keep = (~done).nonzero()[:, 0]
+            sentences, scores, count, worst = sentences[keep], scores[keep], count[keep], worst[keep]
             rows = (keep[:, None] * K + torch.arange(K, device=device)).view(-1)
             state, seqs, tokens = state.select(rows), seqs[rows], tokens[rows]
     return [hyps[:nbest] for hyps in finished]

@@ -56,12 +56,17 @@ class MarianState:
     cache: object | None  # transformers' EncoderDecoderCache after the first step; None before it
     use_cache: bool
 
-    def select(self, index: torch.Tensor) -> MarianState:
+    def select(self, index: torch.Tensor, same_source: bool = False) -> MarianState:
+        """Rows ``index``; ``same_source`` (beams reordered within a sentence) leaves the source side as it is."""
         from transformers import EncoderDecoderCache
 
+        def source(x):
+            return x if same_source else x.index_select(0, index)
+
         cache = None if self.cache is None else EncoderDecoderCache(
-            _rows(self.cache.self_attention_cache, index), _rows(self.cache.cross_attention_cache, index))
-        return replace(self, memory=self.memory.index_select(0, index), src_keep=self.src_keep.index_select(0, index),
+            _rows(self.cache.self_attention_cache, index),
+            self.cache.cross_attention_cache if same_source else _rows(self.cache.cross_attention_cache, index))
+        return replace(self, memory=source(self.memory), src_keep=source(self.src_keep),
                        tokens=self.tokens.index_select(0, index), cache=cache)
 
 

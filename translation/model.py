@@ -96,18 +96,49 @@ class DecoderBlock(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, memory_kv: KV, self_mask: torch.Tensor | None, cross_mask: torch.Tensor,
-                past: KV | None = None, offset: int = 0) -> tuple[torch.Tensor, KV]:
-        """x: (B, S, D) at positions offset..; past: self-attention keys/values of positions 0..offset-1.
-
-        Returns the block output and the self-attention keys/values of every position so far (the cache).
-        """
+                past: SelfCache | None = None, offset: int = 0) -> torch.Tensor:
+        """x: (B, S, D) at positions offset..; past: the self-attention cache of positions 0..offset-1, to which
+        this call appends x's keys/values (incremental decoding)."""
         h = self.ln1(x)
-        k, v = self.self_attn.keys_values(h, offset)  # 2 x (B, H, S, Dh)
+        kv = self.self_attn.keys_values(h, offset)  # 2 x (B, H, S, Dh)
         if past is not None:
-            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # 2 x (B, H, offset+S, Dh)
-        x = x + self.dropout(self.self_attn(h, (k, v), self_mask, offset))
+            kv = past.append(*kv)  # 2 x (B, H, offset+S, Dh)
+        x = x + self.dropout(self.self_attn(h, kv, self_mask, offset))
         x = x + self.dropout(self.cross_attn(self.ln2(x), memory_kv, cross_mask))
-        return x + self.dropout(self.ffn(self.ln3(x))), (k, v)
+        return x + self.dropout(self.ffn(self.ln3(x)))
+
+
+class SelfCache:
+    """One decoder layer's self-attention keys/values, in buffers with room to grow: a step writes its one
+    position in place, where ``torch.cat`` would copy the whole prefix every step. Capacity doubles when full,
+    so the copies stay linear in the output length."""
+
+    def __init__(self, k: torch.Tensor, v: torch.Tensor, length: int):
+        self.k, self.v, self.length = k, v, length  # 2 x (N, H, capacity, Dh); positions < length are filled
+
+    @classmethod
+    def empty(cls, like: torch.Tensor, capacity: int = 16) -> SelfCache:
+        """A cache for keys shaped like ``like`` (N, H, S, Dh), nothing written yet."""
+        N, H, _, Dh = like.shape
+        buffers = like.new_empty((2, N, H, capacity, Dh))
+        return cls(buffers[0], buffers[1], 0)
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> KV:
+        """Write k, v (N, H, S, Dh) after the filled positions; returns views of all of them (N, H, length, Dh)."""
+        end = self.length + k.shape[2]
+        if end > self.k.shape[2]:
+            grown = SelfCache.empty(self.k, max(2 * self.k.shape[2], end))
+            grown.k[:, :, : self.length], grown.v[:, :, : self.length] = self.keys_values()
+            self.k, self.v = grown.k, grown.v
+        self.k[:, :, self.length: end], self.v[:, :, self.length: end] = k, v
+        self.length = end
+        return self.keys_values()
+
+    def keys_values(self) -> KV:
+        return self.k[:, :, : self.length], self.v[:, :, : self.length]
+
+    def select(self, index: torch.Tensor) -> SelfCache:
+        return SelfCache(self.k.index_select(0, index), self.v.index_select(0, index), self.length)
 
 
 @dataclass
@@ -118,16 +149,22 @@ class DecoderState:
     memory_kv: list[KV]  # per decoder layer: cross-attention keys/values, 2 x (N, H, L, Dh), computed once
     src_mask: torch.Tensor  # (N, 1, 1, L)
     tokens: torch.Tensor  # (N, t) tokens fed so far, BOS first
-    self_kv: list[KV] | None  # per decoder layer: self-attention keys/values of those t tokens; None = no cache
+    self_kv: list[SelfCache] | None  # per decoder layer: self-attention keys/values of those t tokens; None = no
+    # cache (empty before the first step)
 
-    def select(self, index: torch.Tensor) -> DecoderState:
-        """Rows ``index`` (N',) of everything: beam reselection, or dropping finished sentences."""
+    def select(self, index: torch.Tensor, same_source: bool = False) -> DecoderState:
+        """Rows ``index`` (N',) of everything: beam reselection, or dropping finished sentences.
+
+        ``same_source``: every new row keeps the source of the row it replaces (beams reordered within their
+        sentence), so the source side (cross-attention keys/values, mask) is left as it is instead of copied.
+        """
         def pick(kv: KV) -> KV:
             return kv[0].index_select(0, index), kv[1].index_select(0, index)
 
-        return DecoderState([pick(kv) for kv in self.memory_kv], self.src_mask.index_select(0, index),
-                            self.tokens.index_select(0, index),
-                            None if self.self_kv is None else [pick(kv) for kv in self.self_kv])
+        memory_kv, src_mask = ((self.memory_kv, self.src_mask) if same_source else
+                               ([pick(kv) for kv in self.memory_kv], self.src_mask.index_select(0, index)))
+        return DecoderState(memory_kv, src_mask, self.tokens.index_select(0, index),
+                            None if self.self_kv is None else [c.select(index) for c in self.self_kv])
 
 
 class Transformer(nn.Module):
@@ -180,7 +217,7 @@ class Transformer(nn.Module):
             self_mask = self_mask + self.dec_bias(S, S)  # (H, S, S)
         x = self.embed_tokens(tgt_in)
         for block, kv in zip(self.decoder, memory_kv):
-            x, _ = block(x, kv, self_mask, src_mask)
+            x = block(x, kv, self_mask, src_mask)
         return self.dec_ln(x)
 
     def project(self, h: torch.Tensor) -> torch.Tensor:
@@ -199,8 +236,9 @@ class Transformer(nn.Module):
         """Feed one token per row, (N,) -> next-token logits (N, V) and the grown state.
 
         With a cache only the new token goes through the decoder: RoPE rotates it at its absolute position t,
-        sinusoidal adds row t of the table, relative bias adds the bias row of query t. Without one, the
-        whole prefix is recomputed (the reference the cache is tested and benchmarked against).
+        sinusoidal adds row t of the table, relative bias adds the bias row of query t; its keys/values are
+        written into the caches in place (the state passed in is consumed). Without one, the whole prefix is
+        recomputed (the reference the cache is tested and benchmarked against).
         """
         prefix = torch.cat([state.tokens, tokens[:, None]], dim=1)  # (N, t+1)
         if state.self_kv is None:
@@ -209,11 +247,12 @@ class Transformer(nn.Module):
         t = state.tokens.shape[1]
         bias = None if self.dec_bias is None else self.dec_bias(1, t + 1, offset=t)  # (H, 1, t+1)
         x = self.embed_tokens(tokens[:, None], offset=t)  # (N, 1, D)
-        new_kv = []
+        caches = state.self_kv or [None] * len(self.decoder)
         for i, (block, kv) in enumerate(zip(self.decoder, state.memory_kv)):
-            x, self_kv = block(x, kv, bias, state.src_mask, past=state.self_kv[i] if t else None, offset=t)
-            new_kv.append(self_kv)
-        return self.project(self.dec_ln(x[:, 0])), replace(state, tokens=prefix, self_kv=new_kv)
+            if caches[i] is None:
+                caches[i] = SelfCache.empty(kv[0])
+            x = block(x, kv, bias, state.src_mask, past=caches[i], offset=t)
+        return self.project(self.dec_ln(x[:, 0])), replace(state, tokens=prefix, self_kv=caches)
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, S, V) of every target position, or (N, V) of those where ``keep`` (B, S) is true.

@@ -103,7 +103,7 @@ A, B = 3, 4
 class ToyState:
     tokens: torch.Tensor  # (N, t)
 
-    def select(self, index: torch.Tensor) -> "ToyState":
+    def select(self, index: torch.Tensor, same_source: bool = False) -> "ToyState":
         return ToyState(self.tokens.index_select(0, index))
 
 

@@ -118,6 +118,35 @@ def test_training_loss_skipping_pad_positions_equals_the_full_loss_and_gradients
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
 
 
+@pytest.mark.parametrize("positional", SCHEMES)
+def test_the_growing_cache_equals_teacher_forcing_past_its_capacity_and_through_row_selection(positional):
+    """35 steps outgrow the cache's first two capacities (16, 32). At step 10 one row is dropped and another
+    doubled (finished sentences, beams), after which the copies are fed different tokens; at step 20 the two
+    copies swap with the source side left in place, as beams reordered within their sentence are. Each step's
+    logits equal the teacher-forced ones of the row's own source and history."""
+    from translation.model import SelfCache
+
+    model = tiny(positional)
+    g = torch.Generator().manual_seed(0)
+    src, feed = torch.randint(4, 50, (3, 9), generator=g), torch.randint(4, 50, (3, 35), generator=g)
+    src[2, 6:] = PAD
+    picks = {10: (torch.tensor([2, 0, 0]), False), 20: (torch.tensor([0, 2, 1]), True)}  # rows of the live batch
+    rows, history, worst = torch.arange(3), torch.empty((3, 0), dtype=torch.long), 0.0
+    with torch.no_grad():
+        state = model.start(src)
+        for t in range(35):
+            if t in picks:
+                index, same = picks[t]
+                state, rows, history = state.select(index, same_source=same), rows[index], history[index]
+            history = torch.cat([history, feed[:, t: t + 1]], dim=1)  # live row i is fed feed[i, t]
+            logits, state = model.decode_step(history[:, -1], state)
+            forced = torch.stack([model(src[r: r + 1], h[None])[0, -1] for r, h in zip(rows.tolist(), history)])
+            worst = max(worst, float((forced - logits).abs().max()))
+    assert rows.tolist() == [2, 0, 0] and not torch.equal(history[1], history[2])
+    assert all(isinstance(c, SelfCache) and c.length == 35 and c.k.shape[2] == 64 for c in state.self_kv)
+    assert worst < 1e-4
+
+
 # ------------------------------------------------------------------------ architecture ablations (issue #20)
 ABLATIONS = {"swiglu": dict(ffn="swiglu"), "rmsnorm": dict(norm="rmsnorm"), "no_bias": dict(bias=False),
              "deep_encoder": dict(encoder_layers=6, decoder_layers=1)}
