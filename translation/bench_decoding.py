@@ -33,7 +33,7 @@ from shared_utils.metrics import translation_scores
 from shared_utils.report import diff_cell, pyplot, save_figure
 from shared_utils.runtime import device_info, pick_device, seed_everything
 from shared_utils.stats import bootstrap_corpus, comparison
-from shared_utils.timing import interleaved, ratio
+from shared_utils.timing import interleaved, ratio, time_by_op_family
 from translation.config import TrainConfig
 from translation.decoding import Strategy, beam_search, greedy
 from translation.inference import hypotheses, load_translator
@@ -106,18 +106,27 @@ def side_by_side(model, cfg, src: torch.Tensor, beam: int, new_tokens: int, repe
             assert out.shape[1] == new_tokens + 1, out.shape  # BOS + the forced length: the same work as ours
         return run
 
-    timings = interleaved({
+    candidates = {
         "greedy": lambda: greedy(model, src, limits, min_len=new_tokens - 1, cache=True),
         "greedy_no_cache": lambda: greedy(model, src, limits, min_len=new_tokens - 1, cache=False),
         "hf_greedy": hf(1),
         f"beam{beam}": lambda: beam_search(model, src, limits, beam_size=beam, min_len=new_tokens - 1,
                                            length_penalty=1.0, early_stopping=True),
         f"hf_beam{beam}": hf(beam),
-    }, repeats=repeats)
+    }
+    timings = interleaved(candidates, repeats=repeats)
+    profiled = {name: time_by_op_family(candidates[name]) for name in ("greedy", "hf_greedy", f"beam{beam}",
+                                                                         f"hf_beam{beam}")}
     n = src.shape[0]
     return {"batch": n, "beam": beam, "new_tokens": new_tokens,
             "timings": {name: {**t.as_dict(), "sentences_per_s": n / (t.median_ms / 1e3)}
                         for name, t in timings.items()},
+            "time_by_op_family": profiled,
+            # what no overhead cut can pass: HF's time over our matmul + attention time
+            "ceiling_vs_hf_generate": {
+                ours: timings[f"hf_{ours}"].median_ms / (profiled[ours]["matmul"]["ms"]
+                                                         + profiled[ours]["attention"]["ms"])
+                for ours in ("greedy", f"beam{beam}")},
             "kv_cache_speedup": ratio(timings["greedy_no_cache"], timings["greedy"]),
             "greedy_throughput_ratio_vs_hf_generate": ratio(timings["hf_greedy"], timings["greedy"]),
             "beam_throughput_ratio_vs_hf_generate": ratio(timings[f"hf_beam{beam}"], timings[f"beam{beam}"])}
@@ -164,6 +173,10 @@ def write_report(result: dict, out: Path) -> None:
     for name, t in side["timings"].items():
         lines.append(f"| {name} | {t['median_ms']:.0f} | {t['iqr_ms'][0]:.0f}–{t['iqr_ms'][1]:.0f} | "
                      f"{t['sentences_per_s']:.1f} |")
+    lines += op_family_lines(side["time_by_op_family"])
+    lines += ["", "Ceiling against `generate()` (HF's median time over our matmul + attention time, the part no "
+              "cut in overhead removes): " + ", ".join(f"{k} {v:.2f}x" for k, v in
+                                                      side["ceiling_vs_hf_generate"].items()) + "."]
     (out / "decoding.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     fig, axes = plt.subplots(1, len(sets), figsize=(5 * len(sets), 4), squeeze=False)
@@ -188,6 +201,20 @@ def write_report(result: dict, out: Path) -> None:
     ax.set_title("side-by-side decoding speed")
     ax.tick_params(axis="x", rotation=20)
     save_figure(fig, out / "decoding_speed.png")
+
+
+def op_family_lines(profiled: dict) -> list[str]:
+    """Markdown: ms per call and share of each operator family, one column per profiled candidate."""
+    names = list(profiled)
+    families = [k for k in next(iter(profiled.values())) if k != "total_ms"]
+    lines = ["", "Where the time goes (`torch.profiler`, self time per call by operator family; "
+             "`shared_utils.timing.time_by_op_family`):", "",
+             "| family | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
+    for fam in families:
+        lines.append(f"| {fam} | " + " | ".join(f"{profiled[n][fam]['ms']:.0f} ms ({profiled[n][fam]['share']:.0%})"
+                                                 for n in names) + " |")
+    lines.append("| total | " + " | ".join(f"{profiled[n]['total_ms']:.0f} ms" for n in names) + " |")
+    return lines
 
 
 def beam_vs_greedy(strategies: dict, sets: dict) -> dict:

@@ -71,3 +71,47 @@ def ratio(num: Timing, den: Timing) -> dict:
     verdict = "lower" if q75 < 1.0 else "higher" if q25 > 1.0 else "tie"
     return {"median": float(np.median(per_round)), "iqr": [float(q25), float(q75)], "repeats": len(per_round),
             "verdict": verdict}
+
+
+# Operator families for :func:`time_by_op_family`, by aten name (the profiler's key is "aten::<name>").
+OP_FAMILIES: dict[str, tuple[str, ...]] = {
+    "matmul": ("mm", "addmm", "bmm", "baddbmm", "_int_mm", "_grouped_mm"),
+    "attention": ("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
+                  "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention"),
+    "softmax and search": ("_log_softmax", "_softmax", "logsumexp", "topk", "argmax", "max", "sort", "where",
+                           "isin", "multinomial"),
+    "copies and indexing": ("cat", "copy_", "index_select", "index", "index_put_", "_index_put_impl_", "clone",
+                            "gather", "scatter_add_", "index_add_", "fill_", "zero_"),
+}
+
+
+def time_by_op_family(fn: Callable[[], object], *, runs: int = 3) -> dict:
+    """Where one call of ``fn`` spends its time: the operators' own (self) time per call, summed by family of
+    :data:`OP_FAMILIES`, the remaining operators (element-wise ops, norms, ...) in ``other``, and the wall time
+    outside any operator (Python between the kernels: loops, bookkeeping, dispatch) in ``outside operators``.
+    ``torch.profiler`` on the host, after one warm-up call; its own overhead inflates the total a little, so the
+    shares explain a timing, they do not replace it. On CUDA the device time of each operator is used instead.
+
+    Returns {family: {"ms": per call, "share": of the total}} and "total_ms" (wall time per call, profiled).
+    """
+    import time
+
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    fn()
+    with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])) as prof:
+        start = time.perf_counter()
+        for _ in range(runs):
+            fn()
+        if cuda:
+            torch.cuda.synchronize()
+        wall_ms = (time.perf_counter() - start) * 1e3 / runs
+    family_of = {f"aten::{op}": family for family, ops in OP_FAMILIES.items() for op in ops}
+    totals = dict.fromkeys([*OP_FAMILIES, "other"], 0.0)
+    for event in prof.key_averages():
+        us = event.self_device_time_total if cuda else event.self_cpu_time_total
+        totals[family_of.get(event.key, "other")] += us / 1e3 / runs
+    totals["outside operators"] = max(0.0, wall_ms - sum(totals.values()))
+    total = sum(totals.values())
+    return {"total_ms": total, **{name: {"ms": ms, "share": ms / total if total else 0.0} for name, ms in totals.items()}}

@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.significance import PairedTest
 
@@ -85,3 +86,15 @@ def test_interleaved_timer_finds_identical_work_a_tie_and_four_times_the_work_sl
     record = timings["a"].as_dict()
     assert set(record) == {"median_ms", "iqr_ms", "repeats", "samples_ms"} and record["repeats"] == 5
     assert 2.0 <= record["median_ms"] < 3.0 and record["iqr_ms"][0] <= record["median_ms"] <= record["iqr_ms"][1]
+
+
+def test_time_by_op_family_puts_each_operator_in_its_family():
+    from shared_utils.timing import time_by_op_family
+
+    a, b = torch.randn(256, 256), torch.randn(256, 256)
+    split = time_by_op_family(lambda: (a @ b).log_softmax(-1).topk(3), runs=2)
+    assert set(split) == {"total_ms", "matmul", "attention", "softmax and search", "copies and indexing", "other",
+                          "outside operators"}
+    assert split["matmul"]["ms"] > 0 and split["softmax and search"]["ms"] > 0 and split["attention"]["ms"] == 0
+    assert sum(v["share"] for k, v in split.items() if k != "total_ms") == pytest.approx(1.0)
+    assert sum(v["ms"] for k, v in split.items() if k != "total_ms") == pytest.approx(split["total_ms"])
