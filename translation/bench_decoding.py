@@ -2,6 +2,7 @@
 
     python translation/bench_decoding.py                        # after bench_training.py; ~20 min on 2 CPU cores
     python translation/bench_decoding.py --checkpoint runs/mt-rope --limit 200 --out /tmp/dec   # any checkpoint
+    python translation/bench_decoding.py --speed-only           # the side-by-side timing alone, no checkpoint (min)
 
 For greedy, beam 2/4/8, top-k (k = 10, 50; T = 0.7, 1.0) and top-p 0.9: BLEU / chrF++ and batched latency on
 the selection split the checkpoint was chosen on and on both dev sets, and the diversity of sampled outputs
@@ -11,6 +12,10 @@ process (``torch.utils.benchmark``, interleaved rounds, median and IQR): greedy 
 (64 new tokens), and our greedy and beam search (beam 4) against Hugging Face ``generate()`` on a
 ``MarianMTModel`` of identical size at batch 32, both forced to the same output length, so both do the same
 work whatever their weights. Writes results/decoding.{json,md} and decoding_*.png.
+
+``--speed-only`` runs just that side-by-side timing, on an untrained model of ``--preset`` and a seeded batch of
+random sources 8-30 tokens long (Tatoeba's range), and writes decoding_speed.{json,md}: the speed on any machine
+in a few minutes, without training first.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from shared_utils.report import diff_cell, pyplot, save_figure
 from shared_utils.runtime import device_info, pick_device, seed_everything
 from shared_utils.stats import bootstrap_corpus, comparison
 from shared_utils.timing import interleaved, ratio, time_by_op_family
-from translation.config import TrainConfig
+from translation.config import PRESETS, TrainConfig, model_config
 from translation.decoding import Strategy, beam_search, greedy
 from translation.inference import hypotheses, load_translator
 from translation.model import BOS, EOS, PAD, build_model
@@ -87,6 +92,16 @@ def batch_of(tok, sources: list[str], size: int, device) -> torch.Tensor:
     for i, r in enumerate(rows):
         src[i, : len(r)] = torch.tensor(r)
     return src.to(device)
+
+
+def random_batch(vocab_size: int, size: int, device, seed: int = 0) -> torch.Tensor:
+    """(size, L) random source ids, 8-30 tokens each with EOS last, PAD after: for timing, where the weights
+    (and so the words) do not matter."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(8, 31, (size,), generator=g)
+    src = torch.randint(4, vocab_size, (size, int(lengths.max())), generator=g)
+    src[torch.arange(size), lengths - 1] = EOS
+    return src.masked_fill(torch.arange(src.shape[1]) >= lengths[:, None], PAD).to(device)
 
 
 def side_by_side(model, cfg, src: torch.Tensor, beam: int, new_tokens: int, repeats: int) -> dict:
@@ -162,21 +177,7 @@ def write_report(result: dict, out: Path) -> None:
     for d, c in result["beam4_vs_greedy"].items():
         b, f = c["bleu"], c["chrf"]
         lines.append(f"| {d} | {diff_cell(b)} | {b['verdict']} | {diff_cell(f)} | {f['verdict']} |")
-    side = result["side_by_side"]
-    lines += ["", f"Side by side (batch {side['batch']}, exactly {side['new_tokens']} new tokens per sentence, "
-              f"{side['kv_cache_speedup']['repeats']} interleaved rounds of `torch.utils.benchmark`):", "",
-              "| ratio | median | IQR | verdict |", "| --- | ---: | --- | --- |"]
-    for key in ("kv_cache_speedup", "greedy_throughput_ratio_vs_hf_generate", "beam_throughput_ratio_vs_hf_generate"):
-        r = side[key]
-        lines.append(f"| {key} | {r['median']:.2f} | {r['iqr'][0]:.2f}–{r['iqr'][1]:.2f} | {r['verdict']} |")
-    lines += ["", "| candidate | median ms | IQR ms | sentences/s |", "| --- | ---: | --- | ---: |"]
-    for name, t in side["timings"].items():
-        lines.append(f"| {name} | {t['median_ms']:.0f} | {t['iqr_ms'][0]:.0f}–{t['iqr_ms'][1]:.0f} | "
-                     f"{t['sentences_per_s']:.1f} |")
-    lines += op_family_lines(side["time_by_op_family"])
-    lines += ["", "Ceiling against `generate()` (HF's median time over our matmul + attention time, the part no "
-              "cut in overhead removes): " + ", ".join(f"{k} {v:.2f}x" for k, v in
-                                                      side["ceiling_vs_hf_generate"].items()) + "."]
+    lines += side_lines(result["side_by_side"])
     (out / "decoding.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     fig, axes = plt.subplots(1, len(sets), figsize=(5 * len(sets), 4), squeeze=False)
@@ -190,6 +191,12 @@ def write_report(result: dict, out: Path) -> None:
         ax.set_ylabel("BLEU")
         ax.set_title(d)
     save_figure(fig, out / "decoding_quality_vs_latency.png")
+    speed_plot(result["side_by_side"], out)
+
+
+def speed_plot(side: dict, out: Path) -> None:
+    """decoding_speed.png: sentences per second of every side-by-side candidate, median with IQR bars."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     names = list(side["timings"])
     med = [side["timings"][n]["sentences_per_s"] for n in names]
@@ -201,6 +208,25 @@ def write_report(result: dict, out: Path) -> None:
     ax.set_title("side-by-side decoding speed")
     ax.tick_params(axis="x", rotation=20)
     save_figure(fig, out / "decoding_speed.png")
+
+
+def side_lines(side: dict) -> list[str]:
+    """Markdown: the side-by-side ratios, timings and where the time goes."""
+    lines = ["", f"Side by side (batch {side['batch']}, exactly {side['new_tokens']} new tokens per sentence, "
+              f"{side['kv_cache_speedup']['repeats']} interleaved rounds of `torch.utils.benchmark`):", "",
+              "| ratio | median | IQR | verdict |", "| --- | ---: | --- | --- |"]
+    for key in ("kv_cache_speedup", "greedy_throughput_ratio_vs_hf_generate", "beam_throughput_ratio_vs_hf_generate"):
+        r = side[key]
+        lines.append(f"| {key} | {r['median']:.2f} | {r['iqr'][0]:.2f}–{r['iqr'][1]:.2f} | {r['verdict']} |")
+    lines += ["", "| candidate | median ms | IQR ms | sentences/s |", "| --- | ---: | --- | ---: |"]
+    for name, t in side["timings"].items():
+        lines.append(f"| {name} | {t['median_ms']:.0f} | {t['iqr_ms'][0]:.0f}–{t['iqr_ms'][1]:.0f} | "
+                     f"{t['sentences_per_s']:.1f} |")
+    lines += op_family_lines(side["time_by_op_family"])
+    lines += ["", "Ceiling against `generate()` (HF's median time over our matmul + attention time, the part no "
+              "cut in overhead removes): " + ", ".join(f"{k} {v:.2f}x" for k, v in
+                                                      side["ceiling_vs_hf_generate"].items()) + "."]
+    return lines
 
 
 def op_family_lines(profiled: dict) -> list[str]:
@@ -215,6 +241,25 @@ def op_family_lines(profiled: dict) -> list[str]:
                                                  for n in names) + " |")
     lines.append("| total | " + " | ".join(f"{profiled[n]['total_ms']:.0f} ms" for n in names) + " |")
     return lines
+
+
+def speed_only(preset: str, repeats: int, out: Path, device) -> None:
+    seed_everything(0)
+    cfg = model_config(preset)
+    model = build_model(cfg).to(device).eval()
+    side = side_by_side(model, cfg, random_batch(cfg.vocab_size, 32, device), 4, 32, repeats)
+    keys = ("kv_cache_speedup", "greedy_throughput_ratio_vs_hf_generate", "beam_throughput_ratio_vs_hf_generate")
+    result = {"command": f"python translation/bench_decoding.py --speed-only --preset {preset}",
+              "model": {"preset": preset, "weights": "untrained (lengths are forced)"},
+              "device_info": device_info(device), "side_by_side": side, **{k: side[k] for k in keys}}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "decoding_speed.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    lines = [f"# Decoding speed ({result['device_info']['label']})", "", f"Reproduce: `{result['command']}` "
+             f"(an untrained `{preset}` model; a seeded batch of 32 random sources of 8-30 tokens)",
+             *side_lines(side)]
+    (out / "decoding_speed.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    speed_plot(side, out)
+    print(json.dumps({k: result[k] for k in keys}, indent=2))
 
 
 def beam_vs_greedy(strategies: dict, sets: dict) -> dict:
@@ -244,8 +289,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=positive_int, default=7, help="interleaved timing rounds (>= 5 for a verdict)")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--device", default="auto")
+    p.add_argument("--speed-only", action="store_true",
+                   help="only the side-by-side timing, on an untrained --preset model (writes decoding_speed.*)")
+    p.add_argument("--preset", default="small", choices=list(PRESETS), help="the model size of --speed-only")
     args = p.parse_args(argv)
     device = pick_device(args.device)
+    if args.speed_only:
+        return speed_only(args.preset, args.repeats, args.out, device)
     checkpoint = args.checkpoint
     if checkpoint is None:
         training = RESULTS / "training.json"

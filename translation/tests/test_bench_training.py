@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from shared_utils.stats import verdict
 from translation.bench_training import main, runs_to_train
@@ -99,3 +100,19 @@ def test_a_run_scored_with_other_settings_is_refused_not_reused(tmp_path):
     with pytest.raises(UserError, match="trained and scored with other settings than this command's; pass a new "
                                         "--runs folder"):
         reuse(done, {"train": {"lr": 5e-4}})
+
+
+def test_the_decoding_speed_alone_needs_no_checkpoint(tmp_path):
+    from translation.bench_decoding import main as decoding_main
+    from translation.bench_decoding import random_batch
+    from translation.model import EOS, PAD
+
+    src = random_batch(1000, 32, "cpu")
+    lengths = (src != PAD).sum(1)
+    assert lengths.min() >= 8 and lengths.max() <= 30 and bool((src[torch.arange(32), lengths - 1] == EOS).all())
+    decoding_main(["--speed-only", "--preset", "tiny", "--repeats", "2", "--out", str(tmp_path), "--device", "cpu"])
+    speed = json.loads((tmp_path / "decoding_speed.json").read_text())
+    assert speed["model"]["preset"] == "tiny" and speed["side_by_side"]["batch"] == 32
+    for key in ("kv_cache_speedup", "greedy_throughput_ratio_vs_hf_generate", "beam_throughput_ratio_vs_hf_generate"):
+        assert speed[key] == speed["side_by_side"][key] and speed[key]["repeats"] == 2
+    assert {p.name for p in tmp_path.iterdir()} == {"decoding_speed.json", "decoding_speed.md", "decoding_speed.png"}
