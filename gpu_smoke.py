@@ -6,8 +6,8 @@ seconds, peak memory).
     python gpu_smoke.py --device cpu --dry-run   # the same code on the CPU, tinier: what CI runs
 
 Steps (each isolated: a failure is recorded, the rest still run):
-- translation: train under bf16 autocast (on CUDA), then KV-cached greedy and beam decoding, then the same
-  training under `torchrun --nproc_per_node=1`;
+- translation: train under bf16 autocast (on CUDA), then KV-cached greedy and beam decoding, our decoding
+  speed against HF `generate()`, then the same training under `torchrun --nproc_per_node=1`;
 - quantization: fine-tune the tiny GPT-2 classifier, then every method the benchmark runs on this device
   (scratch INT8, W8A8 through `torch._int_mm` with CUDA's shape rules, bitsandbytes int8/nf4/fp4), peak
   memory for each; and `torch._int_mm` itself on a shape its CUDA kernel takes and one it does not;
@@ -103,6 +103,19 @@ class Smoke:
         beam = translate(model, tok, cfg, sources, self.device, Strategy("beam", beam_size=4))
         return {"sentences": len(sources), "greedy_nonempty": sum(bool(h) for h in greedy),
                 "beam_nonempty": sum(bool(h) for h in beam)}
+
+    def translation_decode_speed(self) -> dict:
+        """Our greedy and beam 4 against HF ``generate()`` side by side (``bench_decoding.py --speed-only``)."""
+        from translation.bench_decoding import random_batch, side_by_side
+        from translation.config import model_config
+        from translation.model import build_model
+
+        cfg = model_config("tiny" if self.dry else "small")
+        model = build_model(cfg).to(self.device).eval()
+        batch, tokens = (8, 8) if self.dry else (32, 32)
+        side = side_by_side(model, cfg, random_batch(cfg.vocab_size, batch, self.device), 4, tokens, 3 if self.dry else 5)
+        return {k: side[k] for k in ("greedy_throughput_ratio_vs_hf_generate", "beam_throughput_ratio_vs_hf_generate",
+                                     "ceiling_vs_hf_generate")}
 
     def translation_torchrun(self) -> dict:
         torchrun = Path(sys.executable).parent / "torchrun"
@@ -201,6 +214,7 @@ class Smoke:
 
     def all(self) -> dict[str, Callable[[], dict]]:
         return {"translation_train": self.translation_train, "translation_decode": self.translation_decode,
+                "translation_decode_speed": self.translation_decode_speed,
                 "translation_torchrun": self.translation_torchrun, "quant_train": self.quant_train,
                 "quant_methods": self.quant_methods, "int_mm_shapes": self.int_mm_shapes,
                 "moe_layer": self.moe_layer, "moe_train": self.moe_train, "moe_baselines": self.moe_baselines}

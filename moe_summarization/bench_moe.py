@@ -29,7 +29,7 @@ from torch import nn
 
 from moe_summarization.config import BALANCERS, DISPATCHES, SPEED_LAYER, MoEConfig, with_balancer
 from moe_summarization.experiment import DEFAULT_DATA, ExperimentConfig, late_summary, run
-from moe_summarization.moe import FFN, MoELayer
+from moe_summarization.moe import FFN, MoELayer, capacity_for
 from shared_utils.cli import Parser, positive_int
 from shared_utils.errors import cli_main
 from shared_utils.report import pyplot, save_figure
@@ -80,6 +80,29 @@ def step_fn(module: nn.Module, x: torch.Tensor, grad: torch.Tensor):
     return step
 
 
+def experts_only_fn(layer: MoELayer, x: torch.Tensor, grad: torch.Tensor):
+    """The floor under ``layer``: its experts' forward+backward alone, on contiguous segments of the sizes its
+    router gives x (capacity applied): no router, no gather or scatter of tokens, no gate. The layer's time over
+    this is what dispatch costs; this over the dense FFN is what splitting the work over E weight matrices costs."""
+    cfg = layer.cfg
+    flat, g = x.reshape(-1, x.shape[-1]), grad.reshape(-1, grad.shape[-1])
+    with torch.no_grad():
+        routing = layer.router(flat, None)
+    load = torch.bincount(routing.expert_idx, minlength=cfg.num_experts)  # (E,)
+    capacity = capacity_for(cfg, routing.expert_idx.numel())
+    sizes = (load if capacity is None else load.clamp_max(capacity)).tolist()
+
+    def step():
+        layer.zero_grad(set_to_none=True)
+        loss = sum((layer.experts.one(e, rows) * g_rows).sum()
+                   for e, (rows, g_rows) in enumerate(zip(flat.split(sizes + [flat.shape[0] - sum(sizes)])[:-1],
+                                                         g.split(sizes + [g.shape[0] - sum(sizes)])[:-1]))
+                   if sizes[e])
+        loss.backward()
+
+    return step
+
+
 def speed(batch: int, seq: int, d: int, f: int, experts: int, repeats: int = 7,
           device: torch.device | str = "cpu") -> dict:
     """Every layer timed interleaved; ratios for both dispatch paths, headline = MoEConfig's default."""
@@ -117,12 +140,16 @@ def speed(batch: int, seq: int, d: int, f: int, experts: int, repeats: int = 7,
         "hf_switch_top1_cf1.25": hf_switch(d, f, experts, seq, 1.25),
         **{f"hf_mixtral_top2_{impl}": block for impl, block in mixtral_impls.items()},
     }
-    timings = interleaved({n: step_fn(m.to(device), x, grad) for n, m in modules.items()}, repeats=repeats)
+    steps = {n: step_fn(m.to(device), x, grad) for n, m in modules.items()}
+    steps["experts_only_top1_cf1.25"] = experts_only_fn(moe[f"moe_top1_cf1.25_{MoEConfig.dispatch}"], x, grad)
+    timings = interleaved(steps, repeats=repeats)
     mixtral = min(mixtral_impls, key=lambda impl: timings[f"hf_mixtral_top2_{impl}"].median_ms)  # HF's fastest
     ratios = {}
     for dispatch in DISPATCHES:
         pairs = {
             "time_ratio_vs_dense": (f"moe_top1_cf1.25_{dispatch}", "dense_ffn_f"),
+            "time_ratio_vs_experts_only": (f"moe_top1_cf1.25_{dispatch}", "experts_only_top1_cf1.25"),
+            "time_ratio_experts_only_vs_dense": ("experts_only_top1_cf1.25", "dense_ffn_f"),
             "time_ratio_top1_dropless_vs_dense": (f"moe_top1_dropless_{dispatch}", "dense_ffn_f"),
             "time_ratio_top2_vs_dense_2f": (f"moe_top2_cf1.25_{dispatch}", "dense_ffn_2f"),
             "time_ratio_top2_dropless_vs_dense_2f": (f"moe_top2_dropless_{dispatch}", "dense_ffn_2f"),

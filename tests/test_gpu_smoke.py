@@ -19,8 +19,9 @@ def test_the_cpu_dry_run_passes_every_step(tmp_path, capsys):
     result = json.loads(out.read_text())
     failed = {k: v.get("error") for k, v in result["steps"].items() if not v["ok"]}
     assert code == 0 and result["passed"], failed
-    assert set(result["steps"]) == {"translation_train", "translation_decode", "translation_torchrun", "quant_train",
-                                    "quant_methods", "int_mm_shapes", "moe_layer", "moe_train", "moe_baselines"}
+    assert set(result["steps"]) == {"translation_train", "translation_decode", "translation_decode_speed",
+                                    "translation_torchrun", "quant_train", "quant_methods", "int_mm_shapes", "moe_layer",
+                                    "moe_train", "moe_baselines"}
     for step in result["steps"].values():
         assert step["seconds"] >= 0 and step["memory_kind"] == "cpu_peak_rss" and step["peak_memory_mb"] > 0
     assert result["device"]["device"] == "cpu" and result["versions"]["torch"]
@@ -28,4 +29,7 @@ def test_the_cpu_dry_run_passes_every_step(tmp_path, capsys):
     assert {"fp32", "w8a8", "bnb_int8", "bnb_nf4", "bnb_fp4", "torchao_int8_dynamic"} <= set(methods)
     assert result["steps"]["translation_train"]["details"]["steps"] == 5
     assert set(result["steps"]["moe_baselines"]["details"]) == {"bart", "t5", "llama3"}
-    assert "9 of 9 steps passed" in stdout
+    speed = result["steps"]["translation_decode_speed"]["details"]
+    assert speed["greedy_throughput_ratio_vs_hf_generate"]["repeats"] == 3 and set(speed["ceiling_vs_hf_generate"]) == {
+        "greedy", "beam4"}
+    assert "10 of 10 steps passed" in stdout

@@ -210,6 +210,28 @@ def test_the_layer_benchmark_writes_its_ratios_report_and_plots(tmp_path):
     result = json.loads((tmp_path / "moe_layer.json").read_text())
     for key in ("time_ratio_vs_dense", "time_ratio_vs_hf_switch", "time_ratio_vs_hf_mixtral"):
         assert {"median", "iqr", "repeats"} <= set(result[key]) and result[key]["repeats"] == 2
+    speed = result["speed"]
+    assert speed["time_ratio_vs_experts_only"]["repeats"] == 2 and "experts_only_top1_cf1.25" in speed["fwd_bwd_ms"]
     assert result["experiment"]["moe"]["k"] == 1 and set(result["balance"]) == {"none", "switch_aux", "z_loss", "own"}
     assert "top-1, capacity factor 1.25, 8 experts" in (tmp_path / "moe_layer.md").read_text()
     assert {p.name for p in tmp_path.glob("*.png")} == {"expert_load.png", "moe_speed.png"}
+
+
+def test_the_experts_only_floor_runs_the_experts_on_the_routed_segment_sizes():
+    """Each expert gets as many rows as the routed layer keeps for it (its load, capped at the capacity), and
+    nothing else runs: the router gets no gradient."""
+    from moe_summarization.bench_moe import experts_only_fn
+
+    torch.manual_seed(0)
+    layer = MoELayer(MoEConfig(d_model=16, d_ff=32, num_experts=4, k=1, capacity_factor=0.5, bias=False))
+    x, grad = torch.randn(2, 24, 16), torch.randn(2, 24, 16)
+    seen, one = {}, layer.experts.one
+    layer.experts.one = lambda e, rows: seen.setdefault(e, rows.shape[0]) and one(e, rows)
+    experts_only_fn(layer, x, grad)()
+    with torch.no_grad():
+        load = torch.bincount(layer.router(x.reshape(-1, 16), None).expert_idx, minlength=4)
+    capacity = math.ceil(0.5 * 48 / 4)  # 6 slots per expert
+    assert int(load.max()) > capacity  # the cap matters here
+    assert [seen.get(e, 0) for e in range(4)] == load.clamp_max(capacity).tolist()
+    assert all(p.grad is None for p in layer.router.parameters())
+    assert all(w.grad is not None for e, w in enumerate(layer.experts.w_in) if seen.get(e))
