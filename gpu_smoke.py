@@ -113,7 +113,8 @@ class Smoke:
         cfg = model_config("tiny" if self.dry else "small")
         model = build_model(cfg).to(self.device).eval()
         batch, tokens = (8, 8) if self.dry else (32, 32)
-        side = side_by_side(model, cfg, random_batch(cfg.vocab_size, batch, self.device), 4, tokens, 3 if self.dry else 5)
+        src = random_batch(cfg.vocab_size, batch, self.device)
+        side = side_by_side(model, cfg, src, 4, tokens, 3 if self.dry else 5)
         return {k: side[k] for k in ("greedy_throughput_ratio_vs_hf_generate", "beam_throughput_ratio_vs_hf_generate",
                                      "ceiling_vs_hf_generate")}
 

@@ -20,8 +20,8 @@ def test_the_cpu_dry_run_passes_every_step(tmp_path, capsys):
     failed = {k: v.get("error") for k, v in result["steps"].items() if not v["ok"]}
     assert code == 0 and result["passed"], failed
     assert set(result["steps"]) == {"translation_train", "translation_decode", "translation_decode_speed",
-                                    "translation_torchrun", "quant_train", "quant_methods", "int_mm_shapes", "moe_layer",
-                                    "moe_train", "moe_baselines"}
+                                    "translation_torchrun", "quant_train", "quant_methods", "int_mm_shapes",
+                                    "moe_layer", "moe_train", "moe_baselines"}
     for step in result["steps"].values():
         assert step["seconds"] >= 0 and step["memory_kind"] == "cpu_peak_rss" and step["peak_memory_mb"] > 0
     assert result["device"]["device"] == "cpu" and result["versions"]["torch"]

@@ -114,4 +114,5 @@ def time_by_op_family(fn: Callable[[], object], *, runs: int = 3) -> dict:
         totals[family_of.get(event.key, "other")] += us / 1e3 / runs
     totals["outside operators"] = max(0.0, wall_ms - sum(totals.values()))
     total = sum(totals.values())
-    return {"total_ms": total, **{name: {"ms": ms, "share": ms / total if total else 0.0} for name, ms in totals.items()}}
+    shares = {name: {"ms": ms, "share": ms / total if total else 0.0} for name, ms in totals.items()}
+    return {"total_ms": total, **shares}
