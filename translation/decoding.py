@@ -78,26 +78,25 @@ def length_cap(src: torch.Tensor, max_len: int, ratio: float = 2.0, extra: int =
     return int(max_new_tokens(src, max_len, ratio, extra).max())
 
 
-def constrain(logits: torch.Tensor, step: int, limits: torch.Tensor, min_len: int,
+def constrain(logprobs: torch.Tensor, step: int, limits: torch.Tensor, min_len: int,
               history: torch.Tensor | None = None, no_repeat_ngram: int = 0) -> torch.Tensor:
     """Set to -inf what may not come next: EOS before ``min_len``, anything but EOS at a row's limit, and
-    tokens that would repeat an n-gram of ``history`` (N, t) when ``no_repeat_ngram`` = n > 0. Works on logits
-    or log-probabilities alike (N, V). Returns a modified copy, or ``logits`` itself when nothing is forbidden
-    this step."""
+    tokens that would repeat an n-gram of ``history`` (N, t) when ``no_repeat_ngram`` = n > 0. Returns a
+    modified copy, or ``logprobs`` itself when nothing is forbidden this step."""
     at_limit = step + 1 >= limits  # (N,)
     banned_ngrams = bool(no_repeat_ngram) and history is not None and history.shape[1] >= no_repeat_ngram
     if step >= min_len and not banned_ngrams and not bool(at_limit.any()):
-        return logits  # nothing to forbid this step (the common case): no copy
-    logits = logits.clone()
+        return logprobs  # nothing to forbid this step (the common case): no copy
+    logprobs = logprobs.clone()
     if step < min_len:
-        logits[:, EOS] = NEG_INF
+        logprobs[:, EOS] = NEG_INF
     if bool(at_limit.any()):
-        eos = logits[:, EOS].clone()
-        logits[at_limit] = NEG_INF
-        logits[:, EOS] = eos
+        eos = logprobs[:, EOS].clone()
+        logprobs[at_limit] = NEG_INF
+        logprobs[:, EOS] = eos
     if banned_ngrams:
-        logits[banned_ngram_tokens(history, no_repeat_ngram)] = NEG_INF
-    return logits
+        logprobs[banned_ngram_tokens(history, no_repeat_ngram)] = NEG_INF
+    return logprobs
 
 
 def banned_ngram_tokens(history: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,7 +149,7 @@ def trim(out: torch.Tensor) -> list[list[int]]:
 def greedy(model: Decoder, src: torch.Tensor, limits: torch.Tensor, *, min_len: int = 0, cache: bool = True
            ) -> list[Hypothesis]:
     """The most probable token at every step."""
-    return decode_rows(model, src, limits, lambda lp: lp.argmax(-1), min_len=min_len, cache=cache)
+    return decode_rows(model, src, limits, lambda lp: lp.max(-1).indices, min_len=min_len, cache=cache)
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
@@ -209,7 +208,7 @@ def beam_search(model: Decoder, src: torch.Tensor, limits: torch.Tensor, *, beam
     sentences = torch.arange(B, device=device)  # original sentence of each live sentence
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     count = torch.zeros(B, dtype=torch.long, device=device)  # finished hypotheses per live sentence (at most K)
-    worst = torch.full((B,), NEG_INF, device=device)  # the K-th best finished score, once there are K
+    worst = torch.full((B,), NEG_INF, dtype=torch.float64, device=device)  # K-th best finished score, once K
 
     def normalise(logprob: torch.Tensor | float, length: int) -> torch.Tensor | float:
         return logprob / length ** length_penalty
@@ -246,7 +245,7 @@ def beam_search(model: Decoder, src: torch.Tensor, limits: torch.Tensor, *, beam
         state = state.select(rows, same_source=True)
         step += 1
         best_live = scores[:, 0]
-        enough = (count == K) & (early_stopping or (normalise(best_live, step) <= worst))
+        enough = (count == K) & (early_stopping or (normalise(best_live.double(), step) <= worst))
         done = (best_live == NEG_INF) | enough  # (n,)
         if bool(done.any()):
             keep = (~done).nonzero()[:, 0]
