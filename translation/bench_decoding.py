@@ -14,8 +14,8 @@ process (``torch.utils.benchmark``, interleaved rounds, median and IQR): greedy 
 work whatever their weights. Writes results/decoding.{json,md} and decoding_*.png.
 
 ``--speed-only`` runs just that side-by-side timing, on an untrained model of ``--preset`` and a seeded batch of
-random sources 8-30 tokens long (Tatoeba's range), and writes decoding_speed.{json,md}: the speed on any machine
-in a few minutes, without training first.
+random sources 8-30 tokens long (Tatoeba's range), and writes decoding_speed.{json,md,png} (which the whole study
+writes too, from its checkpoint): the speed on any machine in a few minutes, without training first.
 """
 
 from __future__ import annotations
@@ -191,7 +191,6 @@ def write_report(result: dict, out: Path) -> None:
         ax.set_ylabel("BLEU")
         ax.set_title(d)
     save_figure(fig, out / "decoding_quality_vs_latency.png")
-    speed_plot(result["side_by_side"], out)
 
 
 def speed_plot(side: dict, out: Path) -> None:
@@ -243,23 +242,32 @@ def op_family_lines(profiled: dict) -> list[str]:
     return lines
 
 
+SPEED_KEYS = ("kv_cache_speedup", "greedy_throughput_ratio_vs_hf_generate", "beam_throughput_ratio_vs_hf_generate")
+
+
+def write_speed(side: dict, command: str, model: dict, device, out: Path) -> dict:
+    """decoding_speed.{json,md,png}: the latest side-by-side measurement, from the study or from --speed-only
+    (``command`` and ``model`` say which)."""
+    result = {"command": command, "model": model, "device_info": device_info(device), "side_by_side": side,
+              **{k: side[k] for k in SPEED_KEYS}}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "decoding_speed.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    lines = [f"# Decoding speed ({result['device_info']['label']})", "",
+             f"Reproduce: `{command}` (model: {'; '.join(f'{k} {v}' for k, v in model.items())})", *side_lines(side)]
+    (out / "decoding_speed.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    speed_plot(side, out)
+    return result
+
+
 def speed_only(preset: str, repeats: int, out: Path, device) -> None:
     seed_everything(0)
     cfg = model_config(preset)
     model = build_model(cfg).to(device).eval()
     side = side_by_side(model, cfg, random_batch(cfg.vocab_size, 32, device), 4, 32, repeats)
-    keys = ("kv_cache_speedup", "greedy_throughput_ratio_vs_hf_generate", "beam_throughput_ratio_vs_hf_generate")
-    result = {"command": f"python translation/bench_decoding.py --speed-only --preset {preset}",
-              "model": {"preset": preset, "weights": "untrained (lengths are forced)"},
-              "device_info": device_info(device), "side_by_side": side, **{k: side[k] for k in keys}}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "decoding_speed.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
-    lines = [f"# Decoding speed ({result['device_info']['label']})", "", f"Reproduce: `{result['command']}` "
-             f"(an untrained `{preset}` model; a seeded batch of 32 random sources of 8-30 tokens)",
-             *side_lines(side)]
-    (out / "decoding_speed.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    speed_plot(side, out)
-    print(json.dumps({k: result[k] for k in keys}, indent=2))
+    result = write_speed(side, f"python translation/bench_decoding.py --speed-only --preset {preset}",
+                         {"preset": preset, "weights": "untrained (lengths are forced)",
+                          "sources": "a seeded batch of 32 random sources of 8-30 tokens"}, device, out)
+    print(json.dumps({k: result[k] for k in SPEED_KEYS}, indent=2))
 
 
 def beam_vs_greedy(strategies: dict, sets: dict) -> dict:
@@ -329,7 +337,7 @@ def main(argv: list[str] | None = None) -> None:
     src = batch_of(tok, [q.src for q in sets[dev_names[0]]], 32, device)
     side = side_by_side(model, cfg, src, 4, 32, args.repeats)
     result["side_by_side"] = side
-    for key in ("kv_cache_speedup", "greedy_throughput_ratio_vs_hf_generate", "beam_throughput_ratio_vs_hf_generate"):
+    for key in SPEED_KEYS:
         result[key] = side[key]
     for entry in result["strategies"].values():  # the hypotheses served the bootstrap; the file keeps the scores
         for d in sets:
@@ -337,6 +345,9 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "decoding.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     write_report(result, args.out)
+    write_speed(side, "python translation/bench_decoding.py", {"checkpoint": checkpoint,
+                                                                "sources": f"the first 32 of {dev_names[0]}"},
+                device, args.out)
     print(json.dumps({k: result[k] for k in ("kv_cache_speedup", "beam_throughput_ratio_vs_hf_generate",
                                              "greedy_throughput_ratio_vs_hf_generate", "best_strategy")}, indent=2))
 

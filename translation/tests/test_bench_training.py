@@ -64,6 +64,8 @@ def test_the_benchmark_writes_seeds_comparisons_and_a_timed_ratio(tmp_path):
     hf_ms = dec["side_by_side"]["timings"]["hf_greedy"]["median_ms"]
     assert ceiling == pytest.approx(hf_ms / (split["greedy"]["matmul"]["ms"] + split["greedy"]["attention"]["ms"]))
     assert "Where the time goes" in (tmp_path / "dec" / "decoding.md").read_text()
+    speed = json.loads((tmp_path / "dec" / "decoding_speed.json").read_text())  # the study refreshes it too
+    assert speed["side_by_side"] == dec["side_by_side"] and speed["model"]["checkpoint"].endswith("rope_seed1")
     assert "hyps" not in dec["strategies"]["greedy"]["select"]
 
 
