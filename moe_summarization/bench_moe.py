@@ -91,12 +91,12 @@ def experts_only_fn(layer: MoELayer, x: torch.Tensor, grad: torch.Tensor):
     load = torch.bincount(routing.expert_idx, minlength=cfg.num_experts)  # (E,)
     capacity = capacity_for(cfg, routing.expert_idx.numel())
     sizes = (load if capacity is None else load.clamp_max(capacity)).tolist()
+    kept = sum(sizes)
 
     def step():
         layer.zero_grad(set_to_none=True)
-        loss = sum((layer.experts.one(e, rows) * g_rows).sum()
-                   for e, (rows, g_rows) in enumerate(zip(flat.split(sizes + [flat.shape[0] - sum(sizes)])[:-1],
-                                                         g.split(sizes + [g.shape[0] - sum(sizes)])[:-1]))
+        segments = zip(flat[:kept].split(sizes), g[:kept].split(sizes))
+        loss = sum((layer.experts.one(e, rows) * g_rows).sum() for e, (rows, g_rows) in enumerate(segments)
                    if sizes[e])
         loss.backward()
 
