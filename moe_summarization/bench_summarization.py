@@ -15,6 +15,9 @@ with lead-1) holds every seed's score, the means and standard deviations, the pa
 of the difference over documents (ROUGE-L and BERTScore per document, seed-averaged) and the verdict: win or
 loss only when the interval excludes 0 and the gap exceeds the larger seed std. Writes
 results/summarization.{json,md} and summarization_*.png.
+
+A run is trained once (resumable after a kill) and scored once: its summaries and per-document scores are kept
+in its folder (``bench_entry.json``), so a restarted sweep goes straight to the first unfinished run.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from moe_summarization.inference import (
 )
 from moe_summarization.model import active_ffn_parameters, build_model
 from moe_summarization.train import train
+from shared_utils.checkpoint import store_result, stored_result
 from shared_utils.cli import Parser, add_dataclass_flags, pick
 from shared_utils.data import load_documents
 from shared_utils.errors import UserError, cli_main
@@ -64,6 +68,7 @@ DATA = {
 }
 METRICS = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bertscore_f1")
 VARIANTS_ORDER = ("moe_top2", "dense", "moe_top1", "moe_hash")
+BEAM = 4  # the beam every run is evaluated with
 HINT = "pass --data local (make moe-xsum MOE_DATA=local) to use ../shared/data"
 
 
@@ -93,6 +98,27 @@ def per_source(docs, preds: list[str]) -> dict[str, float]:
     for d, p in zip(docs, preds):
         groups[d.source or "all"].append((p, d.summary))
     return {s: rouge_scores([p for p, _ in g], [r for _, r in g])["rougeL"] for s, g in sorted(groups.items())}
+
+
+def score_run(run: Path, info: dict, eval_sets: dict, paths: dict, bert: str, device) -> dict:
+    """A trained run's beam-4 summaries of every evaluation set and their per-document scores (``preds``,
+    ``items``, and the means as ``scores``), made once and kept in the run folder: a restarted sweep reads them
+    back instead of decoding and scoring every finished run again."""
+    done = run / "bench_entry.json"
+    key = {"checkpoint": info["best"], "steps": info["step"], "bertscore_model": bert, "beam_size": BEAM,
+           "eval_sets": {name: [paths[split], len(docs)] for split, (name, docs) in zip(("dev", "test"),
+                                                                                      eval_sets.items())}}
+    stored = stored_result(done, key)  # scored under other settings (other sets, scorer): scored again
+    if stored is not None:
+        return stored
+    model, tok, mcfg = load_summarizer(run, device)
+    entry = {"preds": {}, "items": {}, "scores": {}}
+    for name, docs in eval_sets.items():
+        entry["preds"][name] = summarize(model, tok, mcfg, docs, device, beam_size=BEAM)
+        entry["items"][name] = summary_item_scores(entry["preds"][name], [d.summary for d in docs], bert)
+        entry["scores"][name] = {k: statistics.mean(v) for k, v in entry["items"][name].items()}
+    store_result(done, key, entry)
+    return entry
 
 
 def compare(name_a: str, items_a: list[dict], name_b: str, items_b: list[dict], metric: str, seeds) -> dict:
@@ -234,14 +260,11 @@ def main(argv: list[str] | None = None) -> None:
         rows = metrics_rows(run)
         train_info[run_name] = {"steps": info["step"], "step_seconds": sum(r["ms_per_step"] for r in rows) / 1e3,
                                 "final_dev_loss": [r for r in rows if "dev/loss" in r][-1]["dev/loss"]}
-        model, tok, mcfg = load_summarizer(run, device)
-        per_run[run_name], items[run_name] = {}, {}
-        for name, docs in eval_sets.items():
-            preds = summarize(model, tok, mcfg, docs, device, beam_size=4)
-            items[run_name][name] = summary_item_scores(preds, [d.summary for d in docs], bert)
-            per_run[run_name][name] = {k: statistics.mean(v) for k, v in items[run_name][name].items()}
-            if name == paths["names"][0] and seed == args.seeds[0]:
-                sources[variant] = per_source(docs, preds)
+        entry = score_run(run, info, eval_sets, paths, bert, device)
+        per_run[run_name], items[run_name] = entry["scores"], entry["items"]
+        if seed == args.seeds[0]:
+            dev = paths["names"][0]
+            sources[variant] = per_source(eval_sets[dev], entry["preds"][dev])
         if variant != "dense" and seed == args.seeds[0]:
             loads[variant] = expert_load(run)
         print(run_name, json.dumps({n: round(m["rougeL"], 2) for n, m in per_run[run_name].items()}), flush=True)

@@ -23,13 +23,13 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from shared_utils.checkpoint import load_average
+from shared_utils.checkpoint import load_average, store_result, stored_result
 from shared_utils.cli import Parser, add_dataclass_flags, pick
 from shared_utils.data import load_parallel
 from shared_utils.errors import UserError, cli_main
 from shared_utils.runtime import device_info, pick_device
 from shared_utils.stats import bootstrap_corpus, comparison
-from translation.bench_training import LOCAL, RESULTS, SYSTEMS, parameters, reuse, score, settings
+from translation.bench_training import LOCAL, RESULTS, SYSTEMS, parameters, score, settings, stale_run
 from translation.config import BENCH_TRAIN, PRESETS, TrainConfig, model_config
 from translation.decoding import Strategy
 from translation.inference import load_translator, translate
@@ -59,7 +59,7 @@ def selection_run(run: Path, model_fields: dict, cfg: TrainConfig, preset: str, 
     with the mean of its last ``average_last`` checkpoints."""
     done = run / ("recipe_entry.json" if average_last == 1 else f"recipe_entry_average{average_last}.json")
     key = {"model": model_fields, "train": settings(cfg)}  # a changed model or preset: train.py refuses to resume
-    stored = reuse(done, key)
+    stored = stored_result(done, key, stale=stale_run(run))
     if stored is not None:
         return stored
     summary = train(model_config(preset, **model_fields), cfg, run, str(device))
@@ -70,7 +70,7 @@ def selection_run(run: Path, model_fields: dict, cfg: TrainConfig, preset: str, 
     entry = {"select": score(hyps, [p.tgt for p in select]),
              "checkpoint": summary["best"]["step"] if average_last == 1 else f"mean of the last {average_last}",
              "parameters": parameters(model), "hyps": hyps}
-    done.write_text(json.dumps({"key": key, "entry": entry}), encoding="utf-8")
+    store_result(done, key, entry)
     return entry
 
 

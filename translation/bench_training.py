@@ -33,9 +33,10 @@ import numpy as np
 import torch
 
 from shared_utils.batching import collate, token_batches
+from shared_utils.checkpoint import store_result, stored_result
 from shared_utils.cli import Parser, add_dataclass_flags, pick, positive_int
 from shared_utils.data import load_parallel
-from shared_utils.errors import UserError, cli_main
+from shared_utils.errors import cli_main
 from shared_utils.metrics import translation_scores
 from shared_utils.report import diff_cell, pyplot, ratio_cell, save_figure
 from shared_utils.runtime import device_info, peak_memory, pick_device, reset_peak_memory, seed_everything
@@ -78,7 +79,7 @@ def run_system(name: str, seed: int, preset: str, cfg: TrainConfig, runs: Path, 
     run = runs / f"{name}_seed{seed}"
     # a changed model or preset makes train.py refuse the resume; a changed schedule it would accept
     key = {"train": settings(replace(cfg, seed=seed)), "strategy": asdict(strategy)}
-    stored = reuse(run / "bench_entry.json", key)
+    stored = stored_result(run / "bench_entry.json", key, stale=stale_run(run))
     if stored is not None:
         return stored
     summary = train(model_config(preset, **SYSTEMS[name]), replace(cfg, seed=seed), run, str(device))
@@ -89,25 +90,20 @@ def run_system(name: str, seed: int, preset: str, cfg: TrainConfig, runs: Path, 
              "scores": {n: score(h, [p.tgt for p in dev_sets[n]]) for n, h in hyps.items()},
              "curve": [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
                        if "/bleu" in line]}
-    (run / "bench_entry.json").write_text(json.dumps({"key": key, "entry": entry}), encoding="utf-8")
+    store_result(run / "bench_entry.json", key, entry)
     return entry
+
+
+def stale_run(run: Path) -> str:
+    """The error for a run scored under other settings: train.py would resume it (a changed schedule is
+    accepted), so its old weights would be reported under the new settings."""
+    return (f"{run} was trained and scored with other settings than this command's; pass a new --runs folder "
+            "(or move that run away) to train it afresh")
 
 
 def settings(cfg: TrainConfig) -> dict:
     """What a run's scores depend on: every training field but the data paths (the same for every run)."""
     return {k: v for k, v in asdict(cfg).items() if k not in ("train", "dev")}
-
-
-def reuse(done: Path, key: dict) -> dict | None:
-    """A scored run's stored entry when it was made with ``key``'s settings; None when it was not scored yet.
-    A run made with other settings is an error: resuming it would keep its old weights under the new name."""
-    if not done.is_file():
-        return None
-    stored = json.loads(done.read_text(encoding="utf-8"))
-    if stored.get("key") != key:
-        raise UserError(f"{done.parent} was trained and scored with other settings than this command's; pass a "
-                        "new --runs folder (or move that run away) to train it afresh")
-    return stored["entry"]
 
 
 def score(hyps: list[str], refs: list[str]) -> dict[str, float]:

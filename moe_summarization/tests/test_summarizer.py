@@ -289,17 +289,25 @@ def test_ddp_on_two_cpu_processes_keeps_replicas_identical(corpus, tmp_path):
     assert torch.equal(torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt"))
 
 
-def test_benchmark_writes_the_results_file_with_every_model_and_baseline(corpus, tmp_path):
+def test_benchmark_writes_the_results_file_with_every_model_and_baseline(corpus, tmp_path, monkeypatch):
+    import moe_summarization.bench_summarization as bench
     from moe_summarization.bench_summarization import main
     from shared_utils.stats import verdict
 
     for name in ("dev", "test"):
         (tmp_path / f"{name}.jsonl").write_text("".join(corpus.read_text().splitlines(True)[:3]), encoding="utf-8")
     out = tmp_path / "results"
-    main(["--data", "local", "--train", str(corpus), "--dev", str(tmp_path / "dev.jsonl"), "--test",
-          str(tmp_path / "test.jsonl"), "--size", "tiny", "--steps", "2", "--batch-tokens", "300", "--select-size", "1",
-          "--seeds", "0", "1", "--runs", str(tmp_path / "runs"), "--out", str(out), "--device", "cpu"])
+    argv = ["--data", "local", "--train", str(corpus), "--dev", str(tmp_path / "dev.jsonl"), "--test",
+            str(tmp_path / "test.jsonl"), "--size", "tiny", "--steps", "2", "--batch-tokens", "300", "--select-size",
+            "1", "--seeds", "0", "1", "--runs", str(tmp_path / "runs"), "--out", str(out), "--device", "cpu"]
+    main(argv)
     result = json.loads((out / "summarization.json").read_text())
+    # a restart reads every finished run's scores back from its folder: nothing is decoded again
+    monkeypatch.setattr(bench, "summarize", lambda *a, **k: pytest.fail("a scored run was decoded again"))
+    main(argv)
+    again = json.loads((out / "summarization.json").read_text())
+    assert again["models"] == result["models"] and again["comparisons"] == result["comparisons"]
+    assert again["per_source"] == result["per_source"]
     assert result["budget"]["steps"] == 2 and result["bertscore_model"]
     for model in ("moe_top2", "moe_top1", "moe_hash", "dense", "lead1"):
         for split in ("dev", "test"):

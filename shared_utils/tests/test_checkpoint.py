@@ -94,3 +94,16 @@ def test_metrics_log_drops_the_rows_a_resumed_run_replays(tmp_path):
     assert [r["step"] for r in rows] == [1, 2, 3] and rows[-1]["loss"] == 0.5
     ckpt.open_metrics(tmp_path, 0).close()  # a fresh run starts a fresh log
     assert (tmp_path / "metrics.jsonl").read_text() == ""
+
+
+def test_a_stored_result_is_read_back_under_its_key_only(tmp_path):
+    done = tmp_path / "run" / "bench_entry.json"
+    key = {"checkpoint": {"step": 400}, "eval_sets": {"dev": ("dev.jsonl", 12)}}  # a tuple, as JSON keeps a list
+    assert ckpt.stored_result(done, key) is None
+    ckpt.store_result(done, key, {"scores": [1.5, 2.0]})
+    assert ckpt.stored_result(done, key) == {"scores": [1.5, 2.0]}
+    other = {**key, "eval_sets": {"dev": ("dev.jsonl", 13)}}
+    assert ckpt.stored_result(done, other) is None  # another scoring: score again
+    with pytest.raises(UserError, match="^run made otherwise$"):
+        ckpt.stored_result(done, other, stale="run made otherwise")
+    assert list(done.parent.iterdir()) == [done]  # written atomically: no temp file left beside it

@@ -92,17 +92,18 @@ def test_the_recipe_sweep_and_the_ablations_decide_on_the_selection_split(tmp_pa
 
 
 def test_a_run_scored_with_other_settings_is_refused_not_reused(tmp_path):
+    from shared_utils.checkpoint import store_result, stored_result
     from shared_utils.errors import UserError
-    from translation.bench_training import reuse
+    from translation.bench_training import stale_run
 
-    done = tmp_path / "run" / "bench_entry.json"
-    assert reuse(done, {"train": {"lr": 1e-3}}) is None
-    done.parent.mkdir()
-    done.write_text(json.dumps({"key": {"train": {"lr": 1e-3}}, "entry": {"select": 1}}))
-    assert reuse(done, {"train": {"lr": 1e-3}}) == {"select": 1}
-    with pytest.raises(UserError, match="trained and scored with other settings than this command's; pass a new "
-                                        "--runs folder"):
-        reuse(done, {"train": {"lr": 5e-4}})
+    run = tmp_path / "rope_seed0"
+    done = run / "bench_entry.json"
+    assert stored_result(done, {"train": {"lr": 1e-3}}, stale=stale_run(run)) is None
+    store_result(done, {"train": {"lr": 1e-3}}, {"select": 1})
+    assert stored_result(done, {"train": {"lr": 1e-3}}, stale=stale_run(run)) == {"select": 1}
+    with pytest.raises(UserError, match=f"^{run} was trained and scored with other settings than this command's; "
+                                        "pass a new --runs folder"):
+        stored_result(done, {"train": {"lr": 5e-4}}, stale=stale_run(run))
 
 
 def test_the_decoding_speed_alone_needs_no_checkpoint(tmp_path):
