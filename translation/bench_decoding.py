@@ -35,10 +35,10 @@ from shared_utils.cli import Parser, nonnegative_int, positive_int
 from shared_utils.data import load_parallel
 from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import translation_scores
-from shared_utils.report import diff_cell, pyplot, save_figure
+from shared_utils.report import diff_cell, op_family_lines, pyplot, save_figure
 from shared_utils.runtime import device_info, pick_device, seed_everything
 from shared_utils.stats import bootstrap_corpus, comparison
-from shared_utils.timing import interleaved, ratio, time_by_op_family
+from shared_utils.timing import interleaved, matmul_ceiling, ratio, time_by_op_family
 from translation.config import PRESETS, TrainConfig, model_config
 from translation.decoding import Strategy, beam_search, greedy
 from translation.inference import hypotheses, load_translator
@@ -138,10 +138,8 @@ def side_by_side(model, cfg, src: torch.Tensor, beam: int, new_tokens: int, repe
                         for name, t in timings.items()},
             "time_by_op_family": profiled,
             # what no overhead cut can pass: HF's time over our matmul + attention time
-            "ceiling_vs_hf_generate": {
-                ours: timings[f"hf_{ours}"].median_ms / (profiled[ours]["matmul"]["ms"]
-                                                         + profiled[ours]["attention"]["ms"])
-                for ours in ("greedy", f"beam{beam}")},
+            "ceiling_vs_hf_generate": {ours: matmul_ceiling(timings[f"hf_{ours}"], profiled[ours])
+                                       for ours in ("greedy", f"beam{beam}")},
             "kv_cache_speedup": ratio(timings["greedy_no_cache"], timings["greedy"]),
             "greedy_throughput_ratio_vs_hf_generate": ratio(timings["hf_greedy"], timings["greedy"]),
             "beam_throughput_ratio_vs_hf_generate": ratio(timings[f"hf_beam{beam}"], timings[f"beam{beam}"])}
@@ -225,20 +223,6 @@ def side_lines(side: dict) -> list[str]:
     lines += ["", "Ceiling against `generate()` (HF's median time over our matmul + attention time, the part no "
               "cut in overhead removes): " + ", ".join(f"{k} {v:.2f}x" for k, v in
                                                       side["ceiling_vs_hf_generate"].items()) + "."]
-    return lines
-
-
-def op_family_lines(profiled: dict) -> list[str]:
-    """Markdown: ms per call and share of each operator family, one column per profiled candidate."""
-    names = list(profiled)
-    families = [k for k in next(iter(profiled.values())) if k != "total_ms"]
-    lines = ["", "Where the time goes (`torch.profiler`, self time per call by operator family; "
-             "`shared_utils.timing.time_by_op_family`):", "",
-             "| family | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
-    for fam in families:
-        lines.append(f"| {fam} | " + " | ".join(f"{profiled[n][fam]['ms']:.0f} ms ({profiled[n][fam]['share']:.0%})"
-                                                 for n in names) + " |")
-    lines.append("| total | " + " | ".join(f"{profiled[n]['total_ms']:.0f} ms" for n in names) + " |")
     return lines
 
 

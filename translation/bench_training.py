@@ -18,7 +18,8 @@ interval of the seed-averaged difference under sacrebleu's paired bootstrap over
 (win/loss only when the interval excludes 0 and the gap exceeds the larger seed std). ``best`` is the scheme
 with the highest mean BLEU on the selection split; the dev sets are reported, never selected on. Training
 throughput is measured side by side (best scheme vs the peer, the same batches, ``torch.utils.benchmark``,
-interleaved rounds), with each model's peak memory. Writes results/training.{json,md} and training_*.png.
+interleaved rounds), with each model's peak memory and where each spends its step (``torch.profiler`` by
+operator family). Writes results/training.{json,md} and training_*.png.
 """
 
 from __future__ import annotations
@@ -38,10 +39,10 @@ from shared_utils.cli import Parser, add_dataclass_flags, pick, positive_int
 from shared_utils.data import load_parallel
 from shared_utils.errors import cli_main
 from shared_utils.metrics import translation_scores
-from shared_utils.report import diff_cell, pyplot, ratio_cell, save_figure
+from shared_utils.report import diff_cell, op_family_lines, pyplot, ratio_cell, save_figure
 from shared_utils.runtime import device_info, peak_memory, pick_device, reset_peak_memory, seed_everything
 from shared_utils.stats import bootstrap_corpus, comparison
-from shared_utils.timing import interleaved, ratio
+from shared_utils.timing import interleaved, matmul_ceiling, ratio, time_by_op_family
 from translation.config import BENCH_TRAIN, PRESETS, TrainConfig, model_config
 from translation.data import encode_pairs
 from translation.decoding import Strategy
@@ -169,6 +170,7 @@ def throughput(best: str, preset: str, vocab_size: int, cfg: TrainConfig, data, 
         steps[name] = training_steps(build_model(model_config(preset, **fields[name])).to(device).train(), fixed,
                                      cfg.label_smoothing)
     timings = interleaved(steps, repeats=repeats)
+    profiled = {name: time_by_op_family(step, runs=1) for name, step in steps.items()}
     memory = {}
     for name in fields:
         with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
@@ -178,6 +180,9 @@ def throughput(best: str, preset: str, vocab_size: int, cfg: TrainConfig, data, 
     per_model = {name: {**t.as_dict(), "target_tokens_per_s": tokens / (t.median_ms / 1e3), **memory[name]}
                  for name, t in timings.items()}
     return {"scheme": best, "batches": batches, "target_tokens": tokens, "models": per_model,
+            "time_by_op_family": profiled,
+            # both do the same matrix products: the peer's time over ours for them is what no other cut passes
+            "ceiling_vs_marian": matmul_ceiling(timings["marian_peer"], profiled[best]),
             "throughput_ratio_vs_marian": ratio(timings["marian_peer"], timings[best])}
 
 
@@ -215,7 +220,21 @@ def write_report(result: dict, out: Path) -> None:
     for name, m in tp["models"].items():
         lines.append(f"| {name} | {m['median_ms']:.0f} | {m['iqr_ms'][0]:.0f}–{m['iqr_ms'][1]:.0f} | "
                      f"{m['target_tokens_per_s']:.0f} | {m['peak_memory_mb']:.0f} ({m['memory_kind']}) |")
+    lines += op_family_lines(tp["time_by_op_family"])
+    lines += ["", f"Ceiling against the peer (its median step time over our matmul + attention time, the part no "
+              f"other cut removes): {tp['ceiling_vs_marian']:.2f}x."]
     (out / "training.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    models = list(tp["models"].values())
+    medians = [m["target_tokens_per_s"] for m in models]
+    # tokens/s at the IQR's ends of the step time (a longer step is fewer tokens per second)
+    low = [med - tp["target_tokens"] / (m["iqr_ms"][1] / 1e3) for med, m in zip(medians, models)]
+    high = [tp["target_tokens"] / (m["iqr_ms"][0] / 1e3) - med for med, m in zip(medians, models)]
+    ax.bar(list(tp["models"]), medians, yerr=[low, high], capsize=4, color=["C0", "C1"])
+    ax.set_ylabel("target tokens / s (median, IQR bars)")
+    ax.set_title(f"training throughput: ours / peer {ratio_cell(r)}", fontsize=9)
+    save_figure(fig, out / "training_throughput.png")
 
     fig, axes = plt.subplots(1, len(devs), figsize=(5 * len(devs), 4), squeeze=False)
     names = list(result["systems"])

@@ -39,3 +39,17 @@ def diff_cell(entry: dict, digits: int = 2) -> str:
 def ratio_cell(entry: dict) -> str:
     """A timed ratio (``shared_utils.timing.ratio``) as ``1.07 (IQR 1.02–1.11)``."""
     return f"{entry['median']:.2f} (IQR {entry['iqr'][0]:.2f}–{entry['iqr'][1]:.2f})"
+
+
+def op_family_lines(profiled: dict) -> list[str]:
+    """Markdown: ms per call and share of each operator family, one column per profiled candidate."""
+    names = list(profiled)
+    families = [k for k in next(iter(profiled.values())) if k != "total_ms"]
+    lines = ["", "Where the time goes (`torch.profiler`, self time per call by operator family; "
+             "`shared_utils.timing.time_by_op_family`):", "",
+             "| family | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
+    for fam in families:
+        lines.append(f"| {fam} | " + " | ".join(f"{profiled[n][fam]['ms']:.0f} ms ({profiled[n][fam]['share']:.0%})"
+                                                 for n in names) + " |")
+    lines.append("| total | " + " | ".join(f"{profiled[n]['total_ms']:.0f} ms" for n in names) + " |")
+    return lines

@@ -41,8 +41,13 @@ def test_the_benchmark_writes_seeds_comparisons_and_a_timed_ratio(tmp_path):
     assert all(result["peak_memory"][n]["peak_memory_mb"] > 0 for n in (result["best_scheme"], "marian_peer"))
     params = {n: s["parameters"] for n, s in result["systems"].items()}
     assert abs(params["marian_peer"] / params["rope"] - 1) < 0.1  # the same sizes (Marian adds its logits bias)
+    tp = result["throughput"]
+    assert set(tp["time_by_op_family"]) == {result["best_scheme"], "marian_peer"}
+    assert tp["ceiling_vs_marian"] == pytest.approx(tp["models"]["marian_peer"]["median_ms"] / sum(
+        tp["time_by_op_family"][result["best_scheme"]][f]["ms"] for f in ("matmul", "attention")))
+    assert "| matmul |" in (tmp_path / "out" / "training.md").read_text()
     assert {p.name for p in (tmp_path / "out").glob("training*")} == {"training.json", "training.md",
-                                                                      "training_bleu.png"}
+                                                                      "training_bleu.png", "training_throughput.png"}
     mtime = (tmp_path / "runs" / "rope_seed0" / "bench_entry.json").stat().st_mtime
     main(argv)  # a rerun reuses every trained and scored run
     assert (tmp_path / "runs" / "rope_seed0" / "bench_entry.json").stat().st_mtime == mtime
