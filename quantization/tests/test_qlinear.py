@@ -87,6 +87,20 @@ def test_the_fused_dequantize_equals_the_eager_reference(dynamic, bias):
     assert kernels.fused(x) and not kernels.fused(x.double())
 
 
+@pytest.mark.parametrize("width", [1, 15, 67, 1536])
+def test_the_fused_per_row_scales_equal_the_reference_at_any_row_width(width):
+    """The kernel's max |x| runs in vector lanes with a scalar tail: every width gives the reference's scales."""
+    from quantization import kernels
+    from quantization.int8 import choose_qparams, quantize
+
+    torch.manual_seed(width)
+    x = torch.randn(9, width) * torch.logspace(-3, 3, 9)[:, None]  # rows from tiny to large
+    x[4, -1] = -1e4  # each row's extreme in its last column: the tail after the vector lanes
+    q, scales = kernels.quantize_rows(x, None)
+    reference = choose_qparams(x, symmetric=True, axis=0)[0]  # (9, 1)
+    assert torch.equal(scales, reference[:, 0]) and torch.equal(q, quantize(x, reference))
+
+
 def test_dynamic_w8a8_scales_each_row_by_its_own_range():
     lin, _ = pair()
     x = torch.randn(6, 64)
