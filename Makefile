@@ -95,7 +95,7 @@ translation: install ## Train the Finnish->English Transformer, then score it (M
 		--steps $(MT_STEPS) --time-budget-min $(MT_BUDGET_MIN) --train $(MT_TRAIN) --dev $(MT_DEV)
 	for set in $(MT_TEST); do $(PY) -m translation.eval --checkpoint $(MT_RUN) --input $$set; done
 
-translation-bench: install ## The compute-matched training benchmark: 3 position schemes vs a Marian peer (local data)
+translation-bench: install ## The compute-matched training benchmark: 3 position schemes (+ kept ablations) vs a Marian peer, after translation-recipe
 	$(PY) -m translation.bench_training
 
 translation-recipe: install ## Issue #20's sweep on the selection split: shared recipes for ours and the peer, then our architecture ablations

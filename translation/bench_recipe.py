@@ -30,27 +30,13 @@ from shared_utils.errors import UserError, cli_main
 from shared_utils.runtime import device_info, pick_device
 from shared_utils.stats import bootstrap_corpus, comparison
 from translation.bench_training import LOCAL, RESULTS, SYSTEMS, parameters, score, settings, stale_run
-from translation.config import BENCH_TRAIN, PRESETS, TrainConfig, model_config
+from translation.config import ABLATIONS, BENCH_TRAIN, PRESETS, RECIPES, TrainConfig, model_config, recipe_fields
 from translation.decoding import Strategy
 from translation.inference import load_translator, translate
 from translation.train import select_pairs_from, train
 
-RECIPES: dict[str, dict] = {  # name -> TrainConfig fields over BENCH_TRAIN; the same for ours and the peer
-    "base": {},  # lr 7e-4, warmup 400, inverse square root, label smoothing 0.1
-    "lr1e-3_warmup800": dict(lr=1e-3, warmup=800),  # the peer's own schedule (issue #20)
-    "lr5e-4": dict(lr=5e-4),
-    "smoothing0.2": dict(label_smoothing=0.2),
-    "base_average3": dict(average_last=3),  # base's runs, scored as the mean of their last 3 checkpoints
-}
 KEEP = 5  # checkpoints every run keeps (steps 400..2000), so any of them can be averaged
 RECIPE_SYSTEMS = ("rope", "marian_peer")
-ABLATIONS: dict[str, dict] = {  # name -> ModelConfig fields over the RoPE model; "baseline" changes nothing
-    "baseline": {},
-    "swiglu": dict(ffn="swiglu"),
-    "rmsnorm": dict(norm="rmsnorm"),
-    "no_bias": dict(bias=False),
-    "deep_encoder_6_1": dict(encoder_layers=6, decoder_layers=1),  # also fewer decoder steps' work per token
-}
 
 
 def selection_run(run: Path, model_fields: dict, cfg: TrainConfig, preset: str, select: list, device,
@@ -113,8 +99,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def recipe(name: str) -> tuple[TrainConfig, int]:
         """A recipe's training config (averaging recipes train as their base) and how many checkpoints to average."""
-        fields = dict(RECIPES[name])
-        average = fields.pop("average_last", 1)
+        fields, average = recipe_fields(name)
         return replace(base, **fields), average
 
     if args.stage == "recipe":

@@ -3,8 +3,13 @@ peer of identical size, each trained with several seeds, compute-matched (same d
 token budget, schedule, selection split and checkpoint choice: the peer trains in ``train.py``'s loop through
 ``ModelConfig(arch="marian")``), then decoded by the same search on both dev sets.
 
-    python translation/bench_training.py                  # 3 seeds (sinusoidal: 1), 10 runs: ~8 h of 1 CPU core each
+    python translation/bench_training.py          # 3 seeds (sinusoidal: 1), 10-13 runs of ~45 min on 1 CPU core
     python translation/bench_training.py --steps 20 --seeds 0 --out /tmp/mt-smoke      # smoke run
+
+Every system trains under the shared recipe that ``bench_recipe.py`` chose on the selection split
+(results/recipe.json; ``--recipe`` overrides it). When that sweep kept architecture ablations of ours
+(results/ablations.json; ``--ablations`` overrides), RoPE with all of them joins as a fifth system, named after
+them (``rope_swiglu``, ...): issue #20's best configuration, compared with the peer and with plain RoPE.
 
 A run is trained once (resumable after a kill) and scored once; a rerun reuses it. On a small CPU, several
 single-threaded processes share the runs out (``--only``); the plain command then reads them all back:
@@ -15,7 +20,7 @@ single-threaded processes share the runs out (``--only``); the plain command the
 
 Each comparison holds every seed's BLEU and chrF++ on each dev set, the means and standard deviations, the 95%
 interval of the seed-averaged difference under sacrebleu's paired bootstrap over sentences, and the verdict
-(win/loss only when the interval excludes 0 and the gap exceeds the larger seed std). ``best`` is the scheme
+(win/loss only when the interval excludes 0 and the gap exceeds the larger seed std). ``best`` is our system
 with the highest mean BLEU on the selection split; the dev sets are reported, never selected on. Training
 throughput is measured side by side (best scheme vs the peer, the same batches, ``torch.utils.benchmark``,
 interleaved rounds), with each model's peak memory and where each spends its step (``torch.profiler`` by
@@ -37,13 +42,13 @@ from shared_utils.batching import collate, token_batches
 from shared_utils.checkpoint import store_result, stored_result
 from shared_utils.cli import Parser, add_dataclass_flags, pick, positive_int
 from shared_utils.data import load_parallel
-from shared_utils.errors import cli_main
+from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import translation_scores
 from shared_utils.report import diff_cell, op_family_lines, pyplot, ratio_cell, save_figure
 from shared_utils.runtime import device_info, peak_memory, pick_device, reset_peak_memory, seed_everything
 from shared_utils.stats import bootstrap_corpus, comparison
 from shared_utils.timing import interleaved, matmul_ceiling, ratio, time_by_op_family
-from translation.config import BENCH_TRAIN, PRESETS, TrainConfig, model_config
+from translation.config import ABLATIONS, BENCH_TRAIN, PRESETS, RECIPES, TrainConfig, model_config, recipe_fields
 from translation.data import encode_pairs
 from translation.decoding import Strategy
 from translation.inference import load_translator, translate
@@ -59,8 +64,35 @@ SYSTEMS: dict[str, dict] = {  # name -> the ModelConfig fields it sets over the 
     "marian_peer": dict(arch="marian"),
 }
 ONE_SEED = ("sinusoidal",)  # the baseline scheme keeps one seed (the protocol allows it)
-OURS = ("rope", "relative_bias", "sinusoidal")
 SPEED_WORDS = {"higher": "ours is faster", "lower": "ours is slower", "tie": "a tie (the IQR spans 1.0)"}
+
+
+def decisions(folder: Path, recipe: str | None, ablations: list[str] | None) -> tuple[str, list[str]]:
+    """Issue #20's shared recipe and kept ablations: the flags when given, else what bench_recipe.py chose on the
+    selection split (``folder``/recipe.json, ``folder``/ablations.json)."""
+
+    def chosen(name: str, key: str, flag: str):
+        path = folder / name
+        if not path.is_file():
+            raise UserError(f"{path} not found: run `make translation-recipe` first (it decides on the selection "
+                            f"split), or pass {flag}")
+        return json.loads(path.read_text(encoding="utf-8"))[key]
+
+    recipe = chosen("recipe.json", "chosen", "--recipe base") if recipe is None else recipe
+    if recipe_fields(recipe)[1] > 1:
+        raise UserError(f"the recipe '{recipe}' averages checkpoints, which only bench_recipe.py scores; pass "
+                        "--recipe with one that does not")
+    kept = chosen("ablations.json", "kept", "--ablations (none)") if ablations is None else ablations
+    return recipe, kept
+
+
+def systems_for(kept: list[str]) -> dict[str, dict]:
+    """The systems compared: the three position schemes, the peer and, when ablations were kept, our best
+    configuration: RoPE with every kept ablation (named after them)."""
+    if not kept:
+        return dict(SYSTEMS)
+    best = {**SYSTEMS["rope"], **{k: v for a in kept for k, v in ABLATIONS[a].items()}}
+    return {"_".join(["rope", *kept]): best, **SYSTEMS}
 
 
 def runs_to_train(systems: list[str], seeds: list[int]) -> list[tuple[str, int]]:
@@ -73,8 +105,8 @@ def parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
 
 
-def run_system(name: str, seed: int, preset: str, cfg: TrainConfig, runs: Path, dev_sets: dict, device,
-               strategy: Strategy) -> dict:
+def run_system(name: str, fields: dict, seed: int, preset: str, cfg: TrainConfig, runs: Path, dev_sets: dict,
+               device, strategy: Strategy) -> dict:
     """Train (or resume) one system with one seed, decode the dev sets with its best checkpoint (chosen on the
     selection split), and keep the hypotheses; stored in the run folder and reused by a rerun."""
     run = runs / f"{name}_seed{seed}"
@@ -83,7 +115,7 @@ def run_system(name: str, seed: int, preset: str, cfg: TrainConfig, runs: Path, 
     stored = stored_result(run / "bench_entry.json", key, stale=stale_run(run))
     if stored is not None:
         return stored
-    summary = train(model_config(preset, **SYSTEMS[name]), replace(cfg, seed=seed), run, str(device))
+    summary = train(model_config(preset, **fields), replace(cfg, seed=seed), run, str(device))
     model, tok, mcfg = load_translator(run, device)
     hyps = {n: translate(model, tok, mcfg, [p.src for p in rows], device, strategy) for n, rows in dev_sets.items()}
     entry = {"select": summary["best"], "target_tokens_per_s": summary["target_tokens_per_s"],
@@ -154,7 +186,7 @@ def peak_training_memory(preset: str, fields: dict, fixed: list, smoothing: floa
     return peak_memory(device)
 
 
-def throughput(best: str, preset: str, vocab_size: int, cfg: TrainConfig, data, device, repeats: int,
+def throughput(best: str, systems: dict, preset: str, vocab_size: int, cfg: TrainConfig, data, device, repeats: int,
                batches: int = 4) -> dict:
     """Training steps of the best scheme and the peer timed side by side on the same ``batches`` batches
     (forward, backward, AdamW step; interleaved rounds of ``torch.utils.benchmark``), and each one's peak memory."""
@@ -163,7 +195,7 @@ def throughput(best: str, preset: str, vocab_size: int, cfg: TrainConfig, data, 
 
     fixed = [collate(data, idx, device) for idx in token_batches(data, cfg.batch_tokens, cfg.seed, 0)[:batches]]
     tokens = sum(int((tgt[:, 1:] != 0).sum()) for _, tgt in fixed)
-    fields = {name: {"vocab_size": vocab_size, **SYSTEMS[name]} for name in (best, "marian_peer")}
+    fields = {name: {"vocab_size": vocab_size, **systems[name]} for name in (best, "marian_peer")}
     steps = {}
     for name in fields:
         seed_everything(cfg.seed)
@@ -196,6 +228,8 @@ def write_report(result: dict, out: Path) -> None:
              f"batches, schedule and selection split for every system; checkpoint chosen on the selection split "
              f"({result['select_size']} pairs carved from the training data); {result['strategy']} decoding of the "
              "full dev sets. Mean ± seed std, every seed listed.", "",
+             f"Shared recipe, chosen on the selection split: `{result['recipe']}`; ablations of ours kept there: "
+             f"{', '.join(f'`{a}`' for a in result['ablations_kept']) or 'none'}.", "",
              "| system | seeds | parameters | selection BLEU | " + " | ".join(f"{d} BLEU | {d} chrF++" for d in devs)
              + " |", "| --- | --- | ---: | ---: |" + " ---: |" * (2 * len(devs))]
     for name, s in result["systems"].items():
@@ -271,8 +305,13 @@ def main(argv: list[str] | None = None) -> None:
                    default=[f"{LOCAL}/dev.tatoeba.fi-en.tsv", f"{LOCAL}/dev.newstest2018.fi-en.tsv"])
     p.add_argument("--preset", default="small", choices=tuple(PRESETS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--only", nargs="+", choices=tuple(SYSTEMS), default=None,
+    p.add_argument("--only", nargs="+", default=None,
                    help="train and score just these systems (e.g. in parallel processes), no report")
+    p.add_argument("--recipe", choices=tuple(RECIPES), default=None,
+                   help="the shared training recipe (default: the one results/recipe.json chose)")
+    p.add_argument("--ablations", nargs="*", choices=tuple(a for a in ABLATIONS if a != "baseline"), default=None,
+                   help="ablations of RoPE to add as our best configuration (default: those results/ablations.json "
+                        "kept; none: the flag alone)")
     p.add_argument("--beam-size", type=positive_int, default=1, help="dev decoding: 1 = greedy")
     p.add_argument("--repeats", type=positive_int, default=7, help="interleaved timing rounds (>= 5 for a verdict)")
     p.add_argument("--runs", type=Path, default=Path("runs/mt-bench"), help="where the runs' checkpoints go")
@@ -281,30 +320,40 @@ def main(argv: list[str] | None = None) -> None:
     # any training field (--steps, --lr, --warmup, ...): not given = BENCH_TRAIN's, else TrainConfig's
     add_dataclass_flags(p, TrainConfig, skip=("train", "dev", "seed", "time_budget_min"))
     args = p.parse_args(argv)
+    recipe, kept = decisions(RESULTS, args.recipe, args.ablations)
+    systems = systems_for(kept)
+    unknown = sorted(set(args.only or ()) - set(systems))
+    if unknown:
+        raise UserError(f"--only: unknown system {', '.join(unknown)} (systems: {', '.join(systems)})")
     device = pick_device(args.device)
-    cfg = TrainConfig(**{**BENCH_TRAIN, **pick(vars(args), TrainConfig), "train": args.train, "dev": args.dev})
+    cfg = TrainConfig(**{**BENCH_TRAIN, **recipe_fields(recipe)[0], **pick(vars(args), TrainConfig),
+                         "train": args.train, "dev": args.dev})
     strategy = Strategy("greedy") if args.beam_size == 1 else Strategy("beam", beam_size=args.beam_size)
     dev_sets = {Path(d).name.removesuffix(".tsv").removesuffix(".fi-en"): load_parallel(d).records for d in args.dev}
-    entries = {(name, seed): run_system(name, seed, args.preset, cfg, args.runs, dev_sets, device, strategy)
-               for name, seed in runs_to_train(args.only or list(SYSTEMS), args.seeds)}
+    entries = {(name, seed): run_system(name, systems[name], seed, args.preset, cfg, args.runs, dev_sets, device,
+                                        strategy)
+               for name, seed in runs_to_train(args.only or list(systems), args.seeds)}
     if args.only:
         return
-    systems = {name: summarise(name, entries, dev_sets) for name in SYSTEMS}
+    summaries = {name: summarise(name, entries, dev_sets) for name in systems}
     # "our best configuration" is chosen on the selection split, never on the dev sets it is reported on
-    best = max(OURS, key=lambda n: systems[n]["select_bleu"]["mean"])
-    comparisons = {f"{a}_vs_{b}": compare(a, b, entries, dev_sets) for a, b in
-                   (("rope", "marian_peer"), ("relative_bias", "marian_peer"), ("sinusoidal", "marian_peer"),
-                    ("rope", "relative_bias"), ("rope", "sinusoidal"), ("relative_bias", "sinusoidal"))}
+    best = max((n for n in systems if n != "marian_peer"), key=lambda n: summaries[n]["select_bleu"]["mean"])
+    pairs = [("rope", "marian_peer"), ("relative_bias", "marian_peer"), ("sinusoidal", "marian_peer"),
+             ("rope", "relative_bias"), ("rope", "sinusoidal"), ("relative_bias", "sinusoidal")]
+    ablated = [n for n in systems if n not in SYSTEMS]  # what the kept ablations add, against the peer and RoPE
+    comparisons = {f"{a}_vs_{b}": compare(a, b, entries, dev_sets)
+                   for a, b in [(n, other) for n in ablated for other in ("marian_peer", "rope")] + pairs}
     comparisons["best_vs_marian"] = comparisons[f"{best}_vs_marian_peer"]
     _, tok, mcfg = load_translator(args.runs / f"{best}_seed{args.seeds[0]}", device)
     train_pairs, _ = select_pairs_from(load_parallel(args.train).records, cfg)
     data = encode_pairs(tok, train_pairs, mcfg.max_len)
-    tp = throughput(best, args.preset, mcfg.vocab_size, cfg, data, device, args.repeats)
+    tp = throughput(best, systems, args.preset, mcfg.vocab_size, cfg, data, device, args.repeats)
     result = {"steps": cfg.steps, "batch_tokens": cfg.batch_tokens, "select_size": cfg.select_size,
-              "seeds": args.seeds, "strategy": "greedy" if args.beam_size == 1 else f"beam {args.beam_size}",
+              "recipe": recipe, "ablations_kept": kept, "seeds": args.seeds,
+              "strategy": "greedy" if args.beam_size == 1 else f"beam {args.beam_size}",
               "train_config": {k: v for k, v in asdict(cfg).items() if k not in ("train", "dev")},
               "device_info": device_info(device), "machine": platform.processor() or platform.machine(),
-              "dev_sets": list(dev_sets), "best_scheme": best, "systems": systems, "comparisons": comparisons,
+              "dev_sets": list(dev_sets), "best_scheme": best, "systems": summaries, "comparisons": comparisons,
               "throughput": tp, "throughput_ratio_vs_marian": tp["throughput_ratio_vs_marian"],
               "peak_memory": {n: {k: m[k] for k in ("peak_memory_mb", "memory_kind")} for n, m in tp["models"].items()},
               "model_config": asdict(mcfg),

@@ -102,6 +102,30 @@ PRESETS: dict[str, dict] = {
 # sentences (the curves only; the checkpoint is chosen on the whole selection split)
 BENCH_TRAIN = dict(eval_every=400, dev_limit=200)
 
+# issue #20: the grids bench_recipe.py tries on the selection split; bench_training.py then trains under the recipe
+# chosen there and adds RoPE with the ablations kept there (results/recipe.json, results/ablations.json)
+RECIPES: dict[str, dict] = {  # name -> TrainConfig fields over BENCH_TRAIN; the same for ours and the peer
+    "base": {},  # lr 7e-4, warmup 400, inverse square root, label smoothing 0.1
+    "lr1e-3_warmup800": dict(lr=1e-3, warmup=800),  # the peer's own schedule (issue #20)
+    "lr5e-4": dict(lr=5e-4),
+    "smoothing0.2": dict(label_smoothing=0.2),
+    "base_average3": dict(average_last=3),  # base's runs, scored as the mean of their last 3 checkpoints
+}
+ABLATIONS: dict[str, dict] = {  # name -> ModelConfig fields over the RoPE model; "baseline" changes nothing
+    "baseline": {},
+    "swiglu": dict(ffn="swiglu"),
+    "rmsnorm": dict(norm="rmsnorm"),
+    "no_bias": dict(bias=False),
+    "deep_encoder_6_1": dict(encoder_layers=6, decoder_layers=1),  # also fewer decoder steps' work per token
+}
+
+
+def recipe_fields(name: str) -> tuple[dict, int]:
+    """A recipe's TrainConfig fields over BENCH_TRAIN (an averaging recipe trains as its base) and how many of the
+    last checkpoints it averages (1: none)."""
+    fields = dict(RECIPES[name])
+    return fields, fields.pop("average_last", 1)
+
 
 def model_config(preset: str, **overrides) -> ModelConfig:
     if preset not in PRESETS:

@@ -23,12 +23,19 @@ def test_the_benchmark_writes_seeds_comparisons_and_a_timed_ratio(tmp_path):
     dev.write_text("".join((SAMPLES / "dev.fi-en.tsv").read_text(encoding="utf-8").splitlines(True)[:30]),
                    encoding="utf-8")
     argv = ["--steps", "4", "--eval-every", "2", "--seeds", "0", "1", "--select-size", "20", "--dev-limit", "5",
-            "--repeats", "2", "--batch-tokens", "600", "--preset", "tiny", "--train", str(SAMPLES / "train.fi-en.tsv"),
+            "--repeats", "2", "--batch-tokens", "600", "--recipe", "lr5e-4", "--ablations", "rmsnorm",
+            "--preset", "tiny", "--train", str(SAMPLES / "train.fi-en.tsv"),
             "--dev", str(dev), "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--device", "cpu"]
     main(argv)
     result = json.loads((tmp_path / "out" / "training.json").read_text())
     assert result["systems"]["sinusoidal"]["seeds"] == [0] and result["systems"]["rope"]["seeds"] == [0, 1]
-    select = {n: result["systems"][n]["select_bleu"]["mean"] for n in ("rope", "relative_bias", "sinusoidal")}
+    assert (result["recipe"], result["ablations_kept"], result["train_config"]["lr"]) == ("lr5e-4", ["rmsnorm"], 5e-4)
+    ours = ("rope_rmsnorm", "rope", "relative_bias", "sinusoidal")  # RoPE with the kept ablation joins ours
+    assert list(result["systems"]) == [*ours, "marian_peer"]
+    config = json.loads((tmp_path / "runs" / "rope_rmsnorm_seed1" / "config.json").read_text())["model"]
+    assert (config["positional"], config["norm"]) == ("rope", "rmsnorm")
+    assert {"rope_rmsnorm_vs_marian_peer", "rope_rmsnorm_vs_rope"} <= set(result["comparisons"])
+    select = {n: result["systems"][n]["select_bleu"]["mean"] for n in ours}
     assert result["best_scheme"] == max(select, key=select.get)  # chosen on the selection split
     entry = result["comparisons"]["best_vs_marian"]["dev.tatoeba"]["chrf"]
     best = result["systems"][result["best_scheme"]]["dev.tatoeba"]["chrf"]
@@ -94,6 +101,24 @@ def test_the_recipe_sweep_and_the_ablations_decide_on_the_selection_split(tmp_pa
     verdicts = {a: e["vs_baseline"]["verdict"] for a, e in ablations["ablations"].items() if a != "baseline"}
     assert ablations["kept"] == [a for a, v in verdicts.items() if v == "win"]
     assert all(e["parameters"] > 0 and "hyps" not in e for e in ablations["ablations"].values())
+
+
+def test_the_benchmark_trains_under_the_decisions_of_the_recipe_sweep(tmp_path):
+    from shared_utils.errors import UserError
+    from translation.bench_training import decisions, systems_for
+
+    with pytest.raises(UserError, match=f"^{tmp_path / 'recipe.json'} not found: run `make translation-recipe` "
+                                        "first .*, or pass --recipe base$"):
+        decisions(tmp_path, None, None)
+    (tmp_path / "recipe.json").write_text(json.dumps({"chosen": "lr1e-3_warmup800"}))
+    (tmp_path / "ablations.json").write_text(json.dumps({"kept": ["swiglu", "no_bias"]}))
+    assert decisions(tmp_path, None, None) == ("lr1e-3_warmup800", ["swiglu", "no_bias"])
+    assert decisions(tmp_path, "smoothing0.2", []) == ("smoothing0.2", [])  # the flags win
+    with pytest.raises(UserError, match="^the recipe 'base_average3' averages checkpoints"):
+        decisions(tmp_path, "base_average3", [])
+    systems = systems_for(["swiglu", "no_bias"])
+    assert systems["rope_swiglu_no_bias"] == {"positional": "rope", "ffn": "swiglu", "bias": False}
+    assert list(systems_for([])) == ["rope", "relative_bias", "sinusoidal", "marian_peer"]
 
 
 def test_a_run_scored_with_other_settings_is_refused_not_reused(tmp_path):
