@@ -83,7 +83,7 @@ def decisions(folder: Path, recipe: str | None, ablations: list[str] | None) -> 
         raise UserError(f"the recipe '{recipe}' averages checkpoints, which only bench_recipe.py scores; pass "
                         "--recipe with one that does not")
     kept = chosen("ablations.json", "kept", "--ablations (none)") if ablations is None else ablations
-    return recipe, kept
+    return recipe, list(dict.fromkeys(kept))  # a name given twice is one ablation
 
 
 def systems_for(kept: list[str]) -> dict[str, dict]:

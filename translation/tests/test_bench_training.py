@@ -114,6 +114,7 @@ def test_the_benchmark_trains_under_the_decisions_of_the_recipe_sweep(tmp_path):
     (tmp_path / "ablations.json").write_text(json.dumps({"kept": ["swiglu", "no_bias"]}))
     assert decisions(tmp_path, None, None) == ("lr1e-3_warmup800", ["swiglu", "no_bias"])
     assert decisions(tmp_path, "smoothing0.2", []) == ("smoothing0.2", [])  # the flags win
+    assert decisions(tmp_path, None, ["rmsnorm", "rmsnorm"]) == ("lr1e-3_warmup800", ["rmsnorm"])
     with pytest.raises(UserError, match="^the recipe 'base_average3' averages checkpoints"):
         decisions(tmp_path, "base_average3", [])
     systems = systems_for(["swiglu", "no_bias"])
