@@ -1,7 +1,7 @@
 """The recipe sweep and the architecture ablations of issue #20, decided on the selection split alone.
 
     python translation/bench_recipe.py --stage recipe       # 4 recipes x (ours, peer): 8 runs, ~7 h of 1 CPU core
-    python translation/bench_recipe.py --stage ablations    # 5 architectures of ours under the chosen recipe
+    python translation/bench_recipe.py --stage ablations    # 4 architectures of ours (+ the baseline, already trained)
     python translation/bench_recipe.py --stage recipe --only-runs rope   # one process's share (then rerun plainly)
 
 **Recipe** (what both models get): every recipe in :data:`RECIPES` trains our RoPE model and the Marian peer
@@ -9,7 +9,8 @@
 (checkpoint averaging). The shared recipe chosen is the one with the highest mean selection-split BLEU over the
 two models. **Ablations** (ours alone, at the peer's parameter count within 3%): each entry of
 :data:`ABLATIONS` changes one config field of the RoPE model under the chosen recipe; it is kept only when the
-paired bootstrap on the selection split (its greedy translations against the baseline's) gives a ``win``.
+paired bootstrap on the selection split (its greedy translations against the baseline's) gives a ``win``. The
+baseline is the recipe stage's RoPE run under the chosen recipe, read back, not trained again.
 
 The dev sets are never decoded here: every decision is made on the selection split carved from the training
 data. Each run is trained once (resumable) and scored once. Writes results/recipe.json and
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         fields, average = recipe_fields(name)
         return replace(base, **fields), average
 
+    chosen = None
     if args.stage == "recipe":
         runs = {f"{r}_{s}": (SYSTEMS[s], *recipe(r)) for r in RECIPES for s in RECIPE_SYSTEMS}
     else:
@@ -110,11 +112,17 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError(f"{recipe_file} not found: run --stage recipe first")
         chosen = json.loads(recipe_file.read_text(encoding="utf-8"))["chosen"]
         runs = {f"ablation_{a}": ({**SYSTEMS["rope"], **fields}, *recipe(chosen)) for a, fields in ABLATIONS.items()}
+    def folder(name: str, average: int) -> Path:
+        """A run's folder. Runs that are the same training are trained once: an averaging recipe's are its base
+        recipe's, and the ablations' baseline (RoPE under the chosen recipe, seed 0) is the recipe stage's run."""
+        if name == "ablation_baseline":
+            name = f"{chosen}_rope"
+        return args.runs / (name if average == 1 else name.replace(f"_average{average}", ""))
+
     entries = {}
     for name, (fields, cfg, average) in runs.items():
-        if wanted(name):  # an averaging recipe reads its base recipe's run folder: trained once
-            folder = args.runs / (name if average == 1 else name.replace(f"_average{average}", ""))
-            entries[name] = selection_run(folder, fields, cfg, args.preset, select, device, average)
+        if wanted(name):
+            entries[name] = selection_run(folder(name, average), fields, cfg, args.preset, select, device, average)
     if args.only_runs:
         return
     common = {"preset": args.preset, "steps": base.steps, "select_size": len(select), "seed": base.seed,

@@ -98,6 +98,9 @@ def test_the_recipe_sweep_and_the_ablations_decide_on_the_selection_split(tmp_pa
     recipe_main(["--stage", "ablations", *argv])
     ablations = json.loads((tmp_path / "out" / "ablations.json").read_text())
     assert set(ablations["ablations"]) == set(ABLATIONS) and ablations["recipe"] == recipe["chosen"]
+    assert not (tmp_path / "runs" / "ablation_baseline").exists()  # the recipe stage's run under the chosen recipe
+    baseline, chosen_rope = ablations["ablations"]["baseline"], recipe["grid"][recipe["chosen"]]["rope"]
+    assert {k: baseline[k] for k in chosen_rope} == chosen_rope
     verdicts = {a: e["vs_baseline"]["verdict"] for a, e in ablations["ablations"].items() if a != "baseline"}
     assert ablations["kept"] == [a for a, v in verdicts.items() if v == "win"]
     assert all(e["parameters"] > 0 and "hyps" not in e for e in ablations["ablations"].values())
