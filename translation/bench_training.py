@@ -9,7 +9,8 @@ token budget, schedule, selection split and checkpoint choice: the peer trains i
 Every system trains under the shared recipe that ``bench_recipe.py`` chose on the selection split
 (results/recipe.json; ``--recipe`` overrides it). When that sweep kept architecture ablations of ours
 (results/ablations.json; ``--ablations`` overrides), RoPE with all of them joins as a fifth system, named after
-them (``rope_swiglu``, ...): issue #20's best configuration, compared with the peer and with plain RoPE.
+them (``rope_swiglu``, ...): issue #20's best configuration, compared with the peer and with plain RoPE. The
+seeds are 1, 2, 3: the sweep decided on seed 0's runs, and the final comparison uses seeds that took no part.
 
 A run is trained once (resumable after a kill) and scored once; a rerun reuses it. On a small CPU, several
 single-threaded processes share the runs out (``--only``); the plain command then reads them all back:
@@ -304,7 +305,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dev", nargs="+",
                    default=[f"{LOCAL}/dev.tatoeba.fi-en.tsv", f"{LOCAL}/dev.newstest2018.fi-en.tsv"])
     p.add_argument("--preset", default="small", choices=tuple(PRESETS))
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3],
+                   help="not 0: seed 0's runs made the recipe sweep's decisions, so the final comparison uses seeds "
+                        "that took no part in one")
     p.add_argument("--only", nargs="+", default=None,
                    help="train and score just these systems (e.g. in parallel processes), no report")
     p.add_argument("--recipe", choices=tuple(RECIPES), default=None,
