@@ -1,15 +1,15 @@
 """The recipe sweep and the architecture ablations of issue #20, decided on the selection split alone.
 
-    python translation/bench_recipe.py --stage recipe       # 4 recipes x (ours, peer): 8 runs, ~7 h of 1 CPU core
+    python translation/bench_recipe.py --stage recipe       # 6 recipes x (ours, peer): 8 runs, ~6 h of 1 CPU core
     python translation/bench_recipe.py --stage ablations    # 4 architectures of ours (+ the baseline, already trained)
     python translation/bench_recipe.py --stage recipe --only-runs rope   # one process's share (then rerun plainly)
 
-**Recipe** (what both models get): every recipe in :data:`RECIPES` trains our RoPE model and the Marian peer
-(seed 0, the benchmark's budget); ``base_average3`` scores base's runs as the mean of their last 3 checkpoints
-(checkpoint averaging). The shared recipe chosen is the one with the highest mean selection-split BLEU over the
-two models. **Ablations** (ours alone, at the peer's parameter count within 3%): each entry of
-:data:`ABLATIONS` changes one config field of the RoPE model under the chosen recipe; it is kept only when the
-paired bootstrap on the selection split (its greedy translations against the baseline's) gives a ``win``. The
+**Recipe** (what both models get): every recipe in :data:`RECIPES` trains our RoPE model and the Marian peer (seed
+0, the benchmark's budget); the ``_average3`` recipes score their base recipe's runs as the mean of their last 3
+checkpoints (checkpoint averaging), without training. The shared recipe chosen is the one with the highest mean
+selection-split BLEU over the two models. **Ablations** (ours alone, at the peer's parameter count within 3%): each
+entry of :data:`ABLATIONS` changes one config field of the RoPE model under the chosen recipe; it is kept only when
+the paired bootstrap on the selection split (its greedy translations against the baseline's) gives a ``win``. The
 baseline is the recipe stage's RoPE run under the chosen recipe, read back, not trained again.
 
 The dev sets are never decoded here: every decision is made on the selection split carved from the training

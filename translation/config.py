@@ -110,6 +110,7 @@ RECIPES: dict[str, dict] = {  # name -> TrainConfig fields over BENCH_TRAIN; the
     "lr5e-4": dict(lr=5e-4),
     "smoothing0.2": dict(label_smoothing=0.2),
     "base_average3": dict(average_last=3),  # base's runs, scored as the mean of their last 3 checkpoints
+    "lr1e-3_warmup800_average3": dict(lr=1e-3, warmup=800, average_last=3),  # likewise, the peer's schedule
 }
 ABLATIONS: dict[str, dict] = {  # name -> ModelConfig fields over the RoPE model; "baseline" changes nothing
     "baseline": {},
