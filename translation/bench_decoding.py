@@ -294,7 +294,9 @@ def main(argv: list[str] | None = None) -> None:
         if not training.is_file():
             raise UserError(f"{training} not found: run translation/bench_training.py first, or pass --checkpoint")
         done = json.loads(training.read_text())
-        checkpoint = str(args.runs / f"{done['best_scheme']}_seed{done['seeds'][0]}")
+        run = args.runs / f"{done['best_scheme']}_seed{done['seeds'][0]}"
+        average = done.get("average_last", 1)  # an averaging recipe's runs were scored by their averaged weights
+        checkpoint = str(run if average == 1 else run / f"average_last{average}")
     model, tok, cfg = load_translator(checkpoint, device)
     sets = {"select": selection_split(checkpoint)}
     for d in args.dev:

@@ -7,7 +7,8 @@ token budget, schedule, selection split and checkpoint choice: the peer trains i
     python translation/bench_training.py --steps 20 --seeds 0 --out /tmp/mt-smoke      # smoke run
 
 Every system trains under the shared recipe that ``bench_recipe.py`` chose on the selection split
-(results/recipe.json; ``--recipe`` overrides it). When that sweep kept architecture ablations of ours
+(results/recipe.json; ``--recipe`` overrides it; an averaging recipe scores each run by the mean of its last
+checkpoints, saved as the run's ``average_last<n>`` checkpoint). When that sweep kept architecture ablations of ours
 (results/ablations.json; ``--ablations`` overrides), RoPE with all of them joins as a fifth system, named after
 them (``rope_swiglu``, ...): issue #20's best configuration, compared with the peer and with plain RoPE. The
 seeds are 1, 2, 3: the sweep decided on seed 0's runs, and the final comparison uses seeds that took no part.
@@ -40,7 +41,7 @@ import numpy as np
 import torch
 
 from shared_utils.batching import collate, token_batches
-from shared_utils.checkpoint import store_result, stored_result
+from shared_utils.checkpoint import save_average, store_result, stored_result
 from shared_utils.cli import Parser, add_dataclass_flags, pick, positive_int
 from shared_utils.data import load_parallel
 from shared_utils.errors import UserError, cli_main
@@ -80,9 +81,6 @@ def decisions(folder: Path, recipe: str | None, ablations: list[str] | None) -> 
         return json.loads(path.read_text(encoding="utf-8"))[key]
 
     recipe = chosen("recipe.json", "chosen", "--recipe base") if recipe is None else recipe
-    if recipe_fields(recipe)[1] > 1:
-        raise UserError(f"the recipe '{recipe}' averages checkpoints, which only bench_recipe.py scores; pass "
-                        "--recipe with one that does not")
     kept = chosen("ablations.json", "kept", "--ablations (none)") if ablations is None else ablations
     return recipe, list(dict.fromkeys(kept))  # a name given twice is one ablation
 
@@ -107,19 +105,26 @@ def parameters(model: torch.nn.Module) -> int:
 
 
 def run_system(name: str, fields: dict, seed: int, preset: str, cfg: TrainConfig, runs: Path, dev_sets: dict,
-               device, strategy: Strategy) -> dict:
+               device, strategy: Strategy, select: list, average: int = 1) -> dict:
     """Train (or resume) one system with one seed, decode the dev sets with its best checkpoint (chosen on the
-    selection split), and keep the hypotheses; stored in the run folder and reused by a rerun."""
+    selection split) or, under an averaging recipe, with the mean of its last ``average`` checkpoints (saved as
+    the run's ``average_last<n>`` checkpoint and scored on the ``select`` pairs), and keep the hypotheses; stored
+    in the run folder and reused by a rerun."""
     run = runs / f"{name}_seed{seed}"
     # a changed model or preset makes train.py refuse the resume; a changed schedule it would accept
-    key = {"train": settings(replace(cfg, seed=seed)), "strategy": asdict(strategy)}
+    key = {"train": settings(replace(cfg, seed=seed)), "strategy": asdict(strategy), "average_last": average}
     stored = stored_result(run / "bench_entry.json", key, stale=stale_run(run))
     if stored is not None:
         return stored
     summary = train(model_config(preset, **fields), replace(cfg, seed=seed), run, str(device))
     model, tok, mcfg = load_translator(run, device)
+    chosen = summary["best"]
+    if average > 1:
+        save_average(run, average, model)
+        hyps = translate(model, tok, mcfg, [p.src for p in select], device, Strategy("greedy"))
+        chosen = {**score(hyps, [p.tgt for p in select]), "step": f"mean of the last {average}"}
     hyps = {n: translate(model, tok, mcfg, [p.src for p in rows], device, strategy) for n, rows in dev_sets.items()}
-    entry = {"select": summary["best"], "target_tokens_per_s": summary["target_tokens_per_s"],
+    entry = {"select": chosen, "target_tokens_per_s": summary["target_tokens_per_s"],
              "parameters": parameters(model), "hyps": hyps,
              "scores": {n: score(h, [p.tgt for p in dev_sets[n]]) for n, h in hyps.items()},
              "curve": [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
@@ -329,12 +334,17 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         raise UserError(f"--only: unknown system {', '.join(unknown)} (systems: {', '.join(systems)})")
     device = pick_device(args.device)
-    cfg = TrainConfig(**{**BENCH_TRAIN, **recipe_fields(recipe)[0], **pick(vars(args), TrainConfig),
-                         "train": args.train, "dev": args.dev})
+    fields, average = recipe_fields(recipe)
+    cfg = TrainConfig(**{**BENCH_TRAIN, **fields, "keep_checkpoints": max(TrainConfig.keep_checkpoints, average),
+                         **pick(vars(args), TrainConfig), "train": args.train, "dev": args.dev})
     strategy = Strategy("greedy") if args.beam_size == 1 else Strategy("beam", beam_size=args.beam_size)
     dev_sets = {Path(d).name.removesuffix(".tsv").removesuffix(".fi-en"): load_parallel(d).records for d in args.dev}
+    train_pairs, select = select_pairs_from(load_parallel(args.train).records, cfg)
+    if average > 1 and not select:
+        raise UserError(f"the recipe '{recipe}' scores its averaged checkpoints on the selection split: "
+                        "--select-size must be > 0")
     entries = {(name, seed): run_system(name, systems[name], seed, args.preset, cfg, args.runs, dev_sets, device,
-                                        strategy)
+                                        strategy, select, average)
                for name, seed in runs_to_train(args.only or list(systems), args.seeds)}
     if args.only:
         return
@@ -348,11 +358,10 @@ def main(argv: list[str] | None = None) -> None:
                    for a, b in [(n, other) for n in ablated for other in ("marian_peer", "rope")] + pairs}
     comparisons["best_vs_marian"] = comparisons[f"{best}_vs_marian_peer"]
     _, tok, mcfg = load_translator(args.runs / f"{best}_seed{args.seeds[0]}", device)
-    train_pairs, _ = select_pairs_from(load_parallel(args.train).records, cfg)
     data = encode_pairs(tok, train_pairs, mcfg.max_len)
     tp = throughput(best, systems, args.preset, mcfg.vocab_size, cfg, data, device, args.repeats)
     result = {"steps": cfg.steps, "batch_tokens": cfg.batch_tokens, "select_size": cfg.select_size,
-              "recipe": recipe, "ablations_kept": kept, "seeds": args.seeds,
+              "recipe": recipe, "average_last": average, "ablations_kept": kept, "seeds": args.seeds,
               "strategy": "greedy" if args.beam_size == 1 else f"beam {args.beam_size}",
               "train_config": {k: v for k, v in asdict(cfg).items() if k not in ("train", "dev")},
               "device_info": device_info(device), "machine": platform.processor() or platform.machine(),

@@ -160,29 +160,35 @@ def save_checkpoint(
     """
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
-    final = root / tag
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{tag}."))
+    _publish(root / tag, model, state, config, extra_files or {})
+    atomic_write(root / "latest", tag)
+    _prune(root, keep_last)
+    return root / tag
+
+
+def _publish(final: Path, model: torch.nn.Module, state: dict[str, Any], config: dict[str, Any],
+             extra_files: dict[str, str | bytes]) -> None:
+    """Write a checkpoint folder into a temp folder beside ``final``, fsync every file, then rename it into
+    place (replacing an older folder of that name: a resumed run re-saving its tag)."""
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
     try:
         save_model(model, str(tmp / WEIGHTS))
         torch.save(state, tmp / STATE)
         (tmp / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
-        for name, data in (extra_files or {}).items():
+        for name, data in extra_files.items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp / name).write_bytes(data.encode() if isinstance(data, str) else data)
         for file in tmp.rglob("*"):
             if file.is_file():
                 with file.open("rb") as f:
                     os.fsync(f.fileno())
-        if final.exists():  # re-saving the same tag (e.g. a resumed run): swap the old one out first
+        if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _fsync_dir(root)
-    atomic_write(root / "latest", tag)
-    _prune(root, keep_last)
-    return final
+    _fsync_dir(final.parent)
 
 
 def mark_best(run_dir: str | Path, tag: str) -> None:
@@ -295,6 +301,20 @@ def load_average(run_dir: str | Path, n: int, model: torch.nn.Module) -> Checkpo
             total[name] = total.get(name, 0) + tensor.double()
     model.load_state_dict({name: (t / n).to(model.state_dict()[name].dtype) for name, t in total.items()})
     return ckpt
+
+
+def save_average(run_dir: str | Path, n: int, model: torch.nn.Module) -> Path:
+    """Average the run's ``n`` newest checkpoints into ``model`` (:func:`load_average`) and publish the result as
+    a checkpoint folder of its own, ``run_dir/average_last<n>``: the newest one's config and extra files (the
+    tokenizer), a state naming the checkpoints averaged. Every loader takes it like any checkpoint; it lies
+    outside ``checkpoints/``, so resuming and pruning never see it."""
+    newest = load_average(run_dir, n, model)
+    averaged = [p.name for p in _published(Path(run_dir) / "checkpoints")[-n:]]
+    extra = {f.name: f.read_bytes() for f in newest.path.iterdir() if f.is_file() and f.name not in (WEIGHTS, STATE,
+                                                                                                      CONFIG)}
+    final = Path(run_dir) / f"average_last{n}"
+    _publish(final, model, {"averaged": averaged}, newest.config, extra)
+    return final
 
 
 def load_best(path: str | Path) -> Checkpoint:

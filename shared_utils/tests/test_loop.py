@@ -74,7 +74,7 @@ def test_a_worse_selection_score_is_not_the_best(tmp_path):
 
 
 def test_checkpoint_averaging_is_the_mean_of_the_newest_weights(tmp_path):
-    from shared_utils.checkpoint import load_average, save_progress
+    from shared_utils.checkpoint import load_average, load_best, load_resumable, save_average, save_progress
 
     model = torch.nn.Linear(3, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -85,7 +85,7 @@ def test_checkpoint_averaging_is_the_mean_of_the_newest_weights(tmp_path):
             model.bias.fill_(10.0 * step)
         saved.append({k: v.clone() for k, v in model.state_dict().items()})
         save_progress(tmp_path, Progress(step=step), model=model, optimizer=opt, config={"project": "t"},
-                      keep_last=3)
+                      extra_files={"tokenizer.json": f"tok{step}"}, keep_last=3)
     fresh = torch.nn.Linear(3, 2)
     newest = load_average(tmp_path, 2, fresh)
     assert newest.path.name == "step_00000003"
@@ -93,3 +93,12 @@ def test_checkpoint_averaging_is_the_mean_of_the_newest_weights(tmp_path):
     with pytest.raises(UserError, match="keeps 3 checkpoint\\(s\\), fewer than the 4 to average: train it with "
                                         "--keep-checkpoints 4 or more"):
         load_average(tmp_path, 4, fresh)
+    folder = save_average(tmp_path, 3, torch.nn.Linear(3, 2))  # a checkpoint of its own, loadable by path
+    assert folder == tmp_path / "average_last3"
+    averaged = load_best(folder)
+    again = torch.nn.Linear(3, 2)
+    averaged.load_weights(again)
+    assert torch.equal(again.weight, torch.full((2, 3), 2.0)) and torch.equal(again.bias, torch.full((2,), 20.0))
+    assert averaged.state == {"averaged": ["step_00000001", "step_00000002", "step_00000003"]}
+    assert (averaged.config, averaged.read_text("tokenizer.json")) == ({"project": "t"}, "tok3")
+    assert load_resumable(tmp_path).path.name == "step_00000003"  # resuming never sees it

@@ -22,14 +22,20 @@ def test_the_benchmark_writes_seeds_comparisons_and_a_timed_ratio(tmp_path):
     dev = tmp_path / "dev.tatoeba.fi-en.tsv"
     dev.write_text("".join((SAMPLES / "dev.fi-en.tsv").read_text(encoding="utf-8").splitlines(True)[:30]),
                    encoding="utf-8")
-    argv = ["--steps", "4", "--eval-every", "2", "--seeds", "0", "1", "--select-size", "20", "--dev-limit", "5",
-            "--repeats", "2", "--batch-tokens", "600", "--recipe", "lr5e-4", "--ablations", "rmsnorm",
-            "--preset", "tiny", "--train", str(SAMPLES / "train.fi-en.tsv"),
+    argv = ["--steps", "3", "--eval-every", "1", "--seeds", "0", "1", "--select-size", "20", "--dev-limit", "5",
+            "--repeats", "2", "--batch-tokens", "600", "--recipe", "lr1e-3_warmup800_average3",
+            "--ablations", "rmsnorm", "--preset", "tiny", "--train", str(SAMPLES / "train.fi-en.tsv"),
             "--dev", str(dev), "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--device", "cpu"]
     main(argv)
     result = json.loads((tmp_path / "out" / "training.json").read_text())
     assert result["systems"]["sinusoidal"]["seeds"] == [0] and result["systems"]["rope"]["seeds"] == [0, 1]
-    assert (result["recipe"], result["ablations_kept"], result["train_config"]["lr"]) == ("lr5e-4", ["rmsnorm"], 5e-4)
+    assert (result["recipe"], result["ablations_kept"], result["average_last"]) == (
+        "lr1e-3_warmup800_average3", ["rmsnorm"], 3)
+    assert (result["train_config"]["lr"], result["train_config"]["warmup"]) == (1e-3, 800)
+    entry = json.loads((tmp_path / "runs" / "rope_seed1" / "bench_entry.json").read_text())["entry"]
+    assert entry["select"]["step"] == "mean of the last 3"  # scored by the averaged weights, saved beside the run
+    averaged = json.loads((tmp_path / "runs" / "rope_seed1" / "average_last3" / "config.json").read_text())
+    assert averaged["model"]["positional"] == "rope"
     ours = ("rope_rmsnorm", "rope", "relative_bias", "sinusoidal")  # RoPE with the kept ablation joins ours
     assert list(result["systems"]) == [*ours, "marian_peer"]
     config = json.loads((tmp_path / "runs" / "rope_rmsnorm_seed1" / "config.json").read_text())["model"]
@@ -60,8 +66,9 @@ def test_the_benchmark_writes_seeds_comparisons_and_a_timed_ratio(tmp_path):
     assert (tmp_path / "runs" / "rope_seed0" / "bench_entry.json").stat().st_mtime == mtime
     from translation.bench_decoding import main as decoding_main
 
-    decoding_main(["--checkpoint", str(tmp_path / "runs" / "rope_seed1"), "--dev", str(dev), "--limit", "12",
-                   "--diversity-limit", "3", "--repeats", "2", "--out", str(tmp_path / "dec"), "--device", "cpu"])
+    decoding_main(["--checkpoint", str(tmp_path / "runs" / "rope_seed1" / "average_last3"), "--dev", str(dev),
+                   "--limit", "12", "--diversity-limit", "3", "--repeats", "2", "--out", str(tmp_path / "dec"),
+                   "--device", "cpu"])
     dec = json.loads((tmp_path / "dec" / "decoding.json").read_text())
     assert dec["eval_sets"] == {"select": 12, "dev.tatoeba": 12}  # the run's own selection split, carved again
     assert dec["best_strategy_chosen_on"] == "select" and dec["best_strategy"] == max(
@@ -77,7 +84,7 @@ def test_the_benchmark_writes_seeds_comparisons_and_a_timed_ratio(tmp_path):
     assert ceiling == pytest.approx(hf_ms / (split["greedy"]["matmul"]["ms"] + split["greedy"]["attention"]["ms"]))
     assert "Where the time goes" in (tmp_path / "dec" / "decoding.md").read_text()
     speed = json.loads((tmp_path / "dec" / "decoding_speed.json").read_text())  # the study refreshes it too
-    assert speed["side_by_side"] == dec["side_by_side"] and speed["model"]["checkpoint"].endswith("rope_seed1")
+    assert speed["side_by_side"] == dec["side_by_side"] and speed["model"]["checkpoint"].endswith("average_last3")
     assert "hyps" not in dec["strategies"]["greedy"]["select"]
 
 
@@ -118,8 +125,7 @@ def test_the_benchmark_trains_under_the_decisions_of_the_recipe_sweep(tmp_path):
     assert decisions(tmp_path, None, None) == ("lr1e-3_warmup800", ["swiglu", "no_bias"])
     assert decisions(tmp_path, "smoothing0.2", []) == ("smoothing0.2", [])  # the flags win
     assert decisions(tmp_path, None, ["rmsnorm", "rmsnorm"]) == ("lr1e-3_warmup800", ["rmsnorm"])
-    with pytest.raises(UserError, match="^the recipe 'base_average3' averages checkpoints"):
-        decisions(tmp_path, "base_average3", [])
+    assert decisions(tmp_path, "base_average3", []) == ("base_average3", [])  # averaging recipes run too
     systems = systems_for(["swiglu", "no_bias"])
     assert systems["rope_swiglu_no_bias"] == {"positional": "rope", "ffn": "swiglu", "bias": False}
     assert list(systems_for([])) == ["rope", "relative_bias", "sinusoidal", "marian_peer"]
