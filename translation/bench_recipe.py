@@ -28,6 +28,7 @@ from shared_utils.checkpoint import load_average, store_result, stored_result
 from shared_utils.cli import Parser, add_dataclass_flags, pick
 from shared_utils.data import load_parallel
 from shared_utils.errors import UserError, cli_main
+from shared_utils.report import diff_cell
 from shared_utils.runtime import device_info, pick_device
 from shared_utils.stats import bootstrap_corpus, comparison
 from translation.bench_training import LOCAL, RESULTS, SYSTEMS, parameters, score, settings, stale_run
@@ -73,6 +74,31 @@ def drop_hyps(entries: dict) -> dict:
     return {k: {f: v for f, v in e.items() if f != "hyps"} for k, e in entries.items()}
 
 
+def report(result: dict) -> list[str]:
+    """recipe.md or ablations.md: every entry tried, the rule and what it chose."""
+    head = [f"Greedy BLEU / chrF++ on the selection split ({result['select_size']} pairs carved from the training "
+            f"data; the dev sets are never decoded here), {result['steps']} steps, seed {result['seed']}, preset "
+            f"{result['preset']} ({result['device_info']['label']}). Rule: {result['rule']}.", ""]
+    if "grid" in result:
+        lines = ["# Recipe sweep: the same grid for ours (RoPE) and the Marian peer", "", *head,
+                 "| recipe | fields | ours BLEU | ours chrF++ | peer BLEU | peer chrF++ | mean BLEU |",
+                 "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+        for r, row in result["grid"].items():
+            ours, peer = row["rope"]["select"], row["marian_peer"]["select"]
+            lines.append(f"| {r} | `{json.dumps(row['fields'])}` | {ours['bleu']:.2f} | {ours['chrf']:.2f} | "
+                         f"{peer['bleu']:.2f} | {peer['chrf']:.2f} | {row['mean_select_bleu']:.2f} |")
+        return lines + ["", f"Chosen: **{result['chosen']}**."]
+    lines = [f"# Architecture ablations of ours under the recipe `{result['recipe']}`", "", *head,
+             "| ablation | fields | parameters (x peer) | BLEU | chrF++ | BLEU vs baseline [95% CI] | verdict |",
+             "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+    for a, e in result["ablations"].items():
+        vs = e.get("vs_baseline")
+        lines.append(f"| {a} | `{json.dumps(e['fields'])}` | {e['parameters']:,} ({e['parameters_vs_peer']:.3f}) | "
+                     f"{e['select']['bleu']:.2f} | {e['select']['chrf']:.2f} | "
+                     f"{diff_cell(vs) if vs else '–'} | {vs['verdict'] if vs else '–'} |")
+    return lines + ["", f"Kept: {', '.join(f'**{a}**' for a in result['kept']) or 'none'}."]
+
+
 @cli_main
 def main(argv: list[str] | None = None) -> None:
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -110,7 +136,8 @@ def main(argv: list[str] | None = None) -> None:
         recipe_file = args.out / "recipe.json"
         if not recipe_file.is_file():
             raise UserError(f"{recipe_file} not found: run --stage recipe first")
-        chosen = json.loads(recipe_file.read_text(encoding="utf-8"))["chosen"]
+        recipe_result = json.loads(recipe_file.read_text(encoding="utf-8"))
+        chosen = recipe_result["chosen"]
         runs = {f"ablation_{a}": ({**SYSTEMS["rope"], **fields}, *recipe(chosen)) for a, fields in ABLATIONS.items()}
     def folder(name: str, average: int) -> Path:
         """A run's folder. Runs that are the same training are trained once: an averaging recipe's are its base
@@ -146,11 +173,15 @@ def main(argv: list[str] | None = None) -> None:
             if a != "baseline":
                 table[a]["vs_baseline"] = paired(entries[f"ablation_{a}"], base_entry, a, "baseline", refs)
         kept = [a for a, e in table.items() if a != "baseline" and e["vs_baseline"]["verdict"] == "win"]
+        peer = recipe_result["grid"][chosen]["marian_peer"]["parameters"]
+        for e in table.values():
+            e["parameters_vs_peer"] = e["parameters"] / peer  # the comparison's rule: within 1 +- 0.03
         result = {**common, "recipe": chosen, "rule": "kept when the selection-split paired bootstrap says win",
-                  "ablations": table, "kept": kept}
+                  "peer_parameters": peer, "ablations": table, "kept": kept}
         name = "ablations.json"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / name).write_text(json.dumps(result, indent=2), encoding="utf-8")
+    (args.out / name.replace(".json", ".md")).write_text("\n".join(report(result)) + "\n", encoding="utf-8")
     print(json.dumps({k: result[k] for k in ("chosen", "kept") if k in result}))
 
 

@@ -111,6 +111,13 @@ def test_the_recipe_sweep_and_the_ablations_decide_on_the_selection_split(tmp_pa
     verdicts = {a: e["vs_baseline"]["verdict"] for a, e in ablations["ablations"].items() if a != "baseline"}
     assert ablations["kept"] == [a for a, v in verdicts.items() if v == "win"]
     assert all(e["parameters"] > 0 and "hyps" not in e for e in ablations["ablations"].values())
+    peer = recipe["grid"][recipe["chosen"]]["marian_peer"]["parameters"]
+    swiglu = ablations["ablations"]["swiglu"]
+    assert swiglu["parameters_vs_peer"] == swiglu["parameters"] / peer
+    recipe_md = (tmp_path / "out" / "recipe.md").read_text()
+    assert f"Chosen: **{recipe['chosen']}**." in recipe_md and recipe_md.count("\n| ") == len(RECIPES) + 2
+    ablations_md = (tmp_path / "out" / "ablations.md").read_text()
+    assert ablations_md.count("\n| ") == len(ABLATIONS) + 2 and "| baseline | `{}` |" in ablations_md
 
 
 def test_the_benchmark_trains_under_the_decisions_of_the_recipe_sweep(tmp_path):
