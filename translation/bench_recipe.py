@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         recipe_result = json.loads(recipe_file.read_text(encoding="utf-8"))
         chosen = recipe_result["chosen"]
         runs = {f"ablation_{a}": ({**SYSTEMS["rope"], **fields}, *recipe(chosen)) for a, fields in ABLATIONS.items()}
+
     def folder(name: str, average: int) -> Path:
         """A run's folder. Runs that are the same training are trained once: an averaging recipe's are its base
         recipe's, and the ablations' baseline (RoPE under the chosen recipe, seed 0) is the recipe stage's run."""
