@@ -39,7 +39,7 @@ from shared_utils.report import diff_cell, op_family_lines, pyplot, save_figure
 from shared_utils.runtime import device_info, pick_device, seed_everything
 from shared_utils.stats import bootstrap_corpus, comparison
 from shared_utils.timing import interleaved, matmul_ceiling, ratio, time_by_op_family
-from translation.config import PRESETS, TrainConfig, model_config
+from translation.config import PRESETS, ModelConfig, TrainConfig, model_config
 from translation.decoding import Strategy, beam_search, greedy
 from translation.inference import hypotheses, load_translator
 from translation.model import BOS, EOS, PAD, build_model
@@ -104,12 +104,18 @@ def random_batch(vocab_size: int, size: int, device, seed: int = 0) -> torch.Ten
     return src.masked_fill(torch.arange(src.shape[1]) >= lengths[:, None], PAD).to(device)
 
 
+def peer_config(cfg: ModelConfig) -> ModelConfig:
+    """The Marian peer of ``cfg``'s sizes. It keeps its own FFN, norm and biases, whichever ablations of ours
+    ``cfg`` carries (the training benchmark's best system may be RoPE with SwiGLU, RMSNorm, ...)."""
+    return replace(cfg, arch="marian", ffn="gelu", norm="layernorm", bias=True)
+
+
 def side_by_side(model, cfg, src: torch.Tensor, beam: int, new_tokens: int, repeats: int) -> dict:
     """Interleaved timings of: our greedy with and without the KV cache; our greedy and beam search against
     ``MarianMTModel.generate`` (same sizes, beams, length penalty, early stopping). Every candidate emits
     exactly ``new_tokens`` tokens per sentence (EOS banned until then), so all do the same work."""
     seed_everything(0)
-    peer = build_model(replace(cfg, arch="marian")).to(src.device).eval().hf
+    peer = build_model(peer_config(cfg)).to(src.device).eval().hf
     limits = torch.full((src.shape[0],), new_tokens, device=src.device)
 
     def hf(num_beams: int):
@@ -272,8 +278,7 @@ def beam_vs_greedy(strategies: dict, sets: dict) -> dict:
 def main(argv: list[str] | None = None) -> None:
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default=None,
-                   help="default: the best scheme of results/training.json (its first seed), from --runs")
-    p.add_argument("--runs", type=Path, default=Path("runs/mt-bench"), help="the training benchmark's runs")
+                   help="default: the one results/training.json scored its best system's first seed by")
     p.add_argument("--dev", nargs="+",
                    default=[f"{LOCAL}/dev.tatoeba.fi-en.tsv", f"{LOCAL}/dev.newstest2018.fi-en.tsv"])
     p.add_argument("--limit", type=nonnegative_int, default=0, help="sentences per set (0 = all)")
@@ -293,10 +298,10 @@ def main(argv: list[str] | None = None) -> None:
         training = RESULTS / "training.json"
         if not training.is_file():
             raise UserError(f"{training} not found: run translation/bench_training.py first, or pass --checkpoint")
-        done = json.loads(training.read_text())
-        run = args.runs / f"{done['best_scheme']}_seed{done['seeds'][0]}"
-        average = done.get("average_last", 1)  # an averaging recipe's runs were scored by their averaged weights
-        checkpoint = str(run if average == 1 else run / f"average_last{average}")
+        checkpoint = json.loads(training.read_text()).get("best_checkpoint")
+        if checkpoint is None:
+            raise UserError(f"{training} names no checkpoint (an older bench_training wrote it): rerun "
+                            "translation/bench_training.py, or pass --checkpoint")
     model, tok, cfg = load_translator(checkpoint, device)
     sets = {"select": selection_split(checkpoint)}
     for d in args.dev:

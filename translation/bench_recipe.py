@@ -24,17 +24,24 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from shared_utils.checkpoint import load_average, store_result, stored_result
+from shared_utils.checkpoint import store_result, stored_result
 from shared_utils.cli import Parser, add_dataclass_flags, pick
 from shared_utils.data import load_parallel
 from shared_utils.errors import UserError, cli_main
 from shared_utils.report import diff_cell
 from shared_utils.runtime import device_info, pick_device
 from shared_utils.stats import bootstrap_corpus, comparison
-from translation.bench_training import LOCAL, RESULTS, SYSTEMS, parameters, score, settings, stale_run
+from translation.bench_training import (
+    LOCAL,
+    RESULTS,
+    SYSTEMS,
+    greedy_select,
+    parameters,
+    scored_model,
+    settings,
+    stale_run,
+)
 from translation.config import ABLATIONS, BENCH_TRAIN, PRESETS, RECIPES, TrainConfig, model_config, recipe_fields
-from translation.decoding import Strategy
-from translation.inference import load_translator, translate
 from translation.train import select_pairs_from, train
 
 KEEP = 5  # checkpoints every run keeps (steps 400..2000), so any of them can be averaged
@@ -51,11 +58,9 @@ def selection_run(run: Path, model_fields: dict, cfg: TrainConfig, preset: str, 
     if stored is not None:
         return stored
     summary = train(model_config(preset, **model_fields), cfg, run, str(device))
-    model, tok, mcfg = load_translator(run, device)
-    if average_last > 1:
-        load_average(run, average_last, model)
-    hyps = translate(model, tok, mcfg, [p.src for p in select], device, Strategy("greedy"))
-    entry = {"select": score(hyps, [p.tgt for p in select]),
+    model, tok, mcfg, _ = scored_model(run, average_last, device)
+    scores, hyps = greedy_select(model, tok, mcfg, select, device)
+    entry = {"select": scores,
              "checkpoint": summary["best"]["step"] if average_last == 1 else f"mean of the last {average_last}",
              "parameters": parameters(model), "hyps": hyps}
     store_result(done, key, entry)

@@ -117,20 +117,33 @@ def run_system(name: str, fields: dict, seed: int, preset: str, cfg: TrainConfig
     if stored is not None:
         return stored
     summary = train(model_config(preset, **fields), replace(cfg, seed=seed), run, str(device))
-    model, tok, mcfg = load_translator(run, device)
+    model, tok, mcfg, checkpoint = scored_model(run, average, device)
     chosen = summary["best"]
     if average > 1:
-        save_average(run, average, model)
-        hyps = translate(model, tok, mcfg, [p.src for p in select], device, Strategy("greedy"))
-        chosen = {**score(hyps, [p.tgt for p in select]), "step": f"mean of the last {average}"}
+        chosen = {**greedy_select(model, tok, mcfg, select, device)[0], "step": f"mean of the last {average}"}
     hyps = {n: translate(model, tok, mcfg, [p.src for p in rows], device, strategy) for n, rows in dev_sets.items()}
-    entry = {"select": chosen, "target_tokens_per_s": summary["target_tokens_per_s"],
+    entry = {"select": chosen, "checkpoint": str(checkpoint), "target_tokens_per_s": summary["target_tokens_per_s"],
              "parameters": parameters(model), "hyps": hyps,
              "scores": {n: score(h, [p.tgt for p in dev_sets[n]]) for n, h in hyps.items()},
              "curve": [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
                        if "/bleu" in line]}
     store_result(run / "bench_entry.json", key, entry)
     return entry
+
+
+def scored_model(run: Path, average: int, device) -> tuple:
+    """The weights a run is scored by, and their checkpoint folder: its best checkpoint (chosen on the selection
+    split while training) or, under an averaging recipe, the mean of its last ``average`` checkpoints, published as
+    the run's ``average_last<n>`` checkpoint so that bench_decoding, eval.py and translate.py load the same weights."""
+    model, tok, mcfg = load_translator(run, device)
+    checkpoint = run if average == 1 else save_average(run, average, model)
+    return model, tok, mcfg, checkpoint
+
+
+def greedy_select(model, tok, mcfg, select: list, device) -> tuple[dict, list[str]]:
+    """Greedy BLEU / chrF++ on the selection split, and the translations (for a paired bootstrap)."""
+    hyps = translate(model, tok, mcfg, [p.src for p in select], device, Strategy("greedy"))
+    return score(hyps, [p.tgt for p in select]), hyps
 
 
 def stale_run(run: Path) -> str:
@@ -365,7 +378,9 @@ def main(argv: list[str] | None = None) -> None:
               "strategy": "greedy" if args.beam_size == 1 else f"beam {args.beam_size}",
               "train_config": {k: v for k, v in asdict(cfg).items() if k not in ("train", "dev")},
               "device_info": device_info(device), "machine": platform.processor() or platform.machine(),
-              "dev_sets": list(dev_sets), "best_scheme": best, "systems": summaries, "comparisons": comparisons,
+              "dev_sets": list(dev_sets), "best_scheme": best,
+              "best_checkpoint": entries[(best, args.seeds[0])]["checkpoint"], "systems": summaries,
+              "comparisons": comparisons,
               "throughput": tp, "throughput_ratio_vs_marian": tp["throughput_ratio_vs_marian"],
               "peak_memory": {n: {k: m[k] for k in ("peak_memory_mb", "memory_kind")} for n, m in tp["models"].items()},
               "model_config": asdict(mcfg),

@@ -66,7 +66,9 @@ def test_the_benchmark_writes_seeds_comparisons_and_a_timed_ratio(tmp_path):
     assert (tmp_path / "runs" / "rope_seed0" / "bench_entry.json").stat().st_mtime == mtime
     from translation.bench_decoding import main as decoding_main
 
-    decoding_main(["--checkpoint", str(tmp_path / "runs" / "rope_seed1" / "average_last3"), "--dev", str(dev),
+    # the weights the best system's first seed was scored by: under an averaging recipe, its averaged checkpoint
+    assert result["best_checkpoint"] == str(tmp_path / "runs" / f"{result['best_scheme']}_seed0" / "average_last3")
+    decoding_main(["--checkpoint", result["best_checkpoint"], "--dev", str(dev),
                    "--limit", "12", "--diversity-limit", "3", "--repeats", "2", "--out", str(tmp_path / "dec"),
                    "--device", "cpu"])
     dec = json.loads((tmp_path / "dec" / "decoding.json").read_text())
@@ -151,6 +153,30 @@ def test_a_run_scored_with_other_settings_is_refused_not_reused(tmp_path):
     with pytest.raises(UserError, match=f"^{run} was trained and scored with other settings than this command's; "
                                         "pass a new --runs folder"):
         stored_result(done, {"train": {"lr": 5e-4}}, stale=stale_run(run))
+
+
+def test_the_decoding_study_names_a_training_file_without_a_checkpoint(tmp_path, monkeypatch, capsys):
+    from shared_utils.testing import run_cli
+    from translation import bench_decoding
+
+    monkeypatch.setattr(bench_decoding, "RESULTS", tmp_path)
+    (tmp_path / "training.json").write_text(json.dumps({"best_scheme": "rope", "seeds": [1]}))
+    assert run_cli(bench_decoding.main, ["--device", "cpu"], capsys) == (
+        2, "", f"error: {tmp_path / 'training.json'} names no checkpoint (an older bench_training wrote it): rerun "
+               "translation/bench_training.py, or pass --checkpoint\n")
+
+
+def test_the_decoding_peer_has_our_sizes_and_its_own_architecture():
+    from translation.bench_decoding import peer_config
+    from translation.config import model_config
+    from translation.model import build_model
+
+    ours = model_config("tiny", ffn="swiglu", norm="rmsnorm", bias=False)  # an ablated best system
+    peer = peer_config(ours)
+    assert (peer.arch, peer.ffn, peer.norm, peer.bias) == ("marian", "gelu", "layernorm", True)
+    assert {k: v for k, v in vars(peer).items() if k not in ("arch", "ffn", "norm", "bias")} == {
+        k: v for k, v in vars(ours).items() if k not in ("arch", "ffn", "norm", "bias")}
+    assert type(build_model(peer).hf).__name__ == "MarianMTModel"
 
 
 def test_the_decoding_speed_alone_needs_no_checkpoint(tmp_path):
