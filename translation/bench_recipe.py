@@ -3,6 +3,8 @@
     python translation/bench_recipe.py --stage recipe       # 6 recipes x (ours, peer): 8 runs, ~6 h of 1 CPU core
     python translation/bench_recipe.py --stage ablations    # 4 architectures of ours (+ the baseline, already trained)
     python translation/bench_recipe.py --stage recipe --only-runs rope   # one process's share (then rerun plainly)
+    python translation/bench_recipe.py --stage ablations --recipe lr1e-3_warmup800 --only-runs swiglu  # before
+                                                                          # the recipe stage has chosen, in parallel
 
 **Recipe** (what both models get): every recipe in :data:`RECIPES` trains our RoPE model and the Marian peer (seed
 0, the benchmark's budget); the ``_average3`` recipes score their base recipe's runs as the mean of their last 3
@@ -35,6 +37,7 @@ from translation.bench_training import (
     LOCAL,
     RESULTS,
     SYSTEMS,
+    decisions,
     greedy_select,
     parameters,
     scored_model,
@@ -108,6 +111,9 @@ def report(result: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--stage", choices=("recipe", "ablations"), required=True)
+    p.add_argument("--recipe", choices=tuple(RECIPES), default=None,
+                   help="with --stage ablations --only-runs: train those runs under this recipe, before the recipe "
+                        "stage has chosen (the full stage always takes the one results/recipe.json chose)")
     p.add_argument("--train", default=f"{LOCAL}/train.fi-en.tsv")
     p.add_argument("--preset", default="small", choices=tuple(PRESETS))
     p.add_argument("--only-runs", nargs="+", default=None,
@@ -118,6 +124,9 @@ def main(argv: list[str] | None = None) -> None:
     # any training field the grid leaves alone (--steps, --batch-tokens, ...): not given = BENCH_TRAIN's
     add_dataclass_flags(p, TrainConfig, skip=("train", "dev", "seed", "time_budget_min"))
     args = p.parse_args(argv)
+    if args.recipe and (args.stage == "recipe" or not args.only_runs):
+        raise UserError("--recipe goes with --stage ablations --only-runs: the recipe stage tries every recipe, and "
+                        "the ablations' report takes the one results/recipe.json chose")
     device = pick_device(args.device)
     base = TrainConfig(**{**BENCH_TRAIN, "keep_checkpoints": KEEP, **pick(vars(args), TrainConfig),
                           "train": args.train, "dev": [args.train]})  # dev: logged in training, never decided on
@@ -138,11 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.stage == "recipe":
         runs = {f"{r}_{s}": (SYSTEMS[s], *recipe(r)) for r in RECIPES for s in RECIPE_SYSTEMS}
     else:
-        recipe_file = args.out / "recipe.json"
-        if not recipe_file.is_file():
-            raise UserError(f"{recipe_file} not found: run --stage recipe first")
-        recipe_result = json.loads(recipe_file.read_text(encoding="utf-8"))
-        chosen = recipe_result["chosen"]
+        chosen = decisions(args.out, args.recipe, [])[0]  # the peer's parameter count below: from recipe.json
         runs = {f"ablation_{a}": ({**SYSTEMS["rope"], **fields}, *recipe(chosen)) for a, fields in ABLATIONS.items()}
 
     def folder(name: str, average: int) -> Path:
@@ -179,7 +184,8 @@ def main(argv: list[str] | None = None) -> None:
             if a != "baseline":
                 table[a]["vs_baseline"] = paired(entries[f"ablation_{a}"], base_entry, a, "baseline", refs)
         kept = [a for a, e in table.items() if a != "baseline" and e["vs_baseline"]["verdict"] == "win"]
-        peer = recipe_result["grid"][chosen]["marian_peer"]["parameters"]
+        peer = json.loads((args.out / "recipe.json").read_text(encoding="utf-8"))["grid"][chosen]["marian_peer"][
+            "parameters"]
         for e in table.values():
             e["parameters_vs_peer"] = e["parameters"] / peer  # the comparison's rule: within 1 +- 0.03
         result = {**common, "recipe": chosen, "rule": "kept when the selection-split paired bootstrap says win",

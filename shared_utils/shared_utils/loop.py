@@ -22,6 +22,7 @@ per step, the progress bar, and the time budget (rank 0's clock under DDP).
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -64,13 +65,45 @@ def dev_pass(model: torch.nn.Module, data, batch_tokens: int, device: torch.devi
     return total / max(count, 1), hyps
 
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks here; runs are not guarded against a second process
+    fcntl = None
+
+_HELD: dict[Path, int] = {}  # run folder -> the locked file this process holds while it trains there
+
+
+def claim_run(out: Path) -> None:
+    """Lock ``out`` for this process while it trains there (``out/.lock``, released by :func:`release_run` or
+    when the process ends, however it ends). Two processes training one folder would interleave their
+    checkpoints and metrics rows, and a resume would take either's; the second one stops with one sentence.
+    The same process may claim again (a retry after an error, a test's second run)."""
+    out = Path(out).resolve()
+    if fcntl is None or out in _HELD:
+        return
+    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise UserError(f"{out} is being trained by another process: wait for it to end, or pass another --out "
+                        "folder") from None
+    _HELD[out] = fd
+
+
+def release_run(out: Path) -> None:
+    fd = _HELD.pop(Path(out).resolve(), None)
+    if fd is not None:
+        os.close(fd)  # closing the file drops its lock
+
+
 class TrainingRun:
     """One training run in ``out``: ``progress`` (restored from ``resume``), ``config.json``, ``metrics.jsonl``,
     the progress bar and the clock.
 
     ``best_key`` names the selection metric (higher is better). With ``selecting`` False there is no selection
     split, so every save counts as the best and the last checkpoint is the one kept. Under DDP every rank makes
-    one; only ``main_proc`` writes files and prints.
+    one; only ``main_proc`` writes files and prints, and only it holds the folder's lock (:func:`claim_run`).
     """
 
     def __init__(self, out: Path, config: dict, *, optimizer, resume: Checkpoint | None, best_key: str,
@@ -78,6 +111,8 @@ class TrainingRun:
                  main_proc: bool = True, device: torch.device | str = "cpu", desc: str = "train",
                  keep_last: int = 2):
         self.out, self.config, self.optimizer = Path(out), config, optimizer
+        if main_proc:
+            claim_run(self.out)  # before the first write; the resume read before it only reads published files
         self.best_key, self.selecting, self.total, self.eval_every = best_key, selecting, total, eval_every
         self.time_budget_min, self.world, self.main_proc = time_budget_min, world, main_proc
         self.keep_last = keep_last  # newest checkpoints kept besides the best (more, to average them)
@@ -158,6 +193,8 @@ class TrainingRun:
         self.bar.close()
         if self.metrics is not None:
             self.metrics.close()
+        if self.main_proc:
+            release_run(self.out)
         if self.world > 1:
             import torch.distributed as dist
 

@@ -60,6 +60,34 @@ def test_a_run_keeps_the_best_on_the_selection_metric_and_logs_each_step(tmp_pat
         f'{{"step": {s}}}' for s in (1, 2, 3, 4)]
 
 
+def test_a_folder_another_process_trains_is_refused_until_it_ends(tmp_path):
+    import subprocess
+    import sys
+
+    def run():
+        model = torch.nn.Linear(2, 2)
+        return TrainingRun(tmp_path, {"project": "test"}, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+                           resume=None, best_key="acc", selecting=True, total=1, eval_every=1, time_budget_min=0)
+
+    holder = subprocess.Popen(  # another process, mid-run in the same folder
+        [sys.executable, "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+         "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()", str(tmp_path / ".lock")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(UserError, match=f"^{tmp_path} is being trained by another process: wait for it to end, "
+                                            "or pass another --out folder$"):
+            run()
+        assert not (tmp_path / "config.json").exists()  # refused before writing anything
+    finally:
+        holder.communicate("")  # it ends, and its lock with it
+    run()  # a run that stopped on an error, never closed: this process may retry in its own folder
+    run().close()
+    probe = subprocess.run([sys.executable, "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR); "
+                            "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)", str(tmp_path / ".lock")])
+    assert probe.returncode == 0  # released by close(): a later process may resume the run
+
+
 def test_a_worse_selection_score_is_not_the_best(tmp_path):
     model = torch.nn.Linear(2, 2)
     run = TrainingRun(tmp_path, {"project": "test"}, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),

@@ -122,6 +122,21 @@ def test_the_recipe_sweep_and_the_ablations_decide_on_the_selection_split(tmp_pa
     assert ablations_md.count("\n| ") == len(ABLATIONS) + 2 and "| baseline | `{}` |" in ablations_md
 
 
+def test_ablation_runs_may_start_under_a_named_recipe_before_the_sweep_chose(tmp_path, capsys):
+    from shared_utils.testing import assert_one_line_error, run_cli
+    from translation.bench_recipe import main as recipe_main
+
+    argv = ["--stage", "ablations", "--recipe", "lr1e-3_warmup800", "--steps", "2", "--eval-every", "2",
+            "--select-size", "10", "--preset", "tiny", "--train", str(SAMPLES / "train.fi-en.tsv"),
+            "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--device", "cpu"]
+    assert_one_line_error(run_cli(recipe_main, argv, capsys), "--recipe goes with --stage ablations --only-runs")
+    assert run_cli(recipe_main, [*argv, "--only-runs", "no_bias"], capsys)[0] == 0
+    trained = json.loads((tmp_path / "runs" / "ablation_no_bias" / "config.json").read_text())
+    assert (trained["train"]["lr"], trained["train"]["warmup"], trained["model"]["bias"]) == (1e-3, 800, False)
+    assert (tmp_path / "runs" / "ablation_no_bias" / "recipe_entry.json").is_file()
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs" / "ablation_swiglu").exists()
+
+
 def test_the_benchmark_trains_under_the_decisions_of_the_recipe_sweep(tmp_path):
     from shared_utils.errors import UserError
     from translation.bench_training import decisions, systems_for
