@@ -130,6 +130,10 @@ def test_ablation_runs_may_start_under_a_named_recipe_before_the_sweep_chose(tmp
             "--select-size", "10", "--preset", "tiny", "--train", str(SAMPLES / "train.fi-en.tsv"),
             "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--device", "cpu"]
     assert_one_line_error(run_cli(recipe_main, argv, capsys), "--recipe goes with --stage ablations --only-runs")
+    no_recipe = [a for a in argv if a not in ("--recipe", "lr1e-3_warmup800")]
+    assert_one_line_error(run_cli(recipe_main, [*no_recipe, "--only-runs", "no_bias"], capsys),
+                          f"{tmp_path / 'out' / 'recipe.json'} not found: run --stage recipe first (or, to train "
+                          "ablation runs before it has chosen, pass --recipe with --only-runs)")
     assert run_cli(recipe_main, [*argv, "--only-runs", "no_bias"], capsys)[0] == 0
     trained = json.loads((tmp_path / "runs" / "ablation_no_bias" / "config.json").read_text())
     assert (trained["train"]["lr"], trained["train"]["warmup"], trained["model"]["bias"]) == (1e-3, 800, False)
