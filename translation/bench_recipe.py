@@ -147,10 +147,11 @@ def main(argv: list[str] | None = None) -> None:
         runs = {f"{r}_{s}": (SYSTEMS[s], *recipe(r)) for r in RECIPES for s in RECIPE_SYSTEMS}
     else:
         recipe_file = args.out / "recipe.json"  # the choice, and the peer's parameter count for the report
-        if args.recipe is None and not recipe_file.is_file():
+        recipe_result = json.loads(recipe_file.read_text(encoding="utf-8")) if recipe_file.is_file() else None
+        if args.recipe is None and recipe_result is None:
             raise UserError(f"{recipe_file} not found: run --stage recipe first (or, to train ablation runs before "
                             "it has chosen, pass --recipe with --only-runs)")
-        chosen = args.recipe or json.loads(recipe_file.read_text(encoding="utf-8"))["chosen"]
+        chosen = args.recipe or recipe_result["chosen"]
         runs = {f"ablation_{a}": ({**SYSTEMS["rope"], **fields}, *recipe(chosen)) for a, fields in ABLATIONS.items()}
 
     def folder(name: str, average: int) -> Path:
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
             if a != "baseline":
                 table[a]["vs_baseline"] = paired(entries[f"ablation_{a}"], base_entry, a, "baseline", refs)
         kept = [a for a, e in table.items() if a != "baseline" and e["vs_baseline"]["verdict"] == "win"]
-        peer = json.loads(recipe_file.read_text(encoding="utf-8"))["grid"][chosen]["marian_peer"]["parameters"]
+        peer = recipe_result["grid"][chosen]["marian_peer"]["parameters"]  # the full stage: --recipe is refused
         for e in table.values():
             e["parameters_vs_peer"] = e["parameters"] / peer  # the comparison's rule: within 1 +- 0.03
         result = {**common, "recipe": chosen, "rule": "kept when the selection-split paired bootstrap says win",
