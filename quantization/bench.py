@@ -206,7 +206,7 @@ def plot(result: dict, out: Path, stem: str) -> None:
             ax.axvline(ok["fp32"][f"latency_ms_b{batch}"]["median_ms"], color="k", lw=0.8, ls="--")
         ax.set_xlabel(f"ms per batch of {batch} x 128 tokens (median, IQR bars)")
     axes[0].invert_yaxis()
-    fig.suptitle(f"{result['model']}: whole-model latency on {result['device']['label']}")
+    fig.suptitle(f"{result['model']}: whole-model latency\n{result['device']['label']}")  # two lines: the label is long
     save_figure(fig, out / f"{stem}_latency.png")
 
 
