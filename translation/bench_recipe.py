@@ -16,7 +16,8 @@ baseline is the recipe stage's RoPE run under the chosen recipe, read back, not 
 
 The dev sets are never decoded here: every decision is made on the selection split carved from the training
 data. Each run is trained once (resumable) and scored once. Writes results/recipe.json and
-results/ablations.json, every entry tried, kept or not, with its parameter count.
+results/ablations.json, every entry tried, kept or not, with its parameter count and its selection BLEU at each
+checkpoint (tables in the .md files, plots in recipe_curves.png and ablations_curves.png).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from shared_utils.checkpoint import store_result, stored_result
 from shared_utils.cli import Parser, add_dataclass_flags, pick
 from shared_utils.data import load_parallel
 from shared_utils.errors import UserError, cli_main
-from shared_utils.report import diff_cell
+from shared_utils.report import diff_cell, pyplot, save_figure
 from shared_utils.runtime import device_info, pick_device
 from shared_utils.stats import bootstrap_corpus, comparison
 from translation.bench_training import (
@@ -77,6 +78,21 @@ def paired(a: dict, b: dict, name_a: str, name_b: str, refs: list[str]) -> dict:
     return comparison(name_a, [a["select"]["bleu"]], name_b, [b["select"]["bleu"]], sa - sb, [0])
 
 
+def selection_curve(run: Path) -> list[dict]:
+    """The run's selection-split BLEU / chrF++ at each of its checkpoints, as train.py logged them: whether a run
+    was still improving when its budget ended says how far its final score is from what the setting can do."""
+    rows = (json.loads(line) for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines())
+    return [{"step": r["step"], "bleu": r["select/bleu"], "chrf": r["select/chrf"]} for r in rows if "select/bleu" in r]
+
+
+def trained_curves(result: dict) -> dict[str, list[dict]]:
+    """Label -> selection curve of every run the stage trained (an averaging recipe's runs are its base's)."""
+    if "grid" in result:
+        return {f"{r} ({s})": row[s]["curve"] for r, row in result["grid"].items() for s in RECIPE_SYSTEMS
+                if recipe_fields(r)[1] == 1}
+    return {a: e["curve"] for a, e in result["ablations"].items()}
+
+
 def drop_hyps(entries: dict) -> dict:
     return {k: {f: v for f, v in e.items() if f != "hyps"} for k, e in entries.items()}
 
@@ -94,7 +110,7 @@ def report(result: dict) -> list[str]:
             ours, peer = row["rope"]["select"], row["marian_peer"]["select"]
             lines.append(f"| {r} | `{json.dumps(row['fields'])}` | {ours['bleu']:.2f} | {ours['chrf']:.2f} | "
                          f"{peer['bleu']:.2f} | {peer['chrf']:.2f} | {row['mean_select_bleu']:.2f} |")
-        return lines + ["", f"Chosen: **{result['chosen']}**."]
+        return lines + ["", f"Chosen: **{result['chosen']}**.", *curve_lines(result)]
     lines = [f"# Architecture ablations of ours under the recipe `{result['recipe']}`", "", *head,
              "| ablation | fields | parameters (x peer) | BLEU | chrF++ | BLEU vs baseline [95% CI] | verdict |",
              "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
@@ -103,7 +119,31 @@ def report(result: dict) -> list[str]:
         lines.append(f"| {a} | `{json.dumps(e['fields'])}` | {e['parameters']:,} ({e['parameters_vs_peer']:.3f}) | "
                      f"{e['select']['bleu']:.2f} | {e['select']['chrf']:.2f} | "
                      f"{diff_cell(vs) if vs else '–'} | {vs['verdict'] if vs else '–'} |")
-    return lines + ["", f"Kept: {', '.join(f'**{a}**' for a in result['kept']) or 'none'}."]
+    return lines + ["", f"Kept: {', '.join(f'**{a}**' for a in result['kept']) or 'none'}.", *curve_lines(result)]
+
+
+def curve_lines(result: dict) -> list[str]:
+    """The selection BLEU of every trained run at each checkpoint (a table; the plot is ``*_curves.png``)."""
+    curves = trained_curves(result)
+    steps = sorted({p["step"] for c in curves.values() for p in c})
+    lines = ["", "Selection BLEU at each checkpoint (is the run still improving when the budget ends?):", "",
+             "| run | " + " | ".join(f"step {s}" for s in steps) + " |", "| --- |" + " ---: |" * len(steps)]
+    for label, curve in curves.items():
+        at = {p["step"]: p["bleu"] for p in curve}
+        lines.append(f"| {label} | " + " | ".join(f"{at[s]:.2f}" if s in at else "–" for s in steps) + " |")
+    return lines
+
+
+def plot_curves(result: dict, path: Path) -> None:
+    """Selection BLEU against training step, one line per trained run."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, curve in trained_curves(result).items():
+        ax.plot([p["step"] for p in curve], [p["bleu"] for p in curve], marker="o", ms=3, label=label)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("selection-split BLEU (greedy)")
+    ax.legend(fontsize=7)
+    save_figure(fig, path)
 
 
 @cli_main
@@ -164,7 +204,9 @@ def main(argv: list[str] | None = None) -> None:
     entries = {}
     for name, (fields, cfg, average) in runs.items():
         if wanted(name):
-            entries[name] = selection_run(folder(name, average), fields, cfg, args.preset, select, device, average)
+            run = folder(name, average)
+            entries[name] = {**selection_run(run, fields, cfg, args.preset, select, device, average),
+                             "curve": selection_curve(run)}
     if args.only_runs:
         return
     common = {"preset": args.preset, "steps": base.steps, "select_size": len(select), "seed": base.seed,
@@ -197,6 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / name).write_text(json.dumps(result, indent=2), encoding="utf-8")
     (args.out / name.replace(".json", ".md")).write_text("\n".join(report(result)) + "\n", encoding="utf-8")
+    plot_curves(result, args.out / name.replace(".json", "_curves.png"))
     print(json.dumps({k: result[k] for k in ("chosen", "kept") if k in result}))
 
 

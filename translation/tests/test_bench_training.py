@@ -116,10 +116,21 @@ def test_the_recipe_sweep_and_the_ablations_decide_on_the_selection_split(tmp_pa
     peer = recipe["grid"][recipe["chosen"]]["marian_peer"]["parameters"]
     swiglu = ablations["ablations"]["swiglu"]
     assert swiglu["parameters_vs_peer"] == swiglu["parameters"] / peer
+    # every trained run's selection BLEU at each checkpoint, as train.py logged it (steps 1, 2, 3 here)
+    logged = [json.loads(line) for line in (tmp_path / "runs" / "base_rope" / "metrics.jsonl").read_text().splitlines()]
+    assert recipe["grid"]["base"]["rope"]["curve"] == [
+        {"step": r["step"], "bleu": r["select/bleu"], "chrf": r["select/chrf"]} for r in logged if "select/bleu" in r]
+    assert [p["step"] for p in recipe["grid"]["base"]["rope"]["curve"]] == [1, 2, 3]
+    # the score reported is the curve's point at the checkpoint chosen (the same decoding of the same split)
+    assert {p["step"]: p["bleu"] for p in swiglu["curve"]}[swiglu["checkpoint"]] == swiglu["select"]["bleu"]
+    trained = [r for r in RECIPES if "average_last" not in RECIPES[r]]
     recipe_md = (tmp_path / "out" / "recipe.md").read_text()
-    assert f"Chosen: **{recipe['chosen']}**." in recipe_md and recipe_md.count("\n| ") == len(RECIPES) + 2
+    assert f"Chosen: **{recipe['chosen']}**." in recipe_md
+    assert recipe_md.count("\n| ") == (len(RECIPES) + 2) + (2 * len(trained) + 2)  # the grid, then the curves
+    assert f"| base (rope) | {recipe['grid']['base']['rope']['curve'][0]['bleu']:.2f} |" in recipe_md
     ablations_md = (tmp_path / "out" / "ablations.md").read_text()
-    assert ablations_md.count("\n| ") == len(ABLATIONS) + 2 and "| baseline | `{}` |" in ablations_md
+    assert ablations_md.count("\n| ") == 2 * (len(ABLATIONS) + 2) and "| baseline | `{}` |" in ablations_md
+    assert all((tmp_path / "out" / f"{stem}_curves.png").stat().st_size > 0 for stem in ("recipe", "ablations"))
 
 
 def test_ablation_runs_may_start_under_a_named_recipe_before_the_sweep_chose(tmp_path, capsys):
