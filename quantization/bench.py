@@ -35,7 +35,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from quantization import kernels
 from quantization.config import LABELS
+from quantization.int8 import int8_matmul
 from quantization.model import classifier_from_checkpoint
 from quantization.qlinear import Int8WeightOnlyLinear, W8A8Linear, linear_weight
 from quantization.quantize import get_method, quantize_model, target_layers
@@ -107,9 +109,35 @@ def linear_speed(checkpoint: str, tokens: int, repeats: int, device: torch.devic
 
     with torch.no_grad():
         timings = interleaved({k: (lambda v=v: run(*v)) for k, v in variants.items()}, repeats=repeats)
-    return {"layers": names, "shapes_m_k_n": [[tokens, w.shape[1], w.shape[0]] for w in fp32_weights],
-            "timings": {k: t.as_dict() for k, t in timings.items()},
-            "speedup_vs_fp32": {k: ratio(timings["fp32"], t) for k, t in timings.items() if k != "fp32"}}
+    out = {"layers": names, "shapes_m_k_n": [[tokens, w.shape[1], w.shape[0]] for w in fp32_weights],
+           "timings": {k: t.as_dict() for k, t in timings.items()},
+           "speedup_vs_fp32": {k: ratio(timings["fp32"], t) for k, t in timings.items() if k != "fp32"}}
+    if kernels.fused(xs[0]):
+        out["w8a8_phases"] = w8a8_phases(block, variants["w8a8"][0], xs, repeats)
+    return out
+
+
+def w8a8_phases(block: list, layers: list[W8A8Linear], xs: list[torch.Tensor], repeats: int) -> dict:
+    """Where W8A8's time on the block goes: each pass of its fused forward (``qlinear.fused_forward``) timed on
+    its own over the block's layers, interleaved with the whole forward and fp32. The integer matmul alone
+    bounds the speed-up: fp32 over it is what W8A8 would reach if quantizing and dequantizing cost nothing.
+    Returns {phase: timing} and ``ceiling_vs_fp32``."""
+    quantized = [kernels.quantize_rows(x, m.act_scale) for m, x in zip(layers, xs)]  # (M, K) int8, (M,) each
+    accs = [int8_matmul(q, m.weight_int8_t) for (q, _), m in zip(quantized, layers)]  # (M, N) int32 each
+    # the dequantize pass rewrites its accumulator in place; timed again on those bits, it does the same work
+    passes = {
+        "fp32": lambda: [m(x) for m, x in zip(block, xs)],
+        "w8a8": lambda: [m(x) for m, x in zip(layers, xs)],
+        "quantize": lambda: [kernels.quantize_rows(x, m.act_scale) for m, x in zip(layers, xs)],
+        "quantize_dynamic": lambda: [kernels.quantize_rows(x, None) for x in xs],
+        "int8_matmul": lambda: [int8_matmul(q, m.weight_int8_t) for (q, _), m in zip(quantized, layers)],
+        "dequantize": lambda: [kernels.dequantize_rows_(a, s, m.weight_scale, m.bias)
+                               for a, (_, s), m in zip(accs, quantized, layers)],
+    }
+    with torch.no_grad():
+        timings = interleaved(passes, repeats=repeats)
+    return {"timings": {k: t.as_dict() for k, t in timings.items()},
+            "ceiling_vs_fp32": ratio(timings["fp32"], timings["int8_matmul"])}
 
 
 def accuracy_evidence(method_correct: list[list[bool]], fp32_correct: list[bool]) -> dict:
@@ -177,6 +205,27 @@ def write_markdown(result: dict, path: Path) -> None:
           for k, t in ls["timings"].items()],
         "",
     ]
+    if "w8a8_phases" in ls:
+        ph = ls["w8a8_phases"]["timings"]
+        whole, ceiling = ph["w8a8"]["median_ms"], ls["w8a8_phases"]["ceiling_vs_fp32"]
+        rest = whole - sum(ph[k]["median_ms"] for k in ("quantize", "int8_matmul", "dequantize"))
+        lines += [
+            "Where W8A8's time on the block goes (each pass of the fused forward timed alone over the same layers, "
+            f"interleaved, {ph['w8a8']['repeats']} rounds; share of the whole W8A8 forward):",
+            "",
+            "| pass | ms, median [IQR] | share of w8a8 |",
+            "| --- | ---: | ---: |",
+            *[f"| {k} | {fmt_timing(ph[k])} | {100 * ph[k]['median_ms'] / whole:.0f}% |"
+              for k in ("quantize", "quantize_dynamic", "int8_matmul", "dequantize")],
+            f"| the rest (Python, reshapes, allocation) | {rest:.1f} | {100 * rest / whole:.0f}% |",
+            f"| w8a8, whole | {fmt_timing(ph['w8a8'])} | 100% |",
+            f"| fp32, whole | {fmt_timing(ph['fp32'])} | |",
+            "",
+            f"Ceiling (fp32 over the integer matmul alone: W8A8 with free quantize and dequantize passes): "
+            f"{ceiling['median']:.2f}x [{ceiling['iqr'][0]:.2f}, {ceiling['iqr'][1]:.2f}]. "
+            "quantize_dynamic is the dynamic mode's quantize pass (each row's own scale) in place of the static one.",
+            "",
+        ]
     path.write_text("\n".join(lines), encoding="utf-8")
 
 

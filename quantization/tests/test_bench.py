@@ -57,6 +57,15 @@ def test_bench_writes_the_evidence_and_the_device_reaches_every_process(checkpoi
         lo, hi = m["ci95_vs_fp32"]
         assert lo <= m["diff_vs_fp32"] + 1e-9 and m["diff_vs_fp32"] <= hi + 1e-9
     assert "torch_dynamic_int8" in result["linear_speed"]["timings"]
+    # the block's W8A8 profile: each pass of the fused forward timed alone, and the ceiling they leave
+    phases = result["linear_speed"]["w8a8_phases"]
+    assert set(phases["timings"]) == {"fp32", "w8a8", "quantize", "quantize_dynamic", "int8_matmul", "dequantize"}
+    assert all(t["repeats"] == 3 for t in phases["timings"].values())
+    assert set(phases["ceiling_vs_fp32"]) == {"median", "iqr", "repeats", "verdict"}
+    t = {k: v["median_ms"] for k, v in phases["timings"].items()}
+    rest = t["w8a8"] - t["quantize"] - t["int8_matmul"] - t["dequantize"]
+    assert f"| the rest (Python, reshapes, allocation) | {rest:.1f} | {100 * rest / t['w8a8']:.0f}% |" in (
+        tmp_path / "bench.md").read_text()
     assert {p.name for p in tmp_path.glob("*.png")} == {"bench_accuracy_vs_memory.png", "bench_latency.png"}
     assert "McNemar" in (tmp_path / "bench.md").read_text()
 
