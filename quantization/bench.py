@@ -103,18 +103,24 @@ def linear_speed(checkpoint: str, tokens: int, repeats: int, device: torch.devic
         dynamic = [quantize_model(torch.nn.Sequential(copy.deepcopy(m)), "torch_dynamic_int8") for m in block]
         variants["torch_dynamic_int8"] = (dynamic, xs)
 
-    def run(mods, inputs):
-        for m, x in zip(mods, inputs):
-            m(x)
-
     with torch.no_grad():
-        timings = interleaved({k: (lambda v=v: run(*v)) for k, v in variants.items()}, repeats=repeats)
+        timings = interleaved({k: each(lambda m, x: m(x), *v) for k, v in variants.items()}, repeats=repeats)
     out = {"layers": names, "shapes_m_k_n": [[tokens, w.shape[1], w.shape[0]] for w in fp32_weights],
            "timings": {k: t.as_dict() for k, t in timings.items()},
            "speedup_vs_fp32": {k: ratio(timings["fp32"], t) for k, t in timings.items() if k != "fp32"}}
     if kernels.fused(xs[0]):
         out["w8a8_phases"] = w8a8_phases(block, variants["w8a8"][0], xs, repeats)
     return out
+
+
+def each(fn, *seqs):
+    """A timed call: ``fn`` on each item of ``seqs`` in turn, every output dropped before the next call, as a
+    model frees a layer's output once the next layer has read it. Keeping them all alive instead (a list of
+    outputs) makes every call take fresh memory and page it in: that doubled W8A8's block time here."""
+    def call() -> None:
+        for args in zip(*seqs):
+            fn(*args)
+    return call
 
 
 def w8a8_phases(block: list, layers: list[W8A8Linear], xs: list[torch.Tensor], repeats: int) -> dict:
@@ -126,13 +132,13 @@ def w8a8_phases(block: list, layers: list[W8A8Linear], xs: list[torch.Tensor], r
     accs = [int8_matmul(q, m.weight_int8_t) for (q, _), m in zip(quantized, layers)]  # (M, N) int32 each
     # the dequantize pass rewrites its accumulator in place; timed again on those bits, it does the same work
     passes = {
-        "fp32": lambda: [m(x) for m, x in zip(block, xs)],
-        "w8a8": lambda: [m(x) for m, x in zip(layers, xs)],
-        "quantize": lambda: [kernels.quantize_rows(x, m.act_scale) for m, x in zip(layers, xs)],
-        "quantize_dynamic": lambda: [kernels.quantize_rows(x, None) for x in xs],
-        "int8_matmul": lambda: [int8_matmul(q, m.weight_int8_t) for (q, _), m in zip(quantized, layers)],
-        "dequantize": lambda: [kernels.dequantize_rows_(a, s, m.weight_scale, m.bias)
-                               for a, (_, s), m in zip(accs, quantized, layers)],
+        "fp32": each(lambda m, x: m(x), block, xs),
+        "w8a8": each(lambda m, x: m(x), layers, xs),
+        "quantize": each(lambda m, x: kernels.quantize_rows(x, m.act_scale), layers, xs),
+        "quantize_dynamic": each(lambda x: kernels.quantize_rows(x, None), xs),
+        "int8_matmul": each(lambda qs, m: int8_matmul(qs[0], m.weight_int8_t), quantized, layers),
+        "dequantize": each(lambda a, qs, m: kernels.dequantize_rows_(a, qs[1], m.weight_scale, m.bias),
+                           accs, quantized, layers),
     }
     with torch.no_grad():
         timings = interleaved(passes, repeats=repeats)
