@@ -27,7 +27,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from shared_utils.checkpoint import store_result, stored_result
+from shared_utils.checkpoint import metric_rows, store_result, stored_result
 from shared_utils.cli import Parser, add_dataclass_flags, pick
 from shared_utils.data import load_parallel
 from shared_utils.errors import UserError, cli_main
@@ -81,8 +81,8 @@ def paired(a: dict, b: dict, name_a: str, name_b: str, refs: list[str]) -> dict:
 def selection_curve(run: Path) -> list[dict]:
     """The run's selection-split BLEU / chrF++ at each of its checkpoints, as train.py logged them: whether a run
     was still improving when its budget ended says how far its final score is from what the setting can do."""
-    rows = (json.loads(line) for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines())
-    return [{"step": r["step"], "bleu": r["select/bleu"], "chrf": r["select/chrf"]} for r in rows if "select/bleu" in r]
+    return [{"step": r["step"], "bleu": r["select/bleu"], "chrf": r["select/chrf"]}
+            for r in metric_rows(run) if "select/bleu" in r]
 
 
 def trained_curves(result: dict) -> dict[str, list[dict]]:

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from shared_utils.batching import collate, token_batches
-from shared_utils.checkpoint import save_average, store_result, stored_result
+from shared_utils.checkpoint import metric_rows, save_average, store_result, stored_result
 from shared_utils.cli import Parser, add_dataclass_flags, pick, positive_int
 from shared_utils.data import load_parallel
 from shared_utils.errors import UserError, cli_main
@@ -125,8 +125,7 @@ def run_system(name: str, fields: dict, seed: int, preset: str, cfg: TrainConfig
     entry = {"select": chosen, "checkpoint": str(checkpoint), "target_tokens_per_s": summary["target_tokens_per_s"],
              "parameters": parameters(model), "hyps": hyps,
              "scores": {n: score(h, [p.tgt for p in dev_sets[n]]) for n, h in hyps.items()},
-             "curve": [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
-                       if "/bleu" in line]}
+             "curve": [row for row in metric_rows(run) if any(k.endswith("/bleu") for k in row)]}
     store_result(run / "bench_entry.json", key, entry)
     return entry
 

@@ -357,6 +357,12 @@ def restore_progress(ckpt: Checkpoint, optimizer) -> Progress:
     return Progress(**{f.name: ckpt.state[f.name] for f in fields(Progress) if f.name in ckpt.state})
 
 
+def metric_rows(run_dir: Path) -> list[dict]:
+    """Every row of ``run_dir/metrics.jsonl`` (one per logged step; evaluation rows carry ``<split>/<metric>``)."""
+    lines = (Path(run_dir) / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
 def open_metrics(run_dir: Path, step: int):
     """Open ``run_dir/metrics.jsonl`` for appending from ``step`` on: rows of later steps, written after the
     checkpoint a run resumes from, are dropped (the resumed run logs those steps again), so the log holds

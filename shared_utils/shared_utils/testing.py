@@ -6,13 +6,12 @@ Only tests import this module.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from .checkpoint import save_checkpoint
+from .checkpoint import metric_rows, save_checkpoint
 
 
 def run_cli(main: Callable[[list[str]], object], argv: list[str], capsys) -> tuple[int, str, str]:
@@ -76,8 +75,7 @@ def kill_at_step(monkeypatch, step: int) -> None:
 
 def logged_steps(run_dir: Path) -> list[int]:
     """The ``step`` of every row of ``run_dir/metrics.jsonl``, in file order."""
-    lines = (Path(run_dir) / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-    return [json.loads(line)["step"] for line in lines if line.strip()]
+    return [row["step"] for row in metric_rows(run_dir)]
 
 
 def weights_bytes(run_dir: Path, tag: str) -> bytes:
