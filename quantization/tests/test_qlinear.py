@@ -87,18 +87,29 @@ def test_the_fused_dequantize_equals_the_eager_reference(dynamic, bias):
     assert kernels.fused(x) and not kernels.fused(x.double())
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("width", [1, 15, 67, 1536])
-def test_the_fused_per_row_scales_equal_the_reference_at_any_row_width(width):
-    """The kernel's max |x| runs in vector lanes with a scalar tail: every width gives the reference's scales."""
+def test_the_fused_quantize_equals_the_reference_at_any_row_width_and_thread_count(width, threads):
+    """The kernel runs 16 vector lanes with a scalar tail, and splits rows over threads: every width and thread
+    count gives the reference's scales and integers, dynamic (a scale per row) and static (one, with clipping)."""
     from quantization import kernels
     from quantization.int8 import choose_qparams, quantize
 
     torch.manual_seed(width)
-    x = torch.randn(9, width) * torch.logspace(-3, 3, 9)[:, None]  # rows from tiny to large
-    x[4, -1] = -1e4  # each row's extreme in its last column: the tail after the vector lanes
-    q, scales = kernels.quantize_rows(x, None)
-    reference = choose_qparams(x, symmetric=True, axis=0)[0]  # (9, 1)
+    x = torch.randn(300, width) * torch.logspace(-3, 3, 300)[:, None]  # rows from tiny to large
+    x[4, -1] = -1e4  # a row's extreme in its last column: the tail after the vector lanes
+    x[5, -1] = 2.5 * 0.01  # a tie in the tail for the static scale 0.01: half to even gives 2
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        q, scales = kernels.quantize_rows(x, None)
+        static_q, static_scales = kernels.quantize_rows(x, torch.tensor(0.01))
+    finally:
+        torch.set_num_threads(before)
+    reference = choose_qparams(x, symmetric=True, axis=0)[0]  # (300, 1)
     assert torch.equal(scales, reference[:, 0]) and torch.equal(q, quantize(x, reference))
+    assert torch.equal(static_q, quantize(x, torch.tensor(0.01))) and bool((static_scales == 0.01).all())
+    assert static_q[5, -1] == 2 and static_q[4, -1] == -128 and static_q[299].abs().max() == 127  # tie; clipped
 
 
 def test_dynamic_w8a8_scales_each_row_by_its_own_range():
