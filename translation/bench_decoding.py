@@ -278,7 +278,7 @@ def beam_vs_greedy(strategies: dict, sets: dict) -> dict:
 def main(argv: list[str] | None = None) -> None:
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default=None,
-                   help="default: the one results/training.json scored its best system's first seed by")
+                   help="default: the best system's checkpoint that results/training.json names")
     p.add_argument("--dev", nargs="+",
                    default=[f"{LOCAL}/dev.tatoeba.fi-en.tsv", f"{LOCAL}/dev.newstest2018.fi-en.tsv"])
     p.add_argument("--limit", type=nonnegative_int, default=0, help="sentences per set (0 = all)")
@@ -298,10 +298,12 @@ def main(argv: list[str] | None = None) -> None:
         training = RESULTS / "training.json"
         if not training.is_file():
             raise UserError(f"{training} not found: run translation/bench_training.py first, or pass --checkpoint")
-        checkpoint = json.loads(training.read_text()).get("best_checkpoint")
-        if checkpoint is None:
-            raise UserError(f"{training} names no checkpoint (an older bench_training wrote it): rerun "
-                            "translation/bench_training.py, or pass --checkpoint")
+        written = json.loads(training.read_text())
+        checkpoint, best, seed = written.get("best_checkpoint"), written.get("best_scheme"), written["seeds"][0]
+        if checkpoint is None:  # its runs were scored in earlier sittings, and their folders are gone
+            raise UserError(f"{training} names no checkpoint: no run of its best system ({best}) was on the machine "
+                            f"that wrote it; delete {RESULTS / 'training_runs'}/{best}_seed{seed}.json and rerun "
+                            "translation/bench_training.py to train one here, or pass --checkpoint")
     model, tok, cfg = load_translator(checkpoint, device)
     sets = {"select": selection_split(checkpoint)}
     for d in args.dev:

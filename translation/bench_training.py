@@ -20,6 +20,13 @@ single-threaded processes share the runs out (``--only``); the plain command the
     OMP_NUM_THREADS=1 python translation/bench_training.py --only relative_bias marian_peer &
     wait; python translation/bench_training.py
 
+Each scored run is also kept with the results (results/training_runs/<system>_seed<n>.json: its settings, scores,
+selection curve and dev translations, a few hundred kB), so a sweep of ten ~1-hour CPU runs can span sittings on
+machines that do not keep the run folders: a run whose folder is gone is read back from there, under the same
+settings, instead of trained again (delete its file to retrain it). The paired bootstrap needs only those
+translations; the throughput timing trains fresh models, and the decoding study wants one checkpoint of the best
+system (``best_checkpoint``: its first seed whose weights are on this machine).
+
 Each comparison holds every seed's BLEU and chrF++ on each dev set, the means and standard deviations, the 95%
 interval of the seed-averaged difference under sacrebleu's paired bootstrap over sentences, and the verdict
 (win/loss only when the interval excludes 0 and the gap exceeds the larger seed std). ``best`` is our system
@@ -55,7 +62,7 @@ from translation.data import encode_pairs
 from translation.decoding import Strategy
 from translation.inference import load_translator, translate
 from translation.model import build_model
-from translation.train import select_pairs_from, train, training_loss
+from translation.train import fresh_tokenizer, select_pairs_from, train, training_loss
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LOCAL = "../shared/data/translation"
@@ -105,16 +112,21 @@ def parameters(model: torch.nn.Module) -> int:
 
 
 def run_system(name: str, fields: dict, seed: int, preset: str, cfg: TrainConfig, runs: Path, dev_sets: dict,
-               device, strategy: Strategy, select: list, average: int = 1) -> dict:
+               device, strategy: Strategy, select: list, kept: Path, average: int = 1) -> dict:
     """Train (or resume) one system with one seed, decode the dev sets with its best checkpoint (chosen on the
     selection split) or, under an averaging recipe, with the mean of its last ``average`` checkpoints (saved as
-    the run's ``average_last<n>`` checkpoint and scored on the ``select`` pairs), and keep the hypotheses; stored
-    in the run folder and reused by a rerun."""
+    the run's ``average_last<n>`` checkpoint and scored on the ``select`` pairs), and keep the hypotheses: stored
+    in the run folder and in ``kept`` (the results' copy), and reused by a rerun from either."""
     run = runs / f"{name}_seed{seed}"
+    copy = kept / f"{run.name}.json"
     # a changed model or preset makes train.py refuse the resume; a changed schedule it would accept
     key = {"train": settings(replace(cfg, seed=seed)), "strategy": asdict(strategy), "average_last": average}
     stored = stored_result(run / "bench_entry.json", key, stale=stale_run(run))
+    if stored is None and not run.exists():
+        # scored in an earlier sitting whose run folders are gone; a copy under other settings is trained afresh
+        stored = stored_result(copy, key)
     if stored is not None:
+        store_result(copy, key, stored)
         return stored
     summary = train(model_config(preset, **fields), replace(cfg, seed=seed), run, str(device))
     model, tok, mcfg, checkpoint = scored_model(run, average, device)
@@ -127,6 +139,7 @@ def run_system(name: str, fields: dict, seed: int, preset: str, cfg: TrainConfig
              "scores": {n: score(h, [p.tgt for p in dev_sets[n]]) for n, h in hyps.items()},
              "curve": [row for row in metric_rows(run) if any(k.endswith("/bleu") for k in row)]}
     store_result(run / "bench_entry.json", key, entry)
+    store_result(copy, key, entry)
     return entry
 
 
@@ -356,7 +369,7 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"the recipe '{recipe}' scores its averaged checkpoints on the selection split: "
                         "--select-size must be > 0")
     entries = {(name, seed): run_system(name, systems[name], seed, args.preset, cfg, args.runs, dev_sets, device,
-                                        strategy, select, average)
+                                        strategy, select, args.out / "training_runs", average)
                for name, seed in runs_to_train(args.only or list(systems), args.seeds)}
     if args.only:
         return
@@ -369,7 +382,14 @@ def main(argv: list[str] | None = None) -> None:
     comparisons = {f"{a}_vs_{b}": compare(a, b, entries, dev_sets)
                    for a, b in [(n, other) for n in ablated for other in ("marian_peer", "rope")] + pairs}
     comparisons["best_vs_marian"] = comparisons[f"{best}_vs_marian_peer"]
-    _, tok, mcfg = load_translator(args.runs / f"{best}_seed{args.seeds[0]}", device)
+    # the weights the decoding study reads: the best system's first seed that this machine trained
+    here = [entries[(best, s)]["checkpoint"] for s in args.seeds
+            if (best, s) in entries and Path(entries[(best, s)]["checkpoint"]).exists()]
+    checkpoint = here[0] if here else None
+    if checkpoint is None:  # every run of the best system was trained in an earlier sitting: the same tokenizer again
+        tok, mcfg = fresh_tokenizer(train_pairs, model_config(args.preset, **systems[best]))
+    else:
+        _, tok, mcfg = load_translator(checkpoint, device)
     data = encode_pairs(tok, train_pairs, mcfg.max_len)
     tp = throughput(best, systems, args.preset, mcfg.vocab_size, cfg, data, device, args.repeats)
     result = {"steps": cfg.steps, "batch_tokens": cfg.batch_tokens, "select_size": cfg.select_size,
@@ -378,7 +398,7 @@ def main(argv: list[str] | None = None) -> None:
               "train_config": {k: v for k, v in asdict(cfg).items() if k not in ("train", "dev")},
               "device_info": device_info(device), "machine": platform.processor() or platform.machine(),
               "dev_sets": list(dev_sets), "best_scheme": best,
-              "best_checkpoint": entries[(best, args.seeds[0])]["checkpoint"], "systems": summaries,
+              "best_checkpoint": checkpoint, "systems": summaries,
               "comparisons": comparisons,
               "throughput": tp, "throughput_ratio_vs_marian": tp["throughput_ratio_vs_marian"],
               "peak_memory": {n: {k: m[k] for k in ("peak_memory_mb", "memory_kind")} for n, m in tp["models"].items()},

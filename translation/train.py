@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -80,6 +80,13 @@ def select_pairs_from(records: list, cfg: TrainConfig) -> tuple[list, list]:
                            stratify=lambda p: len(p.src.split()) > 15)
 
 
+def fresh_tokenizer(train_pairs: list, mcfg: ModelConfig):
+    """A tokenizer trained on both sides of the training pairs, and ``mcfg`` at the vocabulary size it reached
+    (a small corpus may give fewer merges than asked): what a new run starts from."""
+    tok = train_tokenizer((t for p in train_pairs for t in (p.src, p.tgt)), mcfg.vocab_size)
+    return tok, replace(mcfg, vocab_size=tok.get_vocab_size())
+
+
 def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "auto") -> dict:
     rank, world, device, log = start_training(out, cfg.seed, device_pref)
     main_proc = rank == 0
@@ -101,8 +108,7 @@ def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "au
         check_resume_config(out, resume.config, config, may_change=SCHEDULE_FIELDS, ignore=("vocab_size",), log=log)
         tok = load_tokenizer(resume.read_text("tokenizer.json"))
     else:
-        tok = train_tokenizer((t for p in train_pairs for t in (p.src, p.tgt)), mcfg.vocab_size)
-        mcfg = ModelConfig(**{**asdict(mcfg), "vocab_size": tok.get_vocab_size()})
+        tok, mcfg = fresh_tokenizer(train_pairs, mcfg)
         model = build_model(mcfg)
     config["model"] = asdict(mcfg)
     data = encode_pairs(tok, train_pairs, mcfg.max_len)

@@ -1,6 +1,7 @@
 """The training benchmark end to end at toy size: seeds, paired comparisons, interleaved throughput."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -59,8 +60,9 @@ def test_the_benchmark_writes_seeds_comparisons_and_a_timed_ratio(tmp_path):
     assert tp["ceiling_vs_marian"] == pytest.approx(tp["models"]["marian_peer"]["median_ms"] / sum(
         tp["time_by_op_family"][result["best_scheme"]][f]["ms"] for f in ("matmul", "attention")))
     assert "| matmul |" in (tmp_path / "out" / "training.md").read_text()
-    assert {p.name for p in (tmp_path / "out").glob("training*")} == {"training.json", "training.md",
-                                                                      "training_bleu.png", "training_throughput.png"}
+    assert {p.name for p in (tmp_path / "out").glob("training*")} == {
+        "training.json", "training.md", "training_bleu.png", "training_throughput.png", "training_runs"}
+    assert len(list((tmp_path / "out" / "training_runs").glob("*_seed*.json"))) == 9  # every scored run's copy
     mtime = (tmp_path / "runs" / "rope_seed0" / "bench_entry.json").stat().st_mtime
     main(argv)  # a rerun reuses every trained and scored run
     assert (tmp_path / "runs" / "rope_seed0" / "bench_entry.json").stat().st_mtime == mtime
@@ -88,6 +90,19 @@ def test_the_benchmark_writes_seeds_comparisons_and_a_timed_ratio(tmp_path):
     speed = json.loads((tmp_path / "dec" / "decoding_speed.json").read_text())  # the study refreshes it too
     assert speed["side_by_side"] == dec["side_by_side"] and speed["model"]["checkpoint"].endswith("average_last3")
     assert "hyps" not in dec["strategies"]["greedy"]["select"]
+
+    # a later sitting on a machine without the run folders reads the scored runs back from the results' copies
+    kept = json.loads((tmp_path / "out" / "training_runs" / "marian_peer_seed1.json").read_text())
+    assert kept == json.loads((tmp_path / "runs" / "marian_peer_seed1" / "bench_entry.json").read_text())
+    best = result["best_scheme"]
+    for run in [tmp_path / "runs" / "marian_peer_seed1", *(tmp_path / "runs").glob(f"{best}_seed*")]:
+        shutil.rmtree(run)
+    main(argv)
+    again = json.loads((tmp_path / "out" / "training.json").read_text())
+    assert not (tmp_path / "runs" / "marian_peer_seed1").exists()  # not trained again
+    assert again["comparisons"] == result["comparisons"] and again["systems"] == result["systems"]
+    # no weights of the best system here: the tokenizer is trained again for the timing, and none is named
+    assert again["best_checkpoint"] is None and again["model_config"] == result["model_config"]
 
 
 def test_the_recipe_sweep_and_the_ablations_decide_on_the_selection_split(tmp_path):
@@ -192,8 +207,9 @@ def test_the_decoding_study_names_a_training_file_without_a_checkpoint(tmp_path,
     monkeypatch.setattr(bench_decoding, "RESULTS", tmp_path)
     (tmp_path / "training.json").write_text(json.dumps({"best_scheme": "rope", "seeds": [1]}))
     assert run_cli(bench_decoding.main, ["--device", "cpu"], capsys) == (
-        2, "", f"error: {tmp_path / 'training.json'} names no checkpoint (an older bench_training wrote it): rerun "
-               "translation/bench_training.py, or pass --checkpoint\n")
+        2, "", f"error: {tmp_path / 'training.json'} names no checkpoint: no run of its best system (rope) was on "
+               f"the machine that wrote it; delete {tmp_path / 'training_runs'}/rope_seed1.json and rerun "
+               "translation/bench_training.py to train one here, or pass --checkpoint\n")
 
 
 def test_the_decoding_peer_has_our_sizes_and_its_own_architecture():
