@@ -299,8 +299,12 @@ def main(argv: list[str] | None = None) -> None:
         if not training.is_file():
             raise UserError(f"{training} not found: run translation/bench_training.py first, or pass --checkpoint")
         written = json.loads(training.read_text())
-        checkpoint, best, seed = written.get("best_checkpoint"), written.get("best_scheme"), written["seeds"][0]
+        checkpoint = written.get("best_checkpoint")
+        if checkpoint is None and "seeds" not in written:
+            raise UserError(f"{training} names no checkpoint (an older bench_training wrote it): rerun "
+                            "translation/bench_training.py, or pass --checkpoint")
         if checkpoint is None:  # its runs were scored in earlier sittings, and their folders are gone
+            best, seed = written["best_scheme"], written["seeds"][0]
             raise UserError(f"{training} names no checkpoint: no run of its best system ({best}) was on the machine "
                             f"that wrote it; delete {RESULTS / 'training_runs'}/{best}_seed{seed}.json and rerun "
                             "translation/bench_training.py to train one here, or pass --checkpoint")

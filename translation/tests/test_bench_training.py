@@ -210,6 +210,10 @@ def test_the_decoding_study_names_a_training_file_without_a_checkpoint(tmp_path,
         2, "", f"error: {tmp_path / 'training.json'} names no checkpoint: no run of its best system (rope) was on "
                f"the machine that wrote it; delete {tmp_path / 'training_runs'}/rope_seed1.json and rerun "
                "translation/bench_training.py to train one here, or pass --checkpoint\n")
+    (tmp_path / "training.json").write_text(json.dumps({"best_scheme": "rope", "steps": 2000}))  # the old format
+    assert run_cli(bench_decoding.main, ["--device", "cpu"], capsys) == (
+        2, "", f"error: {tmp_path / 'training.json'} names no checkpoint (an older bench_training wrote it): rerun "
+               "translation/bench_training.py, or pass --checkpoint\n")
 
 
 def test_the_decoding_peer_has_our_sizes_and_its_own_architecture():
