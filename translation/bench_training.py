@@ -21,7 +21,7 @@ single-threaded processes share the runs out (``--only``); the plain command the
     wait; python translation/bench_training.py
 
 Each scored run is also kept with the results (results/training_runs/<system>_seed<n>.json: its settings, scores,
-selection curve and dev translations, a few hundred kB), so a sweep of ten ~1-hour CPU runs can span sittings on
+selection curve and dev translations, a few hundred kB), so a sweep of ten 50-80 min CPU runs can span sittings on
 machines that do not keep the run folders: a run whose folder is gone is read back from there, under the same
 settings, instead of trained again (delete its file to retrain it). The paired bootstrap needs only those
 translations; the throughput timing trains fresh models, and the decoding study wants one checkpoint of the best
