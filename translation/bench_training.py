@@ -30,7 +30,8 @@ system (``best_checkpoint``: its first seed whose weights are on this machine).
 Each comparison holds every seed's BLEU and chrF++ on each dev set, the means and standard deviations, the 95%
 interval of the seed-averaged difference under sacrebleu's paired bootstrap over sentences, and the verdict
 (win/loss only when the interval excludes 0 and the gap exceeds the larger seed std). ``best`` is our system
-with the highest mean BLEU on the selection split; the dev sets are reported, never selected on. Training
+with the highest mean BLEU on the selection split among those trained with every seed (the one-seed baseline
+cannot be a 3-seed headline); the dev sets are reported, never selected on. Training
 throughput is measured side by side (best scheme vs the peer, the same batches, ``torch.utils.benchmark``,
 interleaved rounds), with each model's peak memory and where each spends its step (``torch.profiler`` by
 operator family). Writes results/training.{json,md} and training_*.png.
@@ -104,6 +105,14 @@ def systems_for(kept: list[str]) -> dict[str, dict]:
 def runs_to_train(systems: list[str], seeds: list[int]) -> list[tuple[str, int]]:
     """(system, seed), seed-major, so a sweep stopped early has every system's first seeds."""
     return [(name, s) for s in seeds for name in systems if s == seeds[0] or name not in ONE_SEED]
+
+
+def best_system(summaries: dict) -> str:
+    """Our best configuration: the highest mean selection-split BLEU (never the dev sets it is reported on) among
+    our systems trained with every seed. The one-seed baseline (``ONE_SEED``) is compared, but it cannot be the
+    best: issue #20's headline is our best configuration against the peer with 3 seeds each."""
+    candidates = [n for n in summaries if n != "marian_peer" and n not in ONE_SEED]
+    return max(candidates, key=lambda n: summaries[n]["select_bleu"]["mean"])
 
 
 def parameters(model: torch.nn.Module) -> int:
@@ -374,8 +383,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.only:
         return
     summaries = {name: summarise(name, entries, dev_sets) for name in systems}
-    # "our best configuration" is chosen on the selection split, never on the dev sets it is reported on
-    best = max((n for n in systems if n != "marian_peer"), key=lambda n: summaries[n]["select_bleu"]["mean"])
+    best = best_system(summaries)
     pairs = [("rope", "marian_peer"), ("relative_bias", "marian_peer"), ("sinusoidal", "marian_peer"),
              ("rope", "relative_bias"), ("rope", "sinusoidal"), ("relative_bias", "sinusoidal")]
     ablated = [n for n in systems if n not in SYSTEMS]  # what the kept ablations add, against the peer and RoPE
