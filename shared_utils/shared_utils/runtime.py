@@ -6,6 +6,7 @@ import math
 import os
 import random
 import resource
+import sys
 
 import numpy as np
 import torch
@@ -61,8 +62,19 @@ def pick_device(preference: str = "auto") -> torch.device:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MB (Linux reports ru_maxrss in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """Peak resident set size of this process so far, in MB. On Linux that is ``VmHWM``, the high-water mark
+    of this program's own memory: ``getrusage``'s ru_maxrss is not, since Linux carries the parent's RSS at
+    fork across exec into it, so a child spawned by a large process would report the parent's size. Elsewhere
+    ru_maxrss (KiB on Linux, bytes on macOS)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss / 2**20 if sys.platform == "darwin" else maxrss / 1024.0
 
 
 def reset_peak_memory(device: torch.device | str) -> None:

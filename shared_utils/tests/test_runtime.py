@@ -53,3 +53,24 @@ def test_lr_schedules_warm_up_then_decay():
     assert 0 < cos[-1] < 1e-3 * peak  # the last step is tiny, and still a step
     assert inverse_sqrt_lr(warm - 1, peak, warm) == pytest.approx(peak)
     assert inverse_sqrt_lr(4 * warm - 1, peak, warm) == pytest.approx(peak / 2)
+
+
+def _child_peak_rss() -> float:
+    from shared_utils.runtime import peak_rss_mb
+
+    return peak_rss_mb()
+
+
+def test_a_spawned_child_reports_its_own_peak_rss_not_its_parents():
+    """Linux keeps the parent's RSS at fork in the child's ru_maxrss; a benchmark measuring one model per spawned
+    child (bench_training's peak memory) read the parent's size for every model until it used VmHWM."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from shared_utils.runtime import peak_rss_mb
+
+    ballast = b"\x01" * (1536 * 2**20)  # 1.5 GB touched: far more than a child that imports torch holds
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        child = pool.submit(_child_peak_rss).result()
+    assert len(ballast) and peak_rss_mb() > 1536
+    assert child < peak_rss_mb() - 1024, (child, peak_rss_mb())
