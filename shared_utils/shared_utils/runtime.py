@@ -100,22 +100,37 @@ def device_info(device: torch.device | str) -> dict:
             "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
     if device.type == "cuda":
         info.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda)
-    else:  # what decides int8 and bf16 speed on a CPU: VNNI int8 dot products, native bf16, AMX tiles
-        info["cpu_features"] = cpu_features()
+    else:  # what decides int8 and bf16 speed on a CPU: the model, VNNI int8 dot products, native bf16, AMX
+        cpuinfo = read_cpuinfo()
+        info["cpu_model"] = cpuinfo.get("model name", "")
+        info["cpu_features"] = cpu_features(cpuinfo)
+    names = [info.get("cpu_model"), info["cpu"], *info.get("cpu_features", [])]
     info["label"] = (f"{info['gpu']} (CUDA {info['cuda']}, torch {info['torch']})" if device.type == "cuda" else
-                     f"CPU ({info['cpu']}{', ' + ', '.join(info['cpu_features']) if info['cpu_features'] else ''}; "
+                     f"CPU ({', '.join(n for n in names if n)}; "
                      f"{info['threads']} threads, {info['cores']} cores, torch {info['torch']})")
     return info
 
 
-def cpu_features() -> list[str]:
-    """The matmul-relevant instruction sets this CPU reports (Linux /proc/cpuinfo; empty elsewhere)."""
-    wanted = {"avx512_vnni": "AVX-512 VNNI", "avx512_bf16": "AVX-512 BF16", "amx_tile": "AMX"}
+def read_cpuinfo() -> dict[str, str]:
+    """The first processor's fields in Linux's /proc/cpuinfo (empty elsewhere): results name the CPU they ran
+    on, since one machine's timings say little about another's (an AVX2 EPYC vs an AVX-512 Xeon)."""
     try:
         with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+            text = f.read()
     except OSError:
-        return []
+        return {}
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def cpu_features(cpuinfo: dict[str, str]) -> list[str]:
+    """The matmul-relevant instruction sets among ``cpuinfo``'s flags."""
+    wanted = {"avx512_vnni": "AVX-512 VNNI", "avx512_bf16": "AVX-512 BF16", "amx_tile": "AMX"}
+    flags = cpuinfo.get("flags", "").split()
     return [name for flag, name in wanted.items() if flag in flags]
 
 

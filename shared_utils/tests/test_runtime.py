@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+import shared_utils.runtime as runtime
 from shared_utils.errors import UserError, cli_main
 from shared_utils.runtime import (
     cosine_lr,
+    device_info,
     inverse_sqrt_lr,
     pick_device,
     rng_state,
@@ -74,3 +76,28 @@ def test_a_spawned_child_reports_its_own_peak_rss_not_its_parents():
         child = pool.submit(_child_peak_rss).result()
     assert len(ballast) and peak_rss_mb() > 1536
     assert child < peak_rss_mb() - 1024, (child, peak_rss_mb())
+
+
+def test_cpu_results_name_the_cpu_model_and_its_matmul_instruction_sets(monkeypatch):
+    """Two CPUs' timings differ by more than our margins, so a results label must tell them apart."""
+    xeon = {"model name": "Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz",
+            "flags": "fpu avx2 avx512f avx512_vnni avx512_bf16 amx_tile"}
+    monkeypatch.setattr(runtime, "read_cpuinfo", lambda: xeon)
+    info = device_info("cpu")
+    assert info["cpu_model"] == xeon["model name"]
+    assert info["cpu_features"] == ["AVX-512 VNNI", "AVX-512 BF16", "AMX"]
+    assert info["label"].startswith("CPU (Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz, ")
+    assert ", AVX-512 VNNI, AVX-512 BF16, AMX; " in info["label"]
+    monkeypatch.setattr(runtime, "read_cpuinfo", lambda: {"model name": "AMD EPYC", "flags": "fpu avx2 fma"})
+    assert device_info("cpu")["label"].startswith(f"CPU (AMD EPYC, {info['cpu']}; {info['threads']} threads")
+    monkeypatch.setattr(runtime, "read_cpuinfo", dict)  # no /proc/cpuinfo (macOS, Windows)
+    assert device_info("cpu")["label"].startswith(f"CPU ({info['cpu']}; ")
+
+
+def test_read_cpuinfo_keeps_the_first_processors_fields():
+    fields = runtime.read_cpuinfo()
+    if fields:  # Linux
+        with open("/proc/cpuinfo") as f:
+            first = f.read().split("\n\n")[0]
+        assert fields["processor"] == "0"
+        assert f"model name\t: {fields['model name']}" in first
