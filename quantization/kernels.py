@@ -14,7 +14,9 @@ for a 4,096 x 1,536 layer that is 25 MB less to page in on every call.
 
 The eager ops of ``int8.py`` remain the reference; tests check these give the same integers and outputs.
 The kernels build with ``torch.utils.cpp_extension.load_inline`` (gcc, ninja; about a minute once, then
-cached) and with OpenMP: ``at::parallel_for`` splits rows over torch's threads only where ``_OPENMP`` is defined;
+cached, one build per CPU instruction set: ``-march=native`` code built on an AVX-512 machine dies with an
+illegal instruction on an AVX2 one sharing the same home directory, and the reverse runs the slow path) and with
+OpenMP: ``at::parallel_for`` splits rows over torch's threads only where ``_OPENMP`` is defined;
 without it every pass ran on one thread. The module links the libgomp torch has already loaded. Without a
 compiler the kernels are skipped with one warning and the eager ops run; on a GPU the eager ops always run.
 """
@@ -22,9 +24,12 @@ compiler the kernels are skipped with one warning and the eager ops run; on a GP
 from __future__ import annotations
 
 import functools
+import hashlib
 import sys
 
 import torch
+
+from shared_utils.runtime import read_cpuinfo
 
 _SOURCE = r"""
 #include <torch/extension.h>
@@ -121,13 +126,20 @@ void dequantize_rows_(torch::Tensor acc, torch::Tensor row_scale, torch::Tensor 
 """
 
 
+def build_name(cpuinfo: dict[str, str]) -> str:
+    """The extension's name, and so its cache folder: one per set of CPU flags, since ``-march=native`` code
+    is only valid on the instruction sets it was built for."""
+    return "w8a8_kernels_" + hashlib.sha256(cpuinfo.get("flags", "").encode()).hexdigest()[:12]
+
+
 @functools.cache
 def cpu_kernels():
     """The compiled module, or None (with one warning) where it cannot be built."""
     try:
         from torch.utils.cpp_extension import load_inline
 
-        return load_inline("w8a8_kernels", cpp_sources=_SOURCE, functions=["quantize_rows", "dequantize_rows_"],
+        return load_inline(build_name(read_cpuinfo()), cpp_sources=_SOURCE,
+                           functions=["quantize_rows", "dequantize_rows_"],
                            extra_cflags=["-O3", "-march=native", "-fopenmp"], extra_ldflags=["-fopenmp"],
                            verbose=False)
     except Exception as exc:  # no compiler or ninja: the eager ops are the same computation, slower

@@ -62,6 +62,17 @@ def test_byte_accounting_is_exact_for_a_known_layer():
     assert quantized_layer_bytes(model, ["0"]) == state_bytes(per_channel)
 
 
+def test_the_kernels_are_built_and_cached_once_per_cpu_instruction_set():
+    """-march=native code from an AVX-512 machine dies with SIGILL on an AVX2 one sharing the home directory."""
+    from quantization import kernels
+    from shared_utils.runtime import read_cpuinfo
+
+    avx2, avx512 = {"flags": "fpu sse4_2 avx2 fma"}, {"flags": "fpu sse4_2 avx2 fma avx512f avx512_vnni"}
+    assert kernels.build_name(avx2) != kernels.build_name(avx512)
+    assert kernels.build_name(avx2) == kernels.build_name({"flags": "fpu sse4_2 avx2 fma", "model name": "other"})
+    assert kernels.cpu_kernels().__name__ == kernels.build_name(read_cpuinfo())
+
+
 @pytest.mark.parametrize("dynamic", [False, True])
 @pytest.mark.parametrize("bias", [True, False])
 def test_the_fused_dequantize_equals_the_eager_reference(dynamic, bias):
