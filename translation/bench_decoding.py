@@ -1,6 +1,6 @@
 """The decoding study: what each strategy costs and buys, for the best checkpoint of the training benchmark.
 
-    python translation/bench_decoding.py                        # after bench_training.py; ~20 min on 2 CPU cores
+    python translation/bench_decoding.py                        # after bench_training.py; ~40 min on 2 CPU cores
     python translation/bench_decoding.py --checkpoint runs/mt-rope --limit 200 --out /tmp/dec   # any checkpoint
     python translation/bench_decoding.py --speed-only           # the side-by-side timing alone, no checkpoint (min)
 
