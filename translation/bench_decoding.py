@@ -260,8 +260,9 @@ def speed_only(preset: str, repeats: int, out: Path, device) -> None:
     print(json.dumps({k: result[k] for k in SPEED_KEYS}, indent=2))
 
 
-def beam_vs_greedy(strategies: dict, sets: dict) -> dict:
-    """beam4 - greedy on each set, for BLEU and chrF++, with sacrebleu's paired bootstrap (one checkpoint)."""
+def beam_vs_greedy(strategies: dict, sets: dict, seed: int) -> dict:
+    """beam4 - greedy on each set, for BLEU and chrF++, with sacrebleu's paired bootstrap (one checkpoint, trained
+    with ``seed``)."""
     from sacrebleu.metrics import BLEU, CHRF
 
     out = {}
@@ -270,7 +271,7 @@ def beam_vs_greedy(strategies: dict, sets: dict) -> dict:
         for name, metric in (("bleu", BLEU()), ("chrf", CHRF(word_order=2))):
             a, b = strategies["beam4"][d], strategies["greedy"][d]
             sa, sb = bootstrap_corpus(metric, [a["hyps"]], [b["hyps"]], refs)
-            out[d][name] = comparison("beam4", [a[name]], "greedy", [b[name]], sa - sb, [0])
+            out[d][name] = comparison("beam4", [a[name]], "greedy", [b[name]], sa - sb, [seed])
     return out
 
 
@@ -330,7 +331,8 @@ def main(argv: list[str] | None = None) -> None:
     chooser = "select" if "select" in sets else dev_names[0]  # without a selection split, say so below
     result["best_strategy"] = max(deterministic, key=lambda n: result["strategies"][n][chooser]["bleu"])
     result["best_strategy_chosen_on"] = chooser
-    result["beam4_vs_greedy"] = beam_vs_greedy(result["strategies"], {d: sets[d] for d in dev_names})
+    result["beam4_vs_greedy"] = beam_vs_greedy(result["strategies"], {d: sets[d] for d in dev_names},
+                                               load_best(checkpoint).config["train"]["seed"])
     src = batch_of(tok, [q.src for q in sets[dev_names[0]]], 32, device)
     side = side_by_side(model, cfg, src, 4, 32, args.repeats)
     result["side_by_side"] = side

@@ -77,7 +77,8 @@ def test_the_benchmark_writes_seeds_comparisons_and_a_timed_ratio(tmp_path):
 
     # the weights the best system's first seed was scored by: under an averaging recipe, its averaged checkpoint
     assert result["best_checkpoint"] == str(tmp_path / "runs" / f"{result['best_scheme']}_seed0" / "average_last3")
-    decoding_main(["--checkpoint", result["best_checkpoint"], "--dev", str(dev),
+    seed1 = str(tmp_path / "runs" / f"{result['best_scheme']}_seed1" / "average_last3")  # any run of it decodes
+    decoding_main(["--checkpoint", seed1, "--dev", str(dev),
                    "--limit", "12", "--diversity-limit", "3", "--repeats", "2", "--out", str(tmp_path / "dec"),
                    "--device", "cpu"])
     dec = json.loads((tmp_path / "dec" / "decoding.json").read_text())
@@ -87,6 +88,7 @@ def test_the_benchmark_writes_seeds_comparisons_and_a_timed_ratio(tmp_path):
     for key in ("kv_cache_speedup", "greedy_throughput_ratio_vs_hf_generate", "beam_throughput_ratio_vs_hf_generate"):
         assert set(dec[key]) == {"median", "iqr", "repeats", "verdict"} and dec[key]["repeats"] == 2
     assert set(dec["beam4_vs_greedy"]) == {"dev.tatoeba"}
+    assert dec["beam4_vs_greedy"]["dev.tatoeba"]["bleu"]["seeds"] == [1]  # the checkpoint's training seed
     split = dec["side_by_side"]["time_by_op_family"]
     assert set(split) == {"greedy", "hf_greedy", "beam4", "hf_beam4"}
     assert all(s["matmul"]["ms"] > 0 for s in split.values())
