@@ -151,10 +151,9 @@ def side_by_side(model, cfg, src: torch.Tensor, beam: int, new_tokens: int, repe
             "beam_throughput_ratio_vs_hf_generate": ratio(timings[f"hf_beam{beam}"], timings[f"beam{beam}"])}
 
 
-def selection_split(checkpoint: str) -> list:
-    """The pairs the checkpoint was chosen on: its run's selection split, carved again from its training data
-    with the same size and seed (empty if it trained without one)."""
-    train = load_best(checkpoint).config["train"]
+def selection_split(train: dict) -> list:
+    """The pairs a checkpoint trained with ``train`` (its TrainConfig as saved) was chosen on: its run's selection
+    split, carved again from its training data with the same size and seed (empty if it trained without one)."""
     _, select = select_pairs_from(load_parallel(train["train"]).records, TrainConfig(**train))
     return select
 
@@ -310,7 +309,8 @@ def main(argv: list[str] | None = None) -> None:
                             f"that wrote it; delete {RESULTS / 'training_runs'}/{best}_seed{seed}.json and rerun "
                             "translation/bench_training.py to train one here, or pass --checkpoint")
     model, tok, cfg = load_translator(checkpoint, device)
-    sets = {"select": selection_split(checkpoint)}
+    train = load_best(checkpoint).config["train"]
+    sets = {"select": selection_split(train)}
     for d in args.dev:
         sets[Path(d).name.removesuffix(".tsv").removesuffix(".fi-en")] = load_parallel(d).records
     sets = {name: rows[: args.limit or None] for name, rows in sets.items() if rows}
@@ -331,8 +331,7 @@ def main(argv: list[str] | None = None) -> None:
     chooser = "select" if "select" in sets else dev_names[0]  # without a selection split, say so below
     result["best_strategy"] = max(deterministic, key=lambda n: result["strategies"][n][chooser]["bleu"])
     result["best_strategy_chosen_on"] = chooser
-    result["beam4_vs_greedy"] = beam_vs_greedy(result["strategies"], {d: sets[d] for d in dev_names},
-                                               load_best(checkpoint).config["train"]["seed"])
+    result["beam4_vs_greedy"] = beam_vs_greedy(result["strategies"], {d: sets[d] for d in dev_names}, train["seed"])
     src = batch_of(tok, [q.src for q in sets[dev_names[0]]], 32, device)
     side = side_by_side(model, cfg, src, 4, 32, args.repeats)
     result["side_by_side"] = side
