@@ -15,6 +15,9 @@ How it measures (the evidence protocol; see "How we measure" in the README):
   allocated on a GPU, peak RSS on the CPU (``peak_memory_mb``, with ``memory_kind`` saying which).
 - **One block's linear layers alone**, fp32 vs W8A8 (activation quantization and output dequantization
   included) vs the other kernels, interleaved in one process.
+- **Where the whole model's time goes** at batch 32, fp32 against W8A8 in one process: each forward, and its
+  linear layers alone on the inputs they receive in it; the rest, which W8A8 leaves in fp32, bounds what
+  quantizing the linear layers can give (``model_profile_b32``).
 
 ``--device`` reaches every subprocess and every tensor; the results name the device (GPU, CUDA and torch
 versions, or the CPU and its threads). Writes ``bench.json`` (``--name`` changes the stem), a markdown table
@@ -37,18 +40,18 @@ import torch
 
 from quantization import kernels
 from quantization.config import LABELS
-from quantization.int8 import int8_matmul
+from quantization.measure import calibration_batches, fixed_length_batch
 from quantization.model import classifier_from_checkpoint
-from quantization.qlinear import Int8WeightOnlyLinear, W8A8Linear, linear_weight
+from quantization.qlinear import Int8WeightOnlyLinear, W8A8Linear, integer_product, linear_weight
 from quantization.quantize import get_method, quantize_model, target_layers
 from shared_utils.checkpoint import check_project, load_best
 from shared_utils.cli import Parser, nonnegative_int, positive_int
 from shared_utils.data import load_labelled
 from shared_utils.errors import UserError, cli_main
-from shared_utils.report import pyplot, save_figure
+from shared_utils.report import op_family_lines, pyplot, save_figure
 from shared_utils.runtime import device_info, pick_device
 from shared_utils.stats import bootstrap_items, interval, mcnemar_p, verdict
-from shared_utils.timing import Timing, interleaved, ratio
+from shared_utils.timing import Timing, interleaved, ratio, spread, time_by_op_family
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # fp16 is left out on CPUs: without native fp16 matmuls it ran ~30x slower than fp32 here (pass it explicitly);
@@ -129,14 +132,14 @@ def w8a8_phases(block: list, layers: list[W8A8Linear], xs: list[torch.Tensor], r
     bounds the speed-up: fp32 over it is what W8A8 would reach if quantizing and dequantizing cost nothing.
     Returns {phase: timing} and ``ceiling_vs_fp32``."""
     quantized = [kernels.quantize_rows(x, m.act_scale) for m, x in zip(layers, xs)]  # (M, K) int8, (M,) each
-    accs = [int8_matmul(q, m.weight_int8_t) for (q, _), m in zip(quantized, layers)]  # (M, N) int32 each
+    accs = [integer_product(m, q) for (q, _), m in zip(quantized, layers)]  # (M, N) int32 each
     # the dequantize pass rewrites its accumulator in place; timed again on those bits, it does the same work
     passes = {
         "fp32": each(lambda m, x: m(x), block, xs),
         "w8a8": each(lambda m, x: m(x), layers, xs),
         "quantize": each(lambda m, x: kernels.quantize_rows(x, m.act_scale), layers, xs),
         "quantize_dynamic": each(lambda x: kernels.quantize_rows(x, None), xs),
-        "int8_matmul": each(lambda qs, m: int8_matmul(qs[0], m.weight_int8_t), quantized, layers),
+        "int8_matmul": each(lambda qs, m: integer_product(m, qs[0]), quantized, layers),
         "dequantize": each(lambda a, qs, m: kernels.dequantize_rows_(a, qs[1], m.weight_scale, m.bias),
                            accs, quantized, layers),
     }
@@ -144,6 +147,62 @@ def w8a8_phases(block: list, layers: list[W8A8Linear], xs: list[torch.Tensor], r
         timings = interleaved(passes, repeats=repeats)
     return {"timings": {k: t.as_dict() for k, t in timings.items()},
             "ceiling_vs_fp32": ratio(timings["fp32"], timings["int8_matmul"])}
+
+
+def whole_model_profile(args: argparse.Namespace, texts: list[str], device: torch.device) -> dict:
+    """:func:`model_profile` of the checkpoint in fp32 and in W8A8 (calibrated as the bench's first subset) on
+    32 dev texts at ``min(128, max_len)`` tokens, the shape of the whole-model latency."""
+    ckpt = load_best(args.checkpoint)
+    fp32, tok = classifier_from_checkpoint(ckpt)
+    fp32.to(device)
+    names = list(target_layers(fp32))
+    max_len = ckpt.config["max_len"]
+    inputs = fixed_length_batch(tok, texts, 32, min(128, max_len), device)
+    calibration = calibration_batches(tok, args.train, batches=8, seed=args.calib_seeds[0], max_len=max_len,
+                                      device=device)
+    w8a8 = quantize_model(copy.deepcopy(fp32), "w8a8", calibration=calibration)
+    return model_profile({"fp32": fp32, "w8a8": w8a8}, names, inputs, args.linear_repeats)
+
+
+def linear_calls(model: torch.nn.Module, names: list[str], inputs: dict) -> tuple[list, list[torch.Tensor]]:
+    """The layers ``names`` of ``model`` in the order one forward of ``inputs`` calls them, each with the input
+    it received then (forward hooks; inputs shared by several layers, like Q, K and V's, are kept once)."""
+    calls: list[tuple[torch.nn.Module, torch.Tensor]] = []
+    hooks = [model.get_submodule(n).register_forward_hook(lambda m, args, out: calls.append((m, args[0])))
+             for n in names]
+    try:
+        with torch.no_grad():
+            model(**inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    return [m for m, _ in calls], [x for _, x in calls]
+
+
+def model_profile(models: dict[str, torch.nn.Module], names: list[str], inputs: dict, repeats: int) -> dict:
+    """Where the whole model's time goes, fp32 (``models["fp32"]``) against W8A8 (``models["w8a8"]``), in one
+    process: each whole forward and its linear layers ``names`` alone on the inputs they receive in that forward,
+    the four interleaved for ``repeats`` rounds. Whole minus linears, round by round, is the rest that W8A8
+    leaves in fp32 (embeddings, attention, LayerNorm, GELU, residual adds, the head, Python). By Amdahl's law
+    the whole model's speed-up cannot pass fp32 over that rest however fast the linear layers get
+    (``ceiling_vs_fp32``). ``torch.profiler``'s operator families split each forward further; W8A8's fused
+    quantize and dequantize passes are not torch operators, so their time counts as ``outside operators``."""
+    calls = {k: linear_calls(m, names, inputs) for k, m in models.items()}
+    candidates = {k: (lambda m=m: m(**inputs)) for k, m in models.items()}
+    candidates.update({f"{k}_linears": each(lambda m, x: m(x), *v) for k, v in calls.items()})
+    with torch.no_grad():
+        timings = interleaved(candidates, repeats=repeats)
+        profiled = {k: time_by_op_family(candidates[k], runs=1) for k in models}
+    ms = {k: np.asarray(t.samples_ms) for k, t in timings.items()}
+    rest = {k: ms[k] - ms[f"{k}_linears"] for k in models}  # per round
+    return {"linear_layers": len(calls["fp32"][0]), "rounds": repeats,
+            "timings": {k: t.as_dict() for k, t in timings.items()},
+            "rest_ms": {k: spread(v) for k, v in rest.items()},
+            "linear_share": {k: spread(ms[f"{k}_linears"] / ms[k]) for k in models},
+            "speedup_vs_fp32": ratio(timings["fp32"], timings["w8a8"]),
+            "linear_speedup_vs_fp32": ratio(timings["fp32_linears"], timings["w8a8_linears"]),
+            "ceiling_vs_fp32": spread(ms["fp32"] / rest["w8a8"]),
+            "time_by_op_family": profiled}
 
 
 def accuracy_evidence(method_correct: list[list[bool]], fp32_correct: list[bool]) -> dict:
@@ -232,7 +291,43 @@ def write_markdown(result: dict, path: Path) -> None:
             "quantize_dynamic is the dynamic mode's quantize pass (each row's own scale) in place of the static one.",
             "",
         ]
+    if "model_profile_b32" in result:
+        lines += model_profile_lines(result["model_profile_b32"])
     path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def model_profile_lines(mp: dict) -> list[str]:
+    t = mp["timings"]
+
+    def cell(d: dict, unit: str = "x", digits: int = 2) -> str:
+        return f"{d['median']:.{digits}f}{unit} [{d['iqr'][0]:.{digits}f}, {d['iqr'][1]:.{digits}f}]"
+
+    def share(d: dict) -> str:
+        return f"{100 * d['median']:.0f}% [{100 * d['iqr'][0]:.0f}, {100 * d['iqr'][1]:.0f}]"
+
+    return [
+        "Where the whole model's time goes at batch 32 (fp32 and W8A8 in one process: each forward, and its "
+        f"{mp['linear_layers']} linear layers alone on the inputs they receive in it, interleaved, "
+        f"{mp['rounds']} rounds; the rest is the difference, round by round):",
+        "",
+        "| part | fp32 ms | w8a8 ms | speedup vs fp32 |",
+        "| --- | ---: | ---: | ---: |",
+        f"| whole forward | {fmt_timing(t['fp32'])} | {fmt_timing(t['w8a8'])} | {cell(mp['speedup_vs_fp32'])} |",
+        f"| linear layers | {fmt_timing(t['fp32_linears'])} | {fmt_timing(t['w8a8_linears'])} | "
+        f"{cell(mp['linear_speedup_vs_fp32'])} |",
+        "| the rest (embeddings, attention, norms, GELU, head, Python) | "
+        f"{cell(mp['rest_ms']['fp32'], '', 1)} | {cell(mp['rest_ms']['w8a8'], '', 1)} | |",
+        f"| linear layers' share of the forward | {share(mp['linear_share']['fp32'])} | "
+        f"{share(mp['linear_share']['w8a8'])} | |",
+        "",
+        f"Ceiling (Amdahl: fp32 over W8A8's rest, the whole model's speed-up with free linear layers): "
+        f"{cell(mp['ceiling_vs_fp32'])}.",
+        *op_family_lines(mp["time_by_op_family"]),
+        "",
+        "W8A8's fused quantize and dequantize passes are not torch operators: the profiler counts them as "
+        "outside operators.",
+        "",
+    ]
 
 
 def plot(result: dict, out: Path, stem: str) -> None:
@@ -354,6 +449,7 @@ def main(argv: list[str] | None = None) -> None:
     result["bf16_linear_speedup_vs_fp32"] = result["linear_speed"]["speedup_vs_fp32"]["bf16"]
     if "w8a8" in ok:
         result["w8a8_model_speedup_vs_fp32_b32"] = results["w8a8"]["speedup_vs_fp32_b32"]
+        result["model_profile_b32"] = whole_model_profile(args, [e.text for e in dev_rows], device)
         if "torchao_int8_dynamic" in ok:
             result["w8a8_model_speedup_vs_torchao_b32"] = ratio(
                 Timing(tuple(results["torchao_int8_dynamic"]["latency_ms_b32"]["samples_ms"])),

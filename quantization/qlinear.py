@@ -86,6 +86,7 @@ class W8A8Linear(nn.Module):
         self.register_buffer("weight_scale", torch.ones(out_features))  # (N,)
         self.register_buffer("act_scale", torch.ones(()))  # calibrated, symmetric (unused when dynamic)
         self.bias = nn.Parameter(torch.zeros(out_features), requires_grad=False) if bias else None
+        self._packed: tuple[tuple[int, int], torch.Tensor] | None = None  # see packed_weight
 
     @classmethod
     def from_float(cls, module: nn.Module, act_bound: torch.Tensor | None):
@@ -122,6 +123,15 @@ class W8A8Linear(nn.Module):
             return acc * scale
         return torch.addcmul(self.bias, acc, scale)  # int32 promoted to fp32 in the same pass
 
+    def packed_weight(self) -> torch.Tensor:
+        """The weight in the AVX2 GEMM's layout (``kernels.pack_int8_b``), packed on first use and kept until
+        the weight changes (a new tensor, or an in-place write such as ``load_state_dict``); derived, so never
+        saved."""
+        key = (self.weight_int8_t.data_ptr(), self.weight_int8_t._version)
+        if self._packed is None or self._packed[0] != key:
+            self._packed = (key, kernels.pack_int8_b(self.weight_int8_t))
+        return self._packed[1]
+
     def extra_repr(self) -> str:
         scale = "dynamic per-row" if self.dynamic else f"{float(self.act_scale):.4g}"
         return f"{self.in_features}, {self.out_features}, act_scale={scale}"
@@ -130,5 +140,13 @@ class W8A8Linear(nn.Module):
 def fused_forward(layer: W8A8Linear, x: torch.Tensor) -> torch.Tensor:
     """The same with the fused in-place dequantize (a test checks it equals :meth:`W8A8Linear.eager_forward`)."""
     q, s_x = kernels.quantize_rows(x, None if layer.dynamic else layer.act_scale)  # (M, K) int8, (M,)
-    acc = int8_matmul(q, layer.weight_int8_t)  # (M, N) int32, becomes the float output
+    acc = integer_product(layer, q)  # (M, N) int32, becomes the float output
     return kernels.dequantize_rows_(acc, s_x, layer.weight_scale, layer.bias)
+
+
+def integer_product(layer: W8A8Linear, q: torch.Tensor) -> torch.Tensor:
+    """q (M, K) int8 @ the layer's int8 weight -> (M, N) int32 on the CPU: ``int8.int8_matmul``'s integers, with
+    the AVX2 GEMM's packed weight kept on the layer where that GEMM serves."""
+    if kernels.own_int8_gemm():
+        return kernels.int8_gemm(q, layer.weight_int8_t, layer.packed_weight())
+    return int8_matmul(q, layer.weight_int8_t)

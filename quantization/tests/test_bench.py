@@ -5,6 +5,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -66,8 +67,44 @@ def test_bench_writes_the_evidence_and_the_device_reaches_every_process(checkpoi
     rest = t["w8a8"] - t["quantize"] - t["int8_matmul"] - t["dequantize"]
     assert f"| the rest (Python, reshapes, allocation) | {rest:.1f} | {100 * rest / t['w8a8']:.0f}% |" in (
         tmp_path / "bench.md").read_text()
+    # the whole model's profile: its linear layers timed alone, the rest by difference, the ceiling they leave
+    mp = result["model_profile_b32"]
+    assert mp["linear_layers"] == 4 and mp["rounds"] == 3  # one GPT-2 block: c_attn, c_proj, c_fc, c_proj
+    assert set(mp["timings"]) == {"fp32", "w8a8", "fp32_linears", "w8a8_linears"}
+    samples = {k: np.asarray(v["samples_ms"]) for k, v in mp["timings"].items()}
+    for k in ("fp32", "w8a8"):
+        rest = samples[k] - samples[f"{k}_linears"]
+        assert mp["rest_ms"][k]["median"] == pytest.approx(float(np.median(rest)))
+        assert mp["linear_share"][k]["median"] == pytest.approx(float(np.median(samples[f"{k}_linears"] / samples[k])))
+    assert mp["ceiling_vs_fp32"]["median"] == pytest.approx(
+        float(np.median(samples["fp32"] / (samples["w8a8"] - samples["w8a8_linears"]))))
+    assert mp["speedup_vs_fp32"]["median"] == pytest.approx(float(np.median(samples["fp32"] / samples["w8a8"])))
+    assert set(mp["time_by_op_family"]) == {"fp32", "w8a8"}
+    ceiling = mp["ceiling_vs_fp32"]
+    assert (f"Ceiling (Amdahl: fp32 over W8A8's rest, the whole model's speed-up with free linear layers): "
+            f"{ceiling['median']:.2f}x [{ceiling['iqr'][0]:.2f}, {ceiling['iqr'][1]:.2f}].") in (
+        tmp_path / "bench.md").read_text()
     assert {p.name for p in tmp_path.glob("*.png")} == {"bench_accuracy_vs_memory.png", "bench_latency.png"}
     assert "McNemar" in (tmp_path / "bench.md").read_text()
+
+
+def test_linear_calls_returns_each_layer_with_the_input_it_received():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+
+    class Kwargs(torch.nn.Module):  # the bench calls HF models with keyword inputs
+        def __init__(self):
+            super().__init__()
+            self.net = model
+
+        def forward(self, x):
+            return self.net(x)
+
+    x = torch.randn(5, 3)
+    layers, inputs = bench.linear_calls(Kwargs(), ["net.2", "net.0"], {"x": x})
+    assert layers == [model[0], model[2]]  # call order, not the order of the names
+    assert torch.equal(inputs[0], x) and torch.equal(inputs[1], torch.relu(model[0](x)))
+    assert not model[0]._forward_hooks and not model[2]._forward_hooks  # the hooks are gone
 
 
 def test_default_methods_follow_the_device():

@@ -1,8 +1,12 @@
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
+from quantization import kernels
+from quantization.int8 import int8_matmul_reference
 from quantization.qlinear import Int8WeightOnlyLinear, W8A8Linear
 from quantization.quantize import quantized_layer_bytes, state_bytes
 
@@ -132,3 +136,64 @@ def test_dynamic_w8a8_scales_each_row_by_its_own_range():
     assert (q(x) - lin(x)).norm() / lin(x).norm() < 0.02
     quiet = [i for i in range(6) if i != 3]
     assert ((q(x)[quiet] - lin(x)[quiet]).norm() / lin(x)[quiet].norm()) < 0.02
+
+
+needs_avx2 = pytest.mark.skipif(not kernels.has_avx2(), reason="the int8 GEMM kernel is AVX2 code")
+
+
+@needs_avx2
+@settings(max_examples=60, deadline=None)
+@given(m=st.integers(1, 250), k=st.integers(1, 70), n=st.integers(1, 40), threads=st.sampled_from([1, 2]),
+       seed=st.integers(0, 2**16))
+def test_the_avx2_int8_gemm_gives_the_exact_integers_at_any_shape(m, k, n, threads, seed):
+    """6 x 16 register tiles, 96-row blocks split over threads, k in pairs: every remainder (odd K, a partial
+    tile, panel or block) and the int8 extremes give the float64 reference's integers."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randint(-128, 128, (m, k), dtype=torch.int8, generator=g)
+    b = torch.randint(-128, 128, (k, n), dtype=torch.int8, generator=g)
+    a[0, :2], b[:2, 0] = -128, -128  # two products of 16,384 make 32,768, past int16 (vpmaddubsw saturates)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        assert torch.equal(kernels.int8_gemm(a, b), int8_matmul_reference(a, b))
+    finally:
+        torch.set_num_threads(before)
+
+
+@needs_avx2
+def test_the_avx2_int8_gemm_sums_the_worst_case_over_a_layers_width():
+    """Row blocks past 96, panels past 16, and the largest sums a 1,536-wide layer can make (all -128:
+    1,536 x 16,384 = 25,165,824, past float32's 2^24 exact integers) stay exact in int32."""
+    a = torch.full((200, 1536), -128, dtype=torch.int8)
+    a[1::2] = torch.randint(-128, 128, (100, 1536), dtype=torch.int8, generator=torch.Generator().manual_seed(0))
+    b = torch.full((1536, 40), -128, dtype=torch.int8)
+    out = kernels.int8_gemm(a, b)
+    assert out[0, 0] == 1536 * 128 * 128 and torch.equal(out, int8_matmul_reference(a, b))
+
+
+def test_int8_matmul_takes_the_avx2_gemm_only_where_torch_has_no_fast_int8_kernel(monkeypatch):
+    """torch._int_mm runs oneDNN's kernels on CPUs with AVX-512 VNNI and a scalar loop elsewhere."""
+    for flags, ours in [({"avx2", "fma"}, True), ({"avx2", "avx512f", "avx512_vnni"}, False), ({"sse4_2"}, False)]:
+        monkeypatch.setattr(kernels, "cpu_flags", lambda flags=flags: flags)
+        kernels.own_int8_gemm.cache_clear()
+        assert kernels.own_int8_gemm() is ours
+    kernels.own_int8_gemm.cache_clear()
+
+
+@needs_avx2
+def test_the_packed_weight_follows_the_weight_it_was_packed_from():
+    """The layer keeps its weight packed for the AVX2 GEMM; loading other weights must not reuse the old pack."""
+    from quantization.qlinear import fused_forward, integer_product
+
+    torch.manual_seed(0)
+    first, second = W8A8Linear.from_float(nn.Linear(64, 48), None), W8A8Linear.from_float(nn.Linear(64, 48), None)
+    q = torch.randint(-128, 128, (37, 64), dtype=torch.int8)
+    packed = first.packed_weight()
+    assert first.packed_weight() is packed  # kept
+    assert torch.equal(kernels.int8_gemm(q, first.weight_int8_t, packed), int8_matmul_reference(q, first.weight_int8_t))
+    first.load_state_dict(second.state_dict())  # an in-place copy into the same tensor
+    assert first.packed_weight() is not packed
+    assert "_packed" not in str(first.state_dict().keys())  # derived, never saved
+    x = torch.randn(37, 64)
+    assert torch.equal(integer_product(first, q), int8_matmul_reference(q, second.weight_int8_t))
+    assert torch.allclose(fused_forward(first, x), second.eager_forward(x), rtol=1e-6, atol=1e-6)

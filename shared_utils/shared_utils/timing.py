@@ -66,11 +66,17 @@ def ratio(num: Timing, den: Timing) -> dict:
     (``lower`` / ``higher`` only when the whole IQR is below / above 1.0, else ``tie``)."""
     if len(num.samples_ms) != len(den.samples_ms):
         raise UserError("a paired ratio needs timings of the same rounds")
-    per_round = np.asarray(num.samples_ms) / np.asarray(den.samples_ms)
-    q25, q75 = np.percentile(per_round, [25, 75])
-    verdict = "lower" if q75 < 1.0 else "higher" if q25 > 1.0 else "tie"
-    return {"median": float(np.median(per_round)), "iqr": [float(q25), float(q75)], "repeats": len(per_round),
-            "verdict": verdict}
+    out = spread(np.asarray(num.samples_ms) / np.asarray(den.samples_ms))
+    q25, q75 = out["iqr"]
+    return {**out, "verdict": "lower" if q75 < 1.0 else "higher" if q25 > 1.0 else "tie"}
+
+
+def spread(per_round) -> dict:
+    """``median``, ``iqr`` ([25th, 75th] percentile) and ``repeats`` of a quantity computed round by round from
+    interleaved timings (a ratio, a difference, a share), so that a drift common to its terms cancels."""
+    values = np.asarray(per_round, dtype=float)
+    q25, q75 = np.percentile(values, [25, 75])
+    return {"median": float(np.median(values)), "iqr": [float(q25), float(q75)], "repeats": len(values)}
 
 
 # Operator families for :func:`time_by_op_family`, by aten name (the profiler's key is "aten::<name>").
