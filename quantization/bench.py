@@ -57,6 +57,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # fp16 is left out on CPUs: without native fp16 matmuls it ran ~30x slower than fp32 here (pass it explicitly);
 # torch's quantize_dynamic (fbgemm) exists only on the CPU
 CPU_ONLY = ("torch_dynamic_int8",)
+# left out on CPUs without AVX-512 VNNI, where torch._int_mm is a scalar loop: torchao's int8 config multiplies
+# through it (on an AVX2 EPYC its dev-set pass had not finished after 13 minutes; fp32's whole run took under 2)
+NEEDS_FAST_INT_MM = ("torchao_int8_dynamic",)
 ALL_METHODS = ["fp32", "bf16", "fp16", "int8_weight_per_tensor", "int8_weight_per_tensor_asym",
                "int8_weight_per_channel", "int8_weight_per_channel_asym", "w8a8", "w8a8_percentile",
                "w8a8_dynamic", "torch_dynamic_int8", "torchao_int8_dynamic",
@@ -66,7 +69,8 @@ ALL_METHODS = ["fp32", "bf16", "fp16", "int8_weight_per_tensor", "int8_weight_pe
 def default_methods(device: torch.device) -> list[str]:
     if device.type == "cuda":
         return [m for m in ALL_METHODS if m not in CPU_ONLY]
-    return [m for m in ALL_METHODS if m != "fp16"]
+    slow_int_mm = "avx512_vnni" not in kernels.cpu_flags()
+    return [m for m in ALL_METHODS if m != "fp16" and not (slow_int_mm and m in NEEDS_FAST_INT_MM)]
 
 
 def run_in_subprocess(args: argparse.Namespace, method: str, device: str, *, calib_seed: int = 0,

@@ -107,8 +107,13 @@ def test_linear_calls_returns_each_layer_with_the_input_it_received():
     assert not model[0]._forward_hooks and not model[2]._forward_hooks  # the hooks are gone
 
 
-def test_default_methods_follow_the_device():
+def test_default_methods_follow_the_device(monkeypatch):
+    monkeypatch.setattr(bench.kernels, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_vnni"})
     assert "torch_dynamic_int8" in bench.default_methods(torch.device("cpu"))
     assert "fp16" not in bench.default_methods(torch.device("cpu"))
+    assert "torchao_int8_dynamic" in bench.default_methods(torch.device("cpu"))
+    monkeypatch.setattr(bench.kernels, "cpu_flags", lambda: {"avx2", "fma"})  # torch._int_mm: a scalar loop
+    assert "torchao_int8_dynamic" not in bench.default_methods(torch.device("cpu"))
+    assert "w8a8" in bench.default_methods(torch.device("cpu"))
     cuda = bench.default_methods(torch.device("cuda"))
     assert "torch_dynamic_int8" not in cuda and "fp16" in cuda
