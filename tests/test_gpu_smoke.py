@@ -3,7 +3,10 @@ passing every step and writing the results file a GPU run writes."""
 
 import json
 
+import torch
+
 import gpu_smoke
+from quantization.bench import default_methods
 from shared_utils.testing import assert_one_line_error, run_cli
 
 
@@ -26,7 +29,9 @@ def test_the_cpu_dry_run_passes_every_step(tmp_path, capsys):
         assert step["seconds"] >= 0 and step["memory_kind"] == "cpu_peak_rss" and step["peak_memory_mb"] > 0
     assert result["device"]["device"] == "cpu" and result["versions"]["torch"]
     methods = result["steps"]["quant_methods"]["details"]
-    assert {"fp32", "w8a8", "bnb_int8", "bnb_nf4", "bnb_fp4", "torchao_int8_dynamic"} <= set(methods)
+    # every default method of the device: torchao's int8 config only where torch._int_mm is fast (AVX-512 VNNI)
+    assert set(methods) == set(default_methods(torch.device("cpu")))
+    assert {"fp32", "w8a8", "bnb_int8", "bnb_nf4", "bnb_fp4"} <= set(methods)
     assert result["steps"]["translation_train"]["details"]["steps"] == 5
     assert set(result["steps"]["moe_baselines"]["details"]) == {"bart", "t5", "llama3"}
     speed = result["steps"]["translation_decode_speed"]["details"]
