@@ -40,7 +40,7 @@ import torch
 
 from quantization import kernels
 from quantization.config import LABELS
-from quantization.measure import calibration_batches, fixed_length_batch
+from quantization.measure import CALIB_BATCHES, calibration_batches, fixed_length_batch
 from quantization.model import classifier_from_checkpoint
 from quantization.qlinear import Int8WeightOnlyLinear, W8A8Linear, integer_product, linear_weight
 from quantization.quantize import get_method, quantize_model, target_layers
@@ -69,7 +69,7 @@ ALL_METHODS = ["fp32", "bf16", "fp16", "int8_weight_per_tensor", "int8_weight_pe
 def default_methods(device: torch.device) -> list[str]:
     if device.type == "cuda":
         return [m for m in ALL_METHODS if m not in CPU_ONLY]
-    slow_int_mm = "avx512_vnni" not in kernels.cpu_flags()
+    slow_int_mm = not kernels.torch_int_mm_is_fast()
     return [m for m in ALL_METHODS if m != "fp16" and not (slow_int_mm and m in NEEDS_FAST_INT_MM)]
 
 
@@ -153,16 +153,15 @@ def w8a8_phases(block: list, layers: list[W8A8Linear], xs: list[torch.Tensor], r
             "ceiling_vs_fp32": ratio(timings["fp32"], timings["int8_matmul"])}
 
 
-def whole_model_profile(args: argparse.Namespace, texts: list[str], device: torch.device) -> dict:
-    """:func:`model_profile` of the checkpoint in fp32 and in W8A8 (calibrated as the bench's first subset) on
-    32 dev texts at ``min(128, max_len)`` tokens, the shape of the whole-model latency."""
-    ckpt = load_best(args.checkpoint)
+def whole_model_profile(ckpt, args: argparse.Namespace, texts: list[str], device: torch.device) -> dict:
+    """:func:`model_profile` of the checkpoint ``ckpt`` in fp32 and in W8A8 (calibrated as the bench's first
+    subset) on 32 dev texts at ``min(128, max_len)`` tokens, the shape of the whole-model latency."""
     fp32, tok = classifier_from_checkpoint(ckpt)
     fp32.to(device)
     names = list(target_layers(fp32))
     max_len = ckpt.config["max_len"]
     inputs = fixed_length_batch(tok, texts, 32, min(128, max_len), device)
-    calibration = calibration_batches(tok, args.train, batches=8, seed=args.calib_seeds[0], max_len=max_len,
+    calibration = calibration_batches(tok, args.train, batches=CALIB_BATCHES, seed=args.calib_seeds[0], max_len=max_len,
                                       device=device)
     w8a8 = quantize_model(copy.deepcopy(fp32), "w8a8", calibration=calibration)
     return model_profile({"fp32": fp32, "w8a8": w8a8}, names, inputs, args.linear_repeats)
@@ -453,7 +452,7 @@ def main(argv: list[str] | None = None) -> None:
     result["bf16_linear_speedup_vs_fp32"] = result["linear_speed"]["speedup_vs_fp32"]["bf16"]
     if "w8a8" in ok:
         result["w8a8_model_speedup_vs_fp32_b32"] = results["w8a8"]["speedup_vs_fp32_b32"]
-        result["model_profile_b32"] = whole_model_profile(args, [e.text for e in dev_rows], device)
+        result["model_profile_b32"] = whole_model_profile(ckpt, args, [e.text for e in dev_rows], device)
         if "torchao_int8_dynamic" in ok:
             result["w8a8_model_speedup_vs_torchao_b32"] = ratio(
                 Timing(tuple(results["torchao_int8_dynamic"]["latency_ms_b32"]["samples_ms"])),

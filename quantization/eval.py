@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from quantization.measure import run_method
+from quantization.measure import CALIB_BATCHES, run_method
 from quantization.quantize import METHODS, get_method
 from shared_utils.cli import Parser, nonnegative_int, positive_int
 from shared_utils.errors import cli_main
@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dev", required=True, help="CSV label,text (or hf:fancyzhx/ag_news::test)")
     p.add_argument("--train", default=None, help="CSV for W8A8 calibration")
     p.add_argument("--limit", type=nonnegative_int, default=0, help="evaluate the first N dev rows only (0 = all)")
-    p.add_argument("--calib-batches", type=positive_int, default=8, help="W8A8 calibration batches of 32 texts")
+    p.add_argument("--calib-batches", type=positive_int, default=CALIB_BATCHES,
+                   help="W8A8 calibration batches of 32 texts")
     p.add_argument("--calib-seed", type=nonnegative_int, default=0, help="which random calibration subset")
     p.add_argument("--latency-blocks", type=positive_int, default=3, help="timed blocks per batch size")
     p.add_argument("--latency-only", action="store_true", help="skip the dev set (timing sweeps)")

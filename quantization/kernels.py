@@ -281,13 +281,18 @@ def dequantize_rows_(acc: torch.Tensor, row_scale: torch.Tensor, col_scale: torc
     return acc.view(torch.float32)
 
 
+def torch_int_mm_is_fast() -> bool:
+    """Whether ``torch._int_mm`` has a fast CPU kernel here: oneDNN's, on CPUs with AVX-512 VNNI (7x faster than
+    fp32 on an AVX-512 Xeon). Elsewhere it is a scalar loop (37x slower than fp32 on an AVX2 EPYC, 3.7 s for
+    4,096 x 384 x 1,536)."""
+    return "avx512_vnni" in cpu_flags()
+
+
 @functools.cache
 def own_int8_gemm() -> bool:
     """Whether int8 matmuls on the CPU take this module's AVX2 GEMM instead of ``torch._int_mm``: where the CPU
-    has AVX2 but not AVX-512 VNNI. There torch runs a scalar loop (37x slower than fp32 on an AVX2 EPYC, 3.7 s
-    for 4,096 x 384 x 1,536); with VNNI it runs oneDNN's kernels, 7x faster than fp32 on an AVX-512 Xeon."""
-    flags = cpu_flags()
-    return "avx2" in flags and "avx512_vnni" not in flags and cpu_kernels() is not None
+    has AVX2 and torch's kernel is the scalar loop."""
+    return has_avx2() and not torch_int_mm_is_fast() and cpu_kernels() is not None
 
 
 def pack_int8_b(b: torch.Tensor) -> torch.Tensor:

@@ -30,6 +30,7 @@ from shared_utils.metrics import accuracy, macro_f1
 from shared_utils.runtime import device_info, peak_memory, pick_device, reset_peak_memory, seed_everything
 from shared_utils.timing import interleaved
 
+CALIB_BATCHES = 8  # W8A8's calibration batches of 32 training texts, unless told otherwise
 DATA_HINT = ("use --dev ../shared/data/agnews/dev.csv (and --train ../shared/data/agnews/train.csv for w8a8; "
              "make quant-bench QUANT_DATA=local)")
 
@@ -49,7 +50,7 @@ def calibration_batches(tok, train: str, *, batches: int, seed: int, max_len: in
 
 
 def run_method(checkpoint: str, method: str, dev: str, train: str | None, *, limit: int = 0,
-               calib_batches: int = 8, calib_seed: int = 0, latency_blocks: int = 3, device: str = "auto",
+               calib_batches: int = CALIB_BATCHES, calib_seed: int = 0, latency_blocks: int = 3, device: str = "auto",
                accuracy_too: bool = True, save_dir: Path | None = None, load_dir: Path | None = None) -> dict:
     """Load the checkpoint, quantize it with ``method`` on ``device`` and measure it.
 
