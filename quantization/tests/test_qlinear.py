@@ -103,10 +103,11 @@ def test_the_fused_dequantize_equals_the_eager_reference(dynamic, bias):
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("width", [1, 15, 67, 1536])
+@pytest.mark.parametrize("width", [1, 15, 16, 67, 1536])
 def test_the_fused_quantize_equals_the_reference_at_any_row_width_and_thread_count(width, threads):
-    """The kernel runs 16 vector lanes with a scalar tail, and splits rows over threads: every width and thread
-    count gives the reference's scales and integers, dynamic (a scale per row) and static (one, with clipping)."""
+    """The kernel runs 16 vector lanes (AVX-512, or AVX2 as two halves) with a scalar tail, and splits rows over
+    threads: every width and thread count gives the reference's scales and integers, dynamic (a scale per row)
+    and static (one, with clipping), with ties rounded half to even in the vector lanes and in the tail."""
     from quantization import kernels
     from quantization.int8 import choose_qparams, quantize
 
@@ -114,6 +115,7 @@ def test_the_fused_quantize_equals_the_reference_at_any_row_width_and_thread_cou
     x = torch.randn(300, width) * torch.logspace(-3, 3, 300)[:, None]  # rows from tiny to large
     x[4, -1] = -1e4  # a row's extreme in its last column: the tail after the vector lanes
     x[5, -1] = 2.5 * 0.01  # a tie in the tail for the static scale 0.01: half to even gives 2
+    x[6, 0], x[7, 0] = 3.5 * 0.01, -2.5 * 0.01  # ties in the vector lanes where width >= 16: 4 and -2
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -124,6 +126,7 @@ def test_the_fused_quantize_equals_the_reference_at_any_row_width_and_thread_cou
     reference = choose_qparams(x, symmetric=True, axis=0)[0]  # (300, 1)
     assert torch.equal(scales, reference[:, 0]) and torch.equal(q, quantize(x, reference))
     assert torch.equal(static_q, quantize(x, torch.tensor(0.01))) and bool((static_scales == 0.01).all())
+    assert static_q[6, 0] == 4 and static_q[7, 0] == -2
     assert static_q[5, -1] == 2 and static_q[4, -1] == -128 and static_q[299].abs().max() == 127  # tie; clipped
 
 
