@@ -147,10 +147,34 @@ def w8a8_phases(block: list, layers: list[W8A8Linear], xs: list[torch.Tensor], r
         "dequantize": each(lambda a, qs, m: kernels.dequantize_rows_(a, qs[1], m.weight_scale, m.bias),
                            accs, quantized, layers),
     }
+    if kernels.own_int8_gemm():  # what the integer product cost before the AVX2 GEMM: torch's scalar loop
+        passes["int8_matmul_torch_int_mm"] = each(lambda qs, m: torch._int_mm(qs[0], m.weight_int8_t),
+                                                  quantized, layers)
     with torch.no_grad():
         timings = interleaved(passes, repeats=repeats)
+    out = {"timings": {k: t.as_dict() for k, t in timings.items()},
+           "ceiling_vs_fp32": ratio(timings["fp32"], timings["int8_matmul"])}
+    if kernels.own_int8_gemm():
+        out["instruction_ceiling"] = instruction_ceiling(repeats)
+    return out
+
+
+PROBE_ITERS = 2_000_000  # a few ms per call
+
+
+def instruction_ceiling(repeats: int) -> dict:
+    """How much faster than fp32's GEMM the AVX2 int8 GEMM could be on this core at most: ``kernels.py``'s
+    register-only loops of the instructions each inner loop issues per product, timed interleaved. Returns
+    the timings, each loop's ``products_per_ns`` and ``int8_over_fp32`` (their ratio), round by round."""
+    module = kernels.cpu_kernels()
+    probes = {"fp32_fma": lambda: module.probe_fp32_fma(PROBE_ITERS, 1.0, 0.0),
+              "int16_madd": lambda: module.probe_int16_madd(PROBE_ITERS, 0)}
+    timings = interleaved(probes, repeats=repeats)
+    rate = {k: kernels.PROBE_PRODUCTS[k] * PROBE_ITERS / np.asarray(t.samples_ms) / 1e6  # products per ns
+            for k, t in timings.items()}
     return {"timings": {k: t.as_dict() for k, t in timings.items()},
-            "ceiling_vs_fp32": ratio(timings["fp32"], timings["int8_matmul"])}
+            "products_per_ns": {k: spread(r) for k, r in rate.items()},
+            "int8_over_fp32": spread(rate["int16_madd"] / rate["fp32_fma"])}
 
 
 def whole_model_profile(ckpt, args: argparse.Namespace, texts: list[str], device: torch.device) -> dict:
@@ -285,6 +309,8 @@ def write_markdown(result: dict, path: Path) -> None:
             "| --- | ---: | ---: |",
             *[f"| {k} | {fmt_timing(ph[k])} | {100 * ph[k]['median_ms'] / whole:.0f}% |"
               for k in ("quantize", "quantize_dynamic", "int8_matmul", "dequantize")],
+            *([f"| int8_matmul through torch._int_mm (not used here) | {fmt_timing(ph['int8_matmul_torch_int_mm'])} "
+               "| |"] if "int8_matmul_torch_int_mm" in ph else []),
             f"| the rest (Python, reshapes, allocation) | {rest:.1f} | {100 * rest / whole:.0f}% |",
             f"| w8a8, whole | {fmt_timing(ph['w8a8'])} | 100% |",
             f"| fp32, whole | {fmt_timing(ph['fp32'])} | |",
@@ -294,9 +320,22 @@ def write_markdown(result: dict, path: Path) -> None:
             "quantize_dynamic is the dynamic mode's quantize pass (each row's own scale) in place of the static one.",
             "",
         ]
+        if "instruction_ceiling" in ls["w8a8_phases"]:
+            lines += instruction_ceiling_lines(ls["w8a8_phases"]["instruction_ceiling"])
     if "model_profile_b32" in result:
         lines += model_profile_lines(result["model_profile_b32"])
     path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def instruction_ceiling_lines(ic: dict) -> list[str]:
+    rate, top = ic["products_per_ns"], ic["int8_over_fp32"]
+    return [
+        "The hardware's ceiling for the AVX2 int8 GEMM against fp32's (register-only loops of the instructions each "
+        f"inner loop issues, interleaved, {top['repeats']} rounds): the int16 multiply-add with its int32 add "
+        f"{rate['int16_madd']['median']:.1f} products per ns, fp32's FMA {rate['fp32_fma']['median']:.1f}; "
+        f"ratio {top['median']:.2f}x [{top['iqr'][0]:.2f}, {top['iqr'][1]:.2f}].",
+        "",
+    ]
 
 
 def model_profile_lines(mp: dict) -> list[str]:

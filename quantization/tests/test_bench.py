@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from quantization import bench
+from quantization import bench, kernels
 from quantization.config import make_config
 from quantization.train import train
 
@@ -60,8 +60,11 @@ def test_bench_writes_the_evidence_and_the_device_reaches_every_process(checkpoi
     assert "torch_dynamic_int8" in result["linear_speed"]["timings"]
     # the block's W8A8 profile: each pass of the fused forward timed alone, and the ceiling they leave
     phases = result["linear_speed"]["w8a8_phases"]
-    assert set(phases["timings"]) == {"fp32", "w8a8", "quantize", "quantize_dynamic", "int8_matmul", "dequantize"}
+    own_gemm = kernels.own_int8_gemm()  # then torch._int_mm is timed beside it, and the hardware's ceiling
+    assert set(phases["timings"]) == {"fp32", "w8a8", "quantize", "quantize_dynamic", "int8_matmul", "dequantize",
+                                      *(["int8_matmul_torch_int_mm"] if own_gemm else [])}
     assert all(t["repeats"] == 3 for t in phases["timings"].values())
+    assert ("instruction_ceiling" in phases) is own_gemm
     assert set(phases["ceiling_vs_fp32"]) == {"median", "iqr", "repeats", "verdict"}
     t = {k: v["median_ms"] for k, v in phases["timings"].items()}
     rest = t["w8a8"] - t["quantize"] - t["int8_matmul"] - t["dequantize"]
@@ -117,3 +120,16 @@ def test_default_methods_follow_the_device(monkeypatch):
     assert "w8a8" in bench.default_methods(torch.device("cpu"))
     cuda = bench.default_methods(torch.device("cuda"))
     assert "torch_dynamic_int8" not in cuda and "fp16" in cuda
+
+
+@pytest.mark.skipif(not kernels.has_avx2(), reason="the probes are AVX2 code")
+def test_the_instruction_ceiling_is_the_ratio_of_the_probes_rates_round_by_round():
+    ic = bench.instruction_ceiling(repeats=3)
+    ms = {k: np.asarray(v["samples_ms"]) for k, v in ic["timings"].items()}
+    rate = {k: kernels.PROBE_PRODUCTS[k] * bench.PROBE_ITERS / ms[k] / 1e6 for k in ms}  # products per ns
+    assert ic["products_per_ns"]["int16_madd"]["median"] == pytest.approx(float(np.median(rate["int16_madd"])))
+    assert ic["int8_over_fp32"]["median"] == pytest.approx(float(np.median(rate["int16_madd"] / rate["fp32_fma"])))
+    assert ic["int8_over_fp32"]["repeats"] == 3 and kernels.PROBE_PRODUCTS == {"fp32_fma": 96, "int16_madd": 192}
+    line = bench.instruction_ceiling_lines(ic)[0]
+    assert line.endswith(f"ratio {ic['int8_over_fp32']['median']:.2f}x [{ic['int8_over_fp32']['iqr'][0]:.2f}, "
+                         f"{ic['int8_over_fp32']['iqr'][1]:.2f}].")

@@ -174,6 +174,17 @@ def test_the_avx2_int8_gemm_sums_the_worst_case_over_a_layers_width():
     assert out[0, 0] == 1536 * 128 * 128 and torch.equal(out, int8_matmul_reference(a, b))
 
 
+@needs_avx2
+def test_the_instruction_probes_compute_what_they_claim():
+    """The bench's hardware ceiling times these loops; their sums over every lane prove each runs its
+    iterations on its twelve chains (chain r starts at r in all 8 lanes): f = f * 1 + 0.5 four times gives
+    r + 2; c = c + madd(c, 1), with c's int16 pairs (r, 0), doubles c three times, giving 8 r."""
+    module = kernels.cpu_kernels()
+    assert module.probe_fp32_fma(4, 1.0, 0.5) == 8 * sum(r + 2 for r in range(12))  # 720
+    assert module.probe_int16_madd(3, 1) == 8 * sum(8 * r for r in range(12))  # 4,224
+    assert module.probe_int16_madd(5, 0) == 8 * sum(range(12)) and module.probe_fp32_fma(0, 2.0, 1.0) == 528
+
+
 def test_int8_matmul_takes_the_avx2_gemm_only_where_torch_has_no_fast_int8_kernel(monkeypatch):
     """torch._int_mm runs oneDNN's kernels on CPUs with AVX-512 VNNI and a scalar loop elsewhere."""
     for flags, ours in [({"avx2", "fma"}, True), ({"avx2", "avx512f", "avx512_vnni"}, False), ({"sse4_2"}, False)]:
