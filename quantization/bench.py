@@ -300,7 +300,7 @@ def write_markdown(result: dict, path: Path) -> None:
     if "w8a8_phases" in ls:
         ph = ls["w8a8_phases"]["timings"]
         whole, ceiling = ph["w8a8"]["median_ms"], ls["w8a8_phases"]["ceiling_vs_fp32"]
-        rest = whole - sum(ph[k]["median_ms"] for k in ("quantize", "int8_matmul", "dequantize"))
+        rest = phases_rest(ph)
         lines += [
             "Where W8A8's time on the block goes (each pass of the fused forward timed alone over the same layers, "
             f"interleaved, {ph['w8a8']['repeats']} rounds; share of the whole W8A8 forward):",
@@ -311,7 +311,8 @@ def write_markdown(result: dict, path: Path) -> None:
               for k in ("quantize", "quantize_dynamic", "int8_matmul", "dequantize")],
             *([f"| int8_matmul through torch._int_mm (not used here) | {fmt_timing(ph['int8_matmul_torch_int_mm'])} "
                "| |"] if "int8_matmul_torch_int_mm" in ph else []),
-            f"| the rest (Python, reshapes, allocation) | {rest:.1f} | {100 * rest / whole:.0f}% |",
+            f"| the rest (Python, reshapes, allocation), round by round | {rest['median']:.1f} "
+            f"[{rest['iqr'][0]:.1f}, {rest['iqr'][1]:.1f}] | {100 * rest['median'] / whole:.0f}% |",
             f"| w8a8, whole | {fmt_timing(ph['w8a8'])} | 100% |",
             f"| fp32, whole | {fmt_timing(ph['fp32'])} | |",
             "",
@@ -325,6 +326,14 @@ def write_markdown(result: dict, path: Path) -> None:
     if "model_profile_b32" in result:
         lines += model_profile_lines(result["model_profile_b32"])
     path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def phases_rest(ph: dict) -> dict:
+    """W8A8's block time outside its three passes, per round (whole minus the passes timed in the same round),
+    so a drift common to the round cancels; a difference of medians went negative on a noisy machine."""
+    per_round = np.asarray(ph["w8a8"]["samples_ms"]) - sum(
+        np.asarray(ph[k]["samples_ms"]) for k in ("quantize", "int8_matmul", "dequantize"))
+    return spread(per_round)
 
 
 def instruction_ceiling_lines(ic: dict) -> list[str]:

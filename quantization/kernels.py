@@ -14,10 +14,12 @@ written over ``acc`` itself (int32 and float32 have the same size), so the outpu
 for a 4,096 x 1,536 layer that is 25 MB less to page in on every call.
 
 ``torch._int_mm`` runs oneDNN's int8 kernels only on CPUs with AVX-512 VNNI; on others (AMD before Zen 4, most
-Intel laptops) it is a scalar loop, 37x slower than fp32 on an AVX2 EPYC. There the integer product takes
-``int8_gemm_packed``: each int8 widened to int16, ``_mm256_madd_epi16`` adding two exact products per int32 lane
-(16 per instruction, twice fp32 FMA's 8), a 6 x 16 tile of the output in twelve registers, the weight packed
-once per layer into the order the kernel reads it.
+Intel laptops) it is a scalar loop: on an AVX2 EPYC one block's integer products took 9.5 s through it against
+fp32's 0.24 s (``results/bench_avx2.json``). There the integer product takes ``int8_gemm_packed``: each int8
+widened to int16, ``_mm256_madd_epi16`` adding two exact products per int32 lane (16 per instruction, twice fp32
+FMA's 8, though with its int32 add the hardware ran it at 1.56x fp32's products per ns, measured by the probes
+below), a 6 x 16 tile of the output in twelve registers, the weight packed once per layer into the order the
+kernel reads it.
 
 The eager ops of ``int8.py`` remain the reference; tests check these give the same integers and outputs.
 The kernels build with ``torch.utils.cpp_extension.load_inline`` (gcc, ninja; about a minute once, then
@@ -157,7 +159,7 @@ void dequantize_rows_(torch::Tensor acc, torch::Tensor row_scale, torch::Tensor 
 
 #if defined(__AVX2__)
 // int8 x int8 -> int32 GEMM with AVX2, for CPUs where torch._int_mm has no fast kernel (without AVX-512 VNNI it
-// runs a scalar loop: 37x slower than fp32 on an AVX2 EPYC). Exact: each int8 is widened to int16 and
+// runs a scalar loop: 39x fp32's time on an AVX2 EPYC). Exact: each int8 is widened to int16 and
 // _mm256_madd_epi16 adds two int16 x int16 products into an int32 lane, 16 products per instruction against
 // fp32 FMA's 8, with no saturation (|product| <= 16384; vpmaddubsw, 32 per instruction, saturates int16).
 //
@@ -362,8 +364,8 @@ def dequantize_rows_(acc: torch.Tensor, row_scale: torch.Tensor, col_scale: torc
 
 def torch_int_mm_is_fast() -> bool:
     """Whether ``torch._int_mm`` has a fast CPU kernel here: oneDNN's, on CPUs with AVX-512 VNNI (7x faster than
-    fp32 on an AVX-512 Xeon). Elsewhere it is a scalar loop (37x slower than fp32 on an AVX2 EPYC, 3.7 s for
-    4,096 x 384 x 1,536)."""
+    fp32 on an AVX-512 Xeon). Elsewhere it is a scalar loop (on an AVX2 EPYC, 9.5 s for one block's integer
+    products against fp32's 0.24 s)."""
     return "avx512_vnni" in cpu_flags()
 
 
