@@ -163,9 +163,10 @@ PROBE_ITERS = 2_000_000  # a few ms per call
 
 
 def instruction_ceiling(repeats: int) -> dict:
-    """How much faster than fp32's GEMM the AVX2 int8 GEMM could be on this core at most: ``kernels.py``'s
-    register-only loops of the instructions each inner loop issues per product, timed interleaved. Returns
-    the timings, each loop's ``products_per_ns`` and ``int8_over_fp32`` (their ratio), round by round."""
+    """How much faster than fp32's GEMM the AVX2 int8 GEMM could be on this core at most, given the instructions
+    it is built on: ``kernels.py``'s register-only loops of the instructions each inner loop issues per product,
+    timed interleaved. Returns the timings, each loop's ``products_per_ns`` and ``int8_over_fp32`` (their ratio),
+    round by round."""
     module = kernels.cpu_kernels()
     probes = {"fp32_fma": lambda: module.probe_fp32_fma(PROBE_ITERS, 1.0, 0.0),
               "int16_madd": lambda: module.probe_int16_madd(PROBE_ITERS, 0)}
@@ -339,7 +340,7 @@ def phases_rest(ph: dict) -> dict:
 def instruction_ceiling_lines(ic: dict) -> list[str]:
     rate, top = ic["products_per_ns"], ic["int8_over_fp32"]
     return [
-        "The hardware's ceiling for the AVX2 int8 GEMM against fp32's (register-only loops of the instructions each "
+        "The ceiling the instructions set for the AVX2 int8 GEMM against fp32's (register-only loops of what each "
         f"inner loop issues, interleaved, {top['repeats']} rounds): the int16 multiply-add with its int32 add "
         f"{rate['int16_madd']['median']:.1f} products per ns, fp32's FMA {rate['fp32_fma']['median']:.1f}; "
         f"ratio {top['median']:.2f}x [{top['iqr'][0]:.2f}, {top['iqr'][1]:.2f}].",

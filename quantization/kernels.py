@@ -201,7 +201,7 @@ static inline void micro_kernel(const int32_t* __restrict ap, const int16_t* __r
 // The hardware's ceiling for this GEMM against fp32's: register-only loops of what each inner loop issues, one
 // fp32 FMA per 8 products and one int16 multiply-add plus one int32 add per 16, in twelve independent chains
 // (a chain's latency is 4 cycles: twelve keep three instructions in flight per cycle, more than either issues).
-// Their products per second bound how much faster than fp32 an exact int8 GEMM can run on this core with AVX2.
+// Their products per second bound how much faster than fp32's GEMM one built on these instructions can run.
 // The arguments come from Python so the compiler cannot fold the loops; the returned sum of every lane is
 // checked by a test against the closed form.
 double probe_fp32_fma(int64_t iters, double a, double b) {  // f = f * a + b, f starting at the chain's index
