@@ -17,8 +17,8 @@ for a 4,096 x 1,536 layer that is 25 MB less to page in on every call.
 Intel laptops) it is a scalar loop: on an AVX2 EPYC one block's integer products took 9.5 s through it against
 fp32's 0.24 s (``results/bench_avx2.json``). There the integer product takes ``int8_gemm_packed``: each int8
 widened to int16, ``_mm256_madd_epi16`` adding two exact products per int32 lane (16 per instruction, twice fp32
-FMA's 8, though with its int32 add the hardware ran it at 1.56x fp32's products per ns, measured by the probes
-below), a 6 x 16 tile of the output in twelve registers, the weight packed once per layer into the order the
+FMA's 8, though with its int32 add it ran at 1.56x fp32 FMA's products per ns on that EPYC, measured by the
+probes below), a 6 x 16 tile of the output in twelve registers, the weight packed once per layer into the order the
 kernel reads it.
 
 The eager ops of ``int8.py`` remain the reference; tests check these give the same integers and outputs.
