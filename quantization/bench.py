@@ -147,14 +147,15 @@ def w8a8_phases(block: list, layers: list[W8A8Linear], xs: list[torch.Tensor], r
         "dequantize": each(lambda a, qs, m: kernels.dequantize_rows_(a, qs[1], m.weight_scale, m.bias),
                            accs, quantized, layers),
     }
-    if kernels.own_int8_gemm():  # what the integer product cost before the AVX2 GEMM: torch's scalar loop
+    own_gemm = kernels.own_int8_gemm()
+    if own_gemm:  # what the integer product cost before the AVX2 GEMM: torch's scalar loop
         passes["int8_matmul_torch_int_mm"] = each(lambda qs, m: torch._int_mm(qs[0], m.weight_int8_t),
                                                   quantized, layers)
     with torch.no_grad():
         timings = interleaved(passes, repeats=repeats)
     out = {"timings": {k: t.as_dict() for k, t in timings.items()},
            "ceiling_vs_fp32": ratio(timings["fp32"], timings["int8_matmul"])}
-    if kernels.own_int8_gemm():
+    if own_gemm:
         out["instruction_ceiling"] = instruction_ceiling(repeats)
     return out
 

@@ -198,57 +198,60 @@ static inline void micro_kernel(const int32_t* __restrict ap, const int16_t* __r
   }
 }
 
-// The hardware's ceiling for this GEMM against fp32's: register-only loops of what each inner loop issues, one
-// fp32 FMA per 8 products and one int16 multiply-add plus one int32 add per 16, in twelve independent chains
-// (a chain's latency is 4 cycles: twelve keep three instructions in flight per cycle, more than either issues).
+// The ceiling these instructions set for this GEMM against fp32's: register-only loops of what each inner loop
+// issues, one fp32 FMA per 8 products and one int16 multiply-add plus one int32 add per 16, in twelve independent
+// chains (a chain's latency is 4 cycles: twelve keep three instructions in flight per cycle, more than either
+// issues).
 // Their products per second bound how much faster than fp32's GEMM one built on these instructions can run.
 // The arguments come from Python so the compiler cannot fold the loops; the returned sum of every lane is
 // checked by a test against the closed form.
+// Each probe names its twelve chains f0..f11 or c0..c11 (held in an array, gcc kept the GEMM micro-kernel's
+// accumulators on the stack) and stores them one by one: summed in registers instead, gcc kept three chains on
+// the stack inside the loop.
+#define W8A8_TWELVE(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+
+template <class Total, class Lane>
+static Total sum_lanes(const Lane (&lanes)[12][8]) {
+  Total total = 0;
+  for (const auto& chain : lanes)
+    for (Lane v : chain) total += v;
+  return total;
+}
+
 double probe_fp32_fma(int64_t iters, double a, double b) {  // f = f * a + b, f starting at the chain's index
   const __m256 va = _mm256_set1_ps(static_cast<float>(a)), vb = _mm256_set1_ps(static_cast<float>(b));
-  __m256 f0 = _mm256_set1_ps(0.f), f1 = _mm256_set1_ps(1.f), f2 = _mm256_set1_ps(2.f), f3 = _mm256_set1_ps(3.f),
-         f4 = _mm256_set1_ps(4.f), f5 = _mm256_set1_ps(5.f), f6 = _mm256_set1_ps(6.f), f7 = _mm256_set1_ps(7.f),
-         f8 = _mm256_set1_ps(8.f), f9 = _mm256_set1_ps(9.f), f10 = _mm256_set1_ps(10.f), f11 = _mm256_set1_ps(11.f);
-  for (int64_t n = 0; n < iters; ++n) {
-#define W8A8_FMA(r) f##r = _mm256_fmadd_ps(f##r, va, vb);
-    W8A8_FMA(0) W8A8_FMA(1) W8A8_FMA(2) W8A8_FMA(3) W8A8_FMA(4) W8A8_FMA(5)
-    W8A8_FMA(6) W8A8_FMA(7) W8A8_FMA(8) W8A8_FMA(9) W8A8_FMA(10) W8A8_FMA(11)
-#undef W8A8_FMA
-  }
-  // stored one by one: summed in registers instead, gcc kept three chains on the stack inside the loop
-  alignas(32) float lanes[12][8];
+#define W8A8_INIT(r) __m256 f##r = _mm256_set1_ps(static_cast<float>(r));
+#define W8A8_STEP(r) f##r = _mm256_fmadd_ps(f##r, va, vb);
 #define W8A8_STORE(r) _mm256_store_ps(lanes[r], f##r);
-  W8A8_STORE(0) W8A8_STORE(1) W8A8_STORE(2) W8A8_STORE(3) W8A8_STORE(4) W8A8_STORE(5)
-  W8A8_STORE(6) W8A8_STORE(7) W8A8_STORE(8) W8A8_STORE(9) W8A8_STORE(10) W8A8_STORE(11)
+  W8A8_TWELVE(W8A8_INIT)
+  for (int64_t n = 0; n < iters; ++n) {
+    W8A8_TWELVE(W8A8_STEP)
+  }
+  alignas(32) float lanes[12][8];
+  W8A8_TWELVE(W8A8_STORE)
+#undef W8A8_INIT
+#undef W8A8_STEP
 #undef W8A8_STORE
-  double total = 0.0;
-  for (const auto& chain : lanes)
-    for (float v : chain) total += v;
-  return total;
+  return sum_lanes<double>(lanes);
 }
 
 int64_t probe_int16_madd(int64_t iters, int64_t b) {  // c = c + madd(c, b), c's int32 lanes starting at the index
   const __m256i vb = _mm256_set1_epi16(static_cast<int16_t>(b));
-  __m256i c0 = _mm256_set1_epi32(0), c1 = _mm256_set1_epi32(1), c2 = _mm256_set1_epi32(2),
-          c3 = _mm256_set1_epi32(3), c4 = _mm256_set1_epi32(4), c5 = _mm256_set1_epi32(5),
-          c6 = _mm256_set1_epi32(6), c7 = _mm256_set1_epi32(7), c8 = _mm256_set1_epi32(8),
-          c9 = _mm256_set1_epi32(9), c10 = _mm256_set1_epi32(10), c11 = _mm256_set1_epi32(11);
-  for (int64_t n = 0; n < iters; ++n) {
-#define W8A8_MADD(r) c##r = _mm256_add_epi32(c##r, _mm256_madd_epi16(c##r, vb));
-    W8A8_MADD(0) W8A8_MADD(1) W8A8_MADD(2) W8A8_MADD(3) W8A8_MADD(4) W8A8_MADD(5)
-    W8A8_MADD(6) W8A8_MADD(7) W8A8_MADD(8) W8A8_MADD(9) W8A8_MADD(10) W8A8_MADD(11)
-#undef W8A8_MADD
-  }
-  alignas(32) int32_t lanes[12][8];  // stored one by one, as above
+#define W8A8_INIT(r) __m256i c##r = _mm256_set1_epi32(r);
+#define W8A8_STEP(r) c##r = _mm256_add_epi32(c##r, _mm256_madd_epi16(c##r, vb));
 #define W8A8_STORE(r) _mm256_store_si256(reinterpret_cast<__m256i*>(lanes[r]), c##r);
-  W8A8_STORE(0) W8A8_STORE(1) W8A8_STORE(2) W8A8_STORE(3) W8A8_STORE(4) W8A8_STORE(5)
-  W8A8_STORE(6) W8A8_STORE(7) W8A8_STORE(8) W8A8_STORE(9) W8A8_STORE(10) W8A8_STORE(11)
+  W8A8_TWELVE(W8A8_INIT)
+  for (int64_t n = 0; n < iters; ++n) {
+    W8A8_TWELVE(W8A8_STEP)
+  }
+  alignas(32) int32_t lanes[12][8];
+  W8A8_TWELVE(W8A8_STORE)
+#undef W8A8_INIT
+#undef W8A8_STEP
 #undef W8A8_STORE
-  int64_t total = 0;
-  for (const auto& chain : lanes)
-    for (int32_t v : chain) total += v;
-  return total;
+  return sum_lanes<int64_t>(lanes);
 }
+#undef W8A8_TWELVE
 
 // b (K, N) int8 -> (N / 16 panels, K / 2 pairs, 32) int16, padded with zeros (see above); 32-byte aligned rows.
 torch::Tensor pack_int8_b(torch::Tensor b) {
