@@ -11,6 +11,9 @@ CONSTRAINTS := $(if $(shell command -v nvidia-smi 2>/dev/null),,-c constraints-c
 PROJECTS := $(patsubst %/requirements.txt,%,$(wildcard translation/requirements.txt quantization/requirements.txt moe_summarization/requirements.txt))
 TEST_DIRS := shared_utils/tests $(wildcard $(addsuffix /tests,$(PROJECTS))) tests
 PYTEST_ARGS ?=
+# test workers (pytest-xdist): one per core, at most 4 (the longest test module alone takes ~3 min, so more
+# workers gain little and each costs a torch + transformers import's memory); conftest.py splits the threads
+TEST_WORKERS ?= $(shell n=$$(nproc); echo $$(( n < 4 ? n : 4 )))
 
 # every job runs on DEVICE: auto (a GPU when there is one), cpu, cuda or cuda:N
 DEVICE ?= auto
@@ -58,7 +61,7 @@ $(STAMP): constraints-cpu.txt requirements-dev.txt pyproject.toml shared_utils/p
 	touch $(STAMP)
 
 test: install ## Run every test (shared_utils and all projects) on the CPU
-	$(PY) -m pytest $(TEST_DIRS) $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope $(TEST_DIRS) $(PYTEST_ARGS)
 
 gpu-smoke: install ## Every project's default path at tiny scale on one GPU (<10 min) -> results/gpu_smoke.json
 	$(PY) gpu_smoke.py --device $(DEVICE)
