@@ -5,7 +5,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from shared_utils.stats import verdict
 from translation.bench_training import best_system, main, runs_to_train
@@ -117,68 +116,6 @@ def test_the_benchmark_writes_seeds_comparisons_and_a_timed_ratio(tmp_path):
     assert again["best_checkpoint"] is None and again["model_config"] == result["model_config"]
 
 
-def test_the_recipe_sweep_and_the_ablations_decide_on_the_selection_split(tmp_path):
-    from translation.bench_recipe import ABLATIONS, RECIPES
-    from translation.bench_recipe import main as recipe_main
-
-    argv = ["--steps", "3", "--eval-every", "1", "--select-size", "15", "--preset", "tiny", "--train",
-            str(SAMPLES / "train.fi-en.tsv"),
-            "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--device", "cpu"]
-    recipe_main(["--stage", "recipe", *argv])
-    recipe = json.loads((tmp_path / "out" / "recipe.json").read_text())
-    assert set(recipe["grid"]) == set(RECIPES) and recipe["select_size"] == 15
-    assert recipe["chosen"] == max(recipe["grid"], key=lambda r: recipe["grid"][r]["mean_select_bleu"])
-    assert all(set(row) >= {"rope", "marian_peer", "fields"} for row in recipe["grid"].values())
-    averaged = recipe["grid"]["base_average3"]["rope"]
-    assert averaged["checkpoint"] == "mean of the last 3" and not (tmp_path / "runs" / "base_average3_rope").exists()
-    recipe_main(["--stage", "ablations", *argv])
-    ablations = json.loads((tmp_path / "out" / "ablations.json").read_text())
-    assert set(ablations["ablations"]) == set(ABLATIONS) and ablations["recipe"] == recipe["chosen"]
-    assert not (tmp_path / "runs" / "ablation_baseline").exists()  # the recipe stage's run under the chosen recipe
-    baseline, chosen_rope = ablations["ablations"]["baseline"], recipe["grid"][recipe["chosen"]]["rope"]
-    assert {k: baseline[k] for k in chosen_rope} == chosen_rope
-    verdicts = {a: e["vs_baseline"]["verdict"] for a, e in ablations["ablations"].items() if a != "baseline"}
-    assert ablations["kept"] == [a for a, v in verdicts.items() if v == "win"]
-    assert all(e["parameters"] > 0 and "hyps" not in e for e in ablations["ablations"].values())
-    peer = recipe["grid"][recipe["chosen"]]["marian_peer"]["parameters"]
-    swiglu = ablations["ablations"]["swiglu"]
-    assert swiglu["parameters_vs_peer"] == swiglu["parameters"] / peer
-    # every trained run's selection BLEU at each checkpoint, as train.py logged it (steps 1, 2, 3 here)
-    logged = [json.loads(line) for line in (tmp_path / "runs" / "base_rope" / "metrics.jsonl").read_text().splitlines()]
-    assert recipe["grid"]["base"]["rope"]["curve"] == [
-        {"step": r["step"], "bleu": r["select/bleu"], "chrf": r["select/chrf"]} for r in logged if "select/bleu" in r]
-    assert [p["step"] for p in recipe["grid"]["base"]["rope"]["curve"]] == [1, 2, 3]
-    # the score reported is the curve's point at the checkpoint chosen (the same decoding of the same split)
-    assert {p["step"]: p["bleu"] for p in swiglu["curve"]}[swiglu["checkpoint"]] == swiglu["select"]["bleu"]
-    trained = [r for r in RECIPES if "average_last" not in RECIPES[r]]
-    recipe_md = (tmp_path / "out" / "recipe.md").read_text()
-    assert f"Chosen: **{recipe['chosen']}**." in recipe_md
-    assert recipe_md.count("\n| ") == (len(RECIPES) + 2) + (2 * len(trained) + 2)  # the grid, then the curves
-    assert f"| base (rope) | {recipe['grid']['base']['rope']['curve'][0]['bleu']:.2f} |" in recipe_md
-    ablations_md = (tmp_path / "out" / "ablations.md").read_text()
-    assert ablations_md.count("\n| ") == 2 * (len(ABLATIONS) + 2) and "| baseline | `{}` |" in ablations_md
-    assert all((tmp_path / "out" / f"{stem}_curves.png").stat().st_size > 0 for stem in ("recipe", "ablations"))
-
-
-def test_ablation_runs_may_start_under_a_named_recipe_before_the_sweep_chose(tmp_path, capsys):
-    from shared_utils.testing import assert_one_line_error, run_cli
-    from translation.bench_recipe import main as recipe_main
-
-    argv = ["--stage", "ablations", "--recipe", "lr1e-3_warmup800", "--steps", "2", "--eval-every", "2",
-            "--select-size", "10", "--preset", "tiny", "--train", str(SAMPLES / "train.fi-en.tsv"),
-            "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--device", "cpu"]
-    assert_one_line_error(run_cli(recipe_main, argv, capsys), "--recipe goes with --stage ablations --only-runs")
-    no_recipe = [a for a in argv if a not in ("--recipe", "lr1e-3_warmup800")]
-    assert_one_line_error(run_cli(recipe_main, [*no_recipe, "--only-runs", "no_bias"], capsys),
-                          f"{tmp_path / 'out' / 'recipe.json'} not found: run --stage recipe first (or, to train "
-                          "ablation runs before it has chosen, pass --recipe with --only-runs)")
-    assert run_cli(recipe_main, [*argv, "--only-runs", "no_bias"], capsys)[0] == 0
-    trained = json.loads((tmp_path / "runs" / "ablation_no_bias" / "config.json").read_text())
-    assert (trained["train"]["lr"], trained["train"]["warmup"], trained["model"]["bias"]) == (1e-3, 800, False)
-    assert (tmp_path / "runs" / "ablation_no_bias" / "recipe_entry.json").is_file()
-    assert not (tmp_path / "out").exists() and not (tmp_path / "runs" / "ablation_swiglu").exists()
-
-
 def test_the_benchmark_trains_under_the_decisions_of_the_recipe_sweep(tmp_path):
     from shared_utils.errors import UserError
     from translation.bench_training import decisions, systems_for
@@ -210,48 +147,3 @@ def test_a_run_scored_with_other_settings_is_refused_not_reused(tmp_path):
     with pytest.raises(UserError, match=f"^{run} was trained and scored with other settings than this command's; "
                                         "pass a new --runs folder"):
         stored_result(done, {"train": {"lr": 5e-4}}, stale=stale_run(run))
-
-
-def test_the_decoding_study_names_a_training_file_without_a_checkpoint(tmp_path, monkeypatch, capsys):
-    from shared_utils.testing import run_cli
-    from translation import bench_decoding
-
-    monkeypatch.setattr(bench_decoding, "RESULTS", tmp_path)
-    (tmp_path / "training.json").write_text(json.dumps({"best_scheme": "rope", "seeds": [1]}))
-    assert run_cli(bench_decoding.main, ["--device", "cpu"], capsys) == (
-        2, "", f"error: {tmp_path / 'training.json'} names no checkpoint: no run of its best system (rope) was on "
-               f"the machine that wrote it; delete {tmp_path / 'training_runs'}/rope_seed1.json and rerun "
-               "translation/bench_training.py to train one here, or pass --checkpoint\n")
-    (tmp_path / "training.json").write_text(json.dumps({"best_scheme": "rope", "steps": 2000}))  # the old format
-    assert run_cli(bench_decoding.main, ["--device", "cpu"], capsys) == (
-        2, "", f"error: {tmp_path / 'training.json'} names no checkpoint (an older bench_training wrote it): rerun "
-               "translation/bench_training.py, or pass --checkpoint\n")
-
-
-def test_the_decoding_peer_has_our_sizes_and_its_own_architecture():
-    from translation.bench_decoding import peer_config
-    from translation.config import model_config
-    from translation.model import build_model
-
-    ours = model_config("tiny", ffn="swiglu", norm="rmsnorm", bias=False)  # an ablated best system
-    peer = peer_config(ours)
-    assert (peer.arch, peer.ffn, peer.norm, peer.bias) == ("marian", "gelu", "layernorm", True)
-    assert {k: v for k, v in vars(peer).items() if k not in ("arch", "ffn", "norm", "bias")} == {
-        k: v for k, v in vars(ours).items() if k not in ("arch", "ffn", "norm", "bias")}
-    assert type(build_model(peer).hf).__name__ == "MarianMTModel"
-
-
-def test_the_decoding_speed_alone_needs_no_checkpoint(tmp_path):
-    from translation.bench_decoding import main as decoding_main
-    from translation.bench_decoding import random_batch
-    from translation.model import EOS, PAD
-
-    src = random_batch(1000, 32, "cpu")
-    lengths = (src != PAD).sum(1)
-    assert lengths.min() >= 8 and lengths.max() <= 30 and bool((src[torch.arange(32), lengths - 1] == EOS).all())
-    decoding_main(["--speed-only", "--preset", "tiny", "--repeats", "2", "--out", str(tmp_path), "--device", "cpu"])
-    speed = json.loads((tmp_path / "decoding_speed.json").read_text())
-    assert speed["model"]["preset"] == "tiny" and speed["side_by_side"]["batch"] == 32
-    for key in ("kv_cache_speedup", "greedy_throughput_ratio_vs_hf_generate", "beam_throughput_ratio_vs_hf_generate"):
-        assert speed[key] == speed["side_by_side"][key] and speed[key]["repeats"] == 2
-    assert {p.name for p in tmp_path.iterdir()} == {"decoding_speed.json", "decoding_speed.md", "decoding_speed.png"}
