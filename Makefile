@@ -13,7 +13,7 @@ TEST_DIRS := shared_utils/tests $(wildcard $(addsuffix /tests,$(PROJECTS))) test
 PYTEST_ARGS ?=
 # test workers (pytest-xdist): one per core, at most 4 (the longest test module alone takes ~3 min, so more
 # workers gain little and each costs a torch + transformers import's memory); conftest.py splits the threads
-TEST_WORKERS ?= $(shell n=$$(nproc); echo $$(( n < 4 ? n : 4 )))
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN); echo $$(( n < 4 ? n : 4 )))
 
 # every job runs on DEVICE: auto (a GPU when there is one), cpu, cuda or cuda:N
 DEVICE ?= auto
