@@ -5,6 +5,8 @@
 
 Masks are additive float tensors broadcastable to (B, H, S, L). RoPE, when given, rotates q and k (self-
 attention only). A key/value cache lets the decoder run one token at a time (see ``translation/decoding``).
+Given a :class:`Packing`, the inputs are packed (T, D) rows of real tokens: the projections skip the pads, and
+only the attention itself runs on the padded (B, H, S, L) layout.
 
 Dimension legend: B batch, H heads, S query length, L key length, Dh head dim, D d_model.
 """
@@ -18,6 +20,27 @@ import torch.nn.functional as F
 from torch import nn
 
 from .positional import Rotary
+
+
+class Packing:
+    """Where the real tokens of a right-padded batch sit, so that position-wise layers (projections, FFN, norms,
+    dropout) run on them alone: under length bucketing about a third of the decoder's positions are padding.
+
+    real: (B, L) bool, true at real tokens. Rows are packed in row-major order, the order of ``x[real]``.
+    """
+
+    def __init__(self, real: torch.Tensor):
+        self.batch, self.length = real.shape
+        self.rows = real.flatten().nonzero().squeeze(1)  # (T,) indices into the flattened (B * L)
+
+    def pack(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, ...) -> (T, ...)."""
+        return x.flatten(0, 1).index_select(0, self.rows)
+
+    def unpack(self, x: torch.Tensor) -> torch.Tensor:
+        """(T, ...) -> (B, L, ...), zeros at the pads."""
+        full = x.new_zeros((self.batch * self.length, *x.shape[1:])).index_copy(0, self.rows, x)
+        return full.view(self.batch, self.length, *x.shape[1:])
 
 
 def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
@@ -49,24 +72,30 @@ class MultiHeadAttention(nn.Module):
         self.v_proj = nn.Linear(d_model, d_model, bias=bias)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
 
-    def heads(self, x: torch.Tensor) -> torch.Tensor:
+    def heads(self, x: torch.Tensor, packing: Packing | None = None) -> torch.Tensor:
+        """(B, S, D), or packed (T, D) with its ``packing`` -> (B, H, S, Dh)."""
+        if packing is not None:
+            x = packing.unpack(x)
         B, S, D = x.shape
         return x.view(B, S, self.h, D // self.h).transpose(1, 2)  # (B, H, S, Dh)
 
-    def keys_values(self, x: torch.Tensor, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """Projected (and, with RoPE, rotated) keys and values of x: 2 x (B, H, L, Dh)."""
-        k = self.heads(self.k_proj(x))
+    def keys_values(self, x: torch.Tensor, offset: int = 0,
+                    packing: Packing | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Projected (and, with RoPE, rotated) keys and values of x (B, L, D) or packed: 2 x (B, H, L, Dh)."""
+        k = self.heads(self.k_proj(x), packing)
         if self.rotary is not None:
             k = self.rotary(k, offset)
-        return k, self.heads(self.v_proj(x))
+        return k, self.heads(self.v_proj(x), packing)
 
     def forward(self, x: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None = None,
-                offset: int = 0) -> torch.Tensor:
-        """x: (B, S, D) queries at positions offset..; kv from :meth:`keys_values` (possibly cached)."""
-        q = self.heads(self.q_proj(x))  # (B, H, S, Dh)
+                offset: int = 0, packing: Packing | None = None) -> torch.Tensor:
+        """x: (B, S, D) queries at positions offset.., or packed (T, D) with its ``packing`` (then so is the
+        output); kv from :meth:`keys_values` (possibly cached)."""
+        q = self.heads(self.q_proj(x), packing)  # (B, H, S, Dh)
         if self.rotary is not None:
             q = self.rotary(q, offset)
         k, v = kv
         y = self.attend(q, k, v, mask, self.dropout, self.training)  # (B, H, S, Dh)
         B, H, S, Dh = y.shape
-        return self.out_proj(y.transpose(1, 2).reshape(B, S, H * Dh))  # (B, S, D)
+        y = y.transpose(1, 2).reshape(B, S, H * Dh)  # (B, S, D)
+        return self.out_proj(y if packing is None else packing.pack(y))

@@ -63,7 +63,7 @@ from translation.data import encode_pairs
 from translation.decoding import Strategy
 from translation.inference import load_translator, translate
 from translation.model import build_model
-from translation.train import fresh_tokenizer, select_pairs_from, train, training_loss
+from translation.train import fresh_tokenizer, optimizer, select_pairs_from, train, training_loss
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LOCAL = "../shared/data/translation"
@@ -201,26 +201,26 @@ def compare(a: str, b: str, entries: dict, dev_sets: dict) -> dict:
     return out
 
 
-def training_steps(model: torch.nn.Module, fixed: list, smoothing: float):
-    """One call = one AdamW step on each of the ``fixed`` (src, tgt) batches."""
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+def training_steps(model: torch.nn.Module, fixed: list, cfg: TrainConfig):
+    """One call = one step of ``train.py``'s loss and optimizer on each of the ``fixed`` (src, tgt) batches."""
+    opt = optimizer(model, cfg)
 
     def step():
         for src, tgt in fixed:
-            training_loss(model, src, tgt, smoothing).backward()
+            training_loss(model, src, tgt, cfg.label_smoothing).backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
 
     return step
 
 
-def peak_training_memory(preset: str, fields: dict, fixed: list, smoothing: float, device: str) -> dict:
+def peak_training_memory(preset: str, fields: dict, fixed: list, cfg: TrainConfig, device: str) -> dict:
     """Peak memory of two training passes over ``fixed``, measured in a fresh process (spawned), so that one
     model's reading never includes another's: CUDA's max allocated on a GPU, the peak RSS on the CPU."""
     seed_everything(0)
     model = build_model(model_config(preset, **fields)).to(device).train()
     reset_peak_memory(device)
-    step = training_steps(model, [(s.to(device), t.to(device)) for s, t in fixed], smoothing)
+    step = training_steps(model, [(s.to(device), t.to(device)) for s, t in fixed], cfg)
     step()
     step()
     return peak_memory(device)
@@ -239,15 +239,14 @@ def throughput(best: str, systems: dict, preset: str, vocab_size: int, cfg: Trai
     steps = {}
     for name in fields:
         seed_everything(cfg.seed)
-        steps[name] = training_steps(build_model(model_config(preset, **fields[name])).to(device).train(), fixed,
-                                     cfg.label_smoothing)
+        steps[name] = training_steps(build_model(model_config(preset, **fields[name])).to(device).train(), fixed, cfg)
     timings = interleaved(steps, repeats=repeats)
     profiled = {name: time_by_op_family(step, runs=1) for name, step in steps.items()}
     memory = {}
     for name in fields:
         with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
             cpu_batches = [(src.cpu(), tgt.cpu()) for src, tgt in fixed]
-            memory[name] = pool.submit(peak_training_memory, preset, fields[name], cpu_batches, cfg.label_smoothing,
+            memory[name] = pool.submit(peak_training_memory, preset, fields[name], cpu_batches, cfg,
                                        str(device)).result()
     per_model = {name: {**t.as_dict(), "target_tokens_per_s": tokens / (t.median_ms / 1e3), **memory[name]}
                  for name, t in timings.items()}
@@ -325,9 +324,10 @@ def write_report(result: dict, out: Path) -> None:
 def summarise(name: str, entries: dict, dev_sets: dict) -> dict:
     runs = {seed: e for (n, seed), e in entries.items() if n == name}
 
-    def stat(values: list[float]) -> dict:
-        return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-                "per_seed": values}
+    def stat(values: list[float | None]) -> dict:
+        known = [v for v in values if v is not None]  # None: not measured (a run resumed at its end)
+        return {"mean": float(np.mean(known)) if known else None,
+                "std": float(np.std(known, ddof=1)) if len(known) > 1 else 0.0, "per_seed": values}
 
     out = {"seeds": sorted(runs), "parameters": next(iter(runs.values()))["parameters"],
            "select_bleu": stat([runs[s]["select"]["bleu"] for s in sorted(runs)]),

@@ -52,12 +52,50 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> tor
                            label_smoothing=smoothing)
 
 
+class SmoothedCrossEntropy(torch.autograd.Function):
+    """``F.cross_entropy(logits, target, label_smoothing=eps)`` (the reference, ``loss_fn``) as one autograd node
+    whose backward is the closed form, softmax - smoothed one-hot, written into one (N, V) buffer. Torch's
+    composite backward adds a zero-filled NLL gradient and the smoothing term's gradient to the log-softmax
+    backward: four passes more over the largest activation of the step, each into a fresh (N, V) buffer (on a
+    CPU, tens of MB of page faults apiece). The gradient is written over the saved log-probabilities, so a
+    second backward through the same graph is refused by autograd's version check instead of going wrong.
+
+    logits (N, V) float, target (N,) with no pads -> the mean loss over the N positions.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, target: torch.Tensor, eps: float) -> torch.Tensor:
+        logp = torch.log_softmax(logits, dim=-1)  # (N, V)
+        nll = -logp.gather(1, target[:, None]).squeeze(1)  # (N,)
+        ctx.save_for_backward(logp, target)
+        ctx.eps = eps
+        return ((1 - eps) * nll - eps * logp.mean(dim=-1)).mean()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        logp, target = ctx.saved_tensors
+        n, vocab = logp.shape
+        scale = grad / n
+        # d loss / d logits = (softmax - (1 - eps) one_hot - eps / V) * grad / N
+        out = logp.exp_().mul_(scale).sub_(scale * (ctx.eps / vocab))
+        out.scatter_add_(1, target[:, None], (-(1 - ctx.eps) * scale).to(out.dtype).expand(n, 1))
+        return out, None, None
+
+
+def optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW as one fused kernel over all parameters: torch's default (multi-tensor) AdamW runs a dozen element-
+    wise ops per step, ~6x the time of the fused one on a CPU for the small preset (61 vs 11 ms)."""
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-9,
+                             weight_decay=cfg.weight_decay, fused=True)
+
+
 def training_loss(model, src: torch.Tensor, tgt: torch.Tensor, smoothing: float) -> torch.Tensor:
-    """The teacher-forced loss of one batch, tgt (B, S+1) with BOS first: the same value as
-    ``loss_fn(model(src, tgt[:, :-1]), tgt[:, 1:])`` (a test checks it) without projecting pad positions."""
+    """The teacher-forced loss of one batch, tgt (B, S+1) with BOS first: the same value and gradients as
+    ``loss_fn(model(src, tgt[:, :-1]), tgt[:, 1:])`` (a test checks it), through the padding-free forward and
+    :class:`SmoothedCrossEntropy`."""
     target = tgt[:, 1:]
     keep = target != PAD  # (B, S)
-    return loss_fn(model(src, tgt[:, :-1], keep), target[keep], smoothing)
+    return SmoothedCrossEntropy.apply(model(src, tgt[:, :-1], keep).float(), target[keep], smoothing)
 
 
 def validate(model, tok, data: Encoded, refs: list[str], device, batch_tokens: int, max_len: int) -> dict:
@@ -121,8 +159,7 @@ def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "au
 
     model = model.to(device)
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-9,
-                            weight_decay=cfg.weight_decay)
+    opt = optimizer(model, cfg)
     run = TrainingRun(out, config, optimizer=opt, resume=resume, best_key="bleu", selecting=bool(select_pairs),
                       total=cfg.steps, eval_every=cfg.eval_every, time_budget_min=cfg.time_budget_min, world=world,
                       main_proc=main_proc, device=device, keep_last=cfg.keep_checkpoints)

@@ -185,9 +185,10 @@ class TrainingRun:
         return self.out_of_time
 
     @property
-    def tokens_per_s(self) -> float:
-        """Tokens (of every rank) per second of optimizer steps."""
-        return self.tokens_seen / max(self.train_seconds, 1e-9)
+    def tokens_per_s(self) -> float | None:
+        """Tokens (of every rank) per second of this session's optimizer steps; None when it took none (a run
+        resumed at its end), where 0 would read as a measurement."""
+        return self.tokens_seen / max(self.train_seconds, 1e-9) if self.tokens_seen else None
 
     def close(self) -> None:
         self.bar.close()

@@ -99,24 +99,90 @@ def test_tiny_model_overfits_a_small_batch(positional):
     assert loss.item() < 0.1  # from ~3.9 (uniform over 50 tokens)
 
 
-def test_training_loss_skipping_pad_positions_equals_the_full_loss_and_gradients():
+@pytest.mark.parametrize("positional", SCHEMES)
+def test_padding_free_training_loss_equals_the_padded_reference_loss_and_gradients(positional):
+    """training_loss packs both stacks' real tokens and takes SmoothedCrossEntropy; the reference runs every
+    padded position and F.cross_entropy. Pads on both sides, one source and one target row without any."""
     from translation.train import loss_fn, training_loss
 
+    torch.manual_seed(1)
     src = torch.randint(4, 50, (3, 7))
+    src[0, 5:] = PAD
+    src[2, 3:] = PAD
     tgt = torch.randint(4, 50, (3, 6))
     tgt[:, 0] = 1  # BOS
     tgt[1, 4:] = PAD
     tgt[2, 2:] = PAD
     losses, grads = [], []
     for fast in (False, True):
-        model = tiny("rope")
+        model = tiny(positional)
         loss = (training_loss(model, src, tgt, 0.1) if fast
                 else loss_fn(model(src, tgt[:, :-1]), tgt[:, 1:], 0.1))
         loss.backward()
         losses.append(loss.detach())
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     assert torch.allclose(losses[0], losses[1], atol=1e-6)
+    assert grads[0].abs().max() > 1e-3  # gradients that are there to compare
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def test_packing_round_trips_in_row_major_order_with_zeros_at_the_pads():
+    from translation.attention import Packing
+
+    ids = torch.tensor([[5, 6, PAD], [7, PAD, PAD]])
+    x = torch.arange(6.0).view(2, 3, 1) + 1
+    packing = Packing(ids != PAD)
+    assert packing.pack(x).flatten().tolist() == [1.0, 2.0, 4.0]  # x[ids != PAD]
+    assert packing.unpack(packing.pack(x)).flatten().tolist() == [1.0, 2.0, 0.0, 4.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_smoothed_cross_entropy_equals_torch_in_value_and_gradient(eps):
+    from translation.train import SmoothedCrossEntropy
+
+    torch.manual_seed(0)
+    logits = (3 * torch.randn(9, 13)).requires_grad_()
+    target = torch.randint(0, 13, (9,))
+    values, grads = [], []
+    for loss in (lambda x: torch.nn.functional.cross_entropy(x, target, label_smoothing=eps),
+                 lambda x: SmoothedCrossEntropy.apply(x, target, eps)):
+        logits.grad = None
+        value = loss(logits * 1.0)
+        (0.5 * value).backward()  # an upstream gradient other than 1 (gradient accumulation scales the loss)
+        values.append(value.detach())
+        grads.append(logits.grad.clone())
+    assert torch.allclose(values[0], values[1], atol=1e-6)
+    assert torch.allclose(grads[0], grads[1], atol=1e-7)
+
+
+def test_a_second_backward_through_the_smoothed_cross_entropy_is_refused():
+    from translation.train import SmoothedCrossEntropy
+
+    logits = torch.randn(4, 7, requires_grad=True)
+    loss = SmoothedCrossEntropy.apply(logits * 1.0, torch.tensor([0, 1, 2, 3]), 0.1)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
+def test_dropout_drops_its_rate_in_each_lane_scales_the_rest_and_masks_the_gradient():
+    from translation.model import Dropout
+
+    torch.manual_seed(0)
+    drop = Dropout(0.1).train()
+    x = torch.full((1000, 400), 2.0, requires_grad=True)  # 400 000 elements, 100 000 per 16-bit lane
+    y = drop(x)
+    kept = y != 0
+    scale = 32768 / (32768 - 3277)  # the rate rounds to 3277 / 32768
+    assert torch.equal(y[kept], torch.full_like(y[kept], 2.0 * scale))
+    for lane in range(4):  # each lane of the int64 draws drops ~10%: 3 standard deviations is 0.0028
+        assert abs(1 - kept.flatten()[lane::4].float().mean().item() - 3277 / 32768) < 0.0028
+    y.backward(torch.ones_like(y))
+    assert torch.equal(x.grad, kept * scale)
+    assert not torch.equal(drop(x), y)  # a fresh mask each call
+    assert drop.eval()(x) is x
+    assert Dropout(0.0).train()(x) is x
+    assert torch.equal(Dropout(1.0).train()(x), torch.zeros_like(x))
 
 
 @pytest.mark.parametrize("positional", SCHEMES)

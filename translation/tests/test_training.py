@@ -72,6 +72,8 @@ def test_resume_after_interruption_gives_the_identical_next_step_loss(corpus, tm
     assert [m["step"] for m in b] == [1, 2, 3, 4]
     assert [m["loss"] for m in a] == [m["loss"] for m in b]
     assert (full / "checkpoints" / "best").is_file()
+    again = train(*configs(corpus), cut, "cpu")  # resumed at its end: no step, so no throughput to report
+    assert again["step"] == 4 and again["target_tokens_per_s"] is None and len(metrics(cut)) == 4
 
 
 def test_the_best_checkpoint_is_chosen_on_a_selection_split_carved_from_training(corpus, tmp_path):
