@@ -229,6 +229,11 @@ class Transformer(nn.Module):
             x = block(x, mask, packing)
         return self.enc_ln(x), src_mask
 
+    def memory_keys_values(self, memory: torch.Tensor, packing: Packing | None = None) -> list[KV]:
+        """Every decoder layer's cross-attention keys/values of the encoder output (B, L, D) or its packed
+        (T, D) rows: 2 x (B, H, L, Dh) per layer."""
+        return [block.cross_attn.keys_values(memory, packing=packing) for block in self.decoder]
+
     def decoder_stack(self, tgt_in: torch.Tensor, memory_kv: list[KV], src_mask: torch.Tensor,
                       packing: Packing | None = None) -> torch.Tensor:
         """Decoder hidden states (B, S, D) of a whole prefix (or packed (T, D) with a ``packing``), causal mask
@@ -250,9 +255,8 @@ class Transformer(nn.Module):
     def start(self, src: torch.Tensor, cache: bool = True) -> DecoderState:
         """Encode once; cross-attention keys/values are computed here and never again."""
         memory, src_mask = self.encode(src)
-        memory_kv = [block.cross_attn.keys_values(memory) for block in self.decoder]
         tokens = src.new_empty((src.shape[0], 0))
-        return DecoderState(memory_kv, src_mask, tokens, [] if cache else None)
+        return DecoderState(self.memory_keys_values(memory), src_mask, tokens, [] if cache else None)
 
     def decode_step(self, tokens: torch.Tensor, state: DecoderState) -> tuple[torch.Tensor, DecoderState]:
         """Feed one token per row, (N,) -> next-token logits (N, V) and the grown state.
@@ -288,11 +292,10 @@ class Transformer(nn.Module):
         """
         if keep is None:
             memory, src_mask = self.encode(src)
-            memory_kv = [block.cross_attn.keys_values(memory) for block in self.decoder]
-            return self.project(self.decoder_stack(tgt_in, memory_kv, src_mask))
+            return self.project(self.decoder_stack(tgt_in, self.memory_keys_values(memory), src_mask))
         src_rows = Packing(src != PAD)
         memory, src_mask = self.encode(src, src_rows)  # (T_src, D)
-        memory_kv = [block.cross_attn.keys_values(memory, packing=src_rows) for block in self.decoder]
+        memory_kv = self.memory_keys_values(memory, src_rows)
         return self.project(self.decoder_stack(tgt_in, memory_kv, src_mask, Packing(keep)))  # (N, V)
 
 
