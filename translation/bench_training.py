@@ -327,7 +327,7 @@ def summarise(name: str, entries: dict, dev_sets: dict) -> dict:
     def stat(values: list[float | None]) -> dict:
         known = [v for v in values if v is not None]  # None: not measured (a run resumed at its end)
         return {"mean": float(np.mean(known)) if known else None,
-                "std": float(np.std(known, ddof=1)) if len(known) > 1 else 0.0, "per_seed": values}
+                "std": float(np.std(known, ddof=1)) if len(known) > 1 else 0.0 if known else None, "per_seed": values}
 
     out = {"seeds": sorted(runs), "parameters": next(iter(runs.values()))["parameters"],
            "select_bleu": stat([runs[s]["select"]["bleu"] for s in sorted(runs)]),
