@@ -84,14 +84,14 @@ quant-bench: install ## Train the fp32 classifier, then benchmark every precisio
 	$(PY) -m quantization.train --preset $(QUANT_PRESET) --train $(QUANT_TRAIN) --dev $(QUANT_DEV) --out $(QUANT_RUN) \
 		--device $(DEVICE)
 	$(PY) -m quantization.bench --checkpoint $(QUANT_RUN) --train $(QUANT_TRAIN) --dev $(QUANT_DEV) --name $(QUANT_NAME) \
-		--device $(DEVICE)
+		--device $(DEVICE) --publish
 
 moe-bench: install ## Benchmark the MoE layer (speed vs dense/HF, balance under each balancer) -> moe_summarization/results
-	$(PY) -m moe_summarization.bench_moe --data $(MOE_TEXT)
+	$(PY) -m moe_summarization.bench_moe --data $(MOE_TEXT) --publish
 
 moe-xsum: install ## Train MoE + dense summarizers, score them with lead-1 and the baselines (MOE_DATA=local, MOE_BUDGET_MIN)
 	$(PY) -m moe_summarization.bench_summarization --data $(MOE_DATA) --time-budget-min $(MOE_BUDGET_MIN) \
-		--device $(DEVICE) $(MOE_ARGS)
+		--device $(DEVICE) --publish $(MOE_ARGS)
 
 translation: install ## Train the Finnish->English Transformer, then score it (MT_DATA=local, MT_POSITIONAL, MT_BUDGET_MIN)
 	$(PY) -m translation.train --out $(MT_RUN) --preset $(MT_PRESET) --positional $(MT_POSITIONAL) \
@@ -99,11 +99,11 @@ translation: install ## Train the Finnish->English Transformer, then score it (M
 	for set in $(MT_TEST); do $(PY) -m translation.eval --checkpoint $(MT_RUN) --input $$set; done
 
 translation-bench: install ## The compute-matched training benchmark: 3 position schemes (+ kept ablations) vs a Marian peer, after translation-recipe
-	$(PY) -m translation.bench_training
+	$(PY) -m translation.bench_training --publish
 
 translation-recipe: install ## Issue #20's sweep on the selection split: shared recipes for ours and the peer, then our architecture ablations
-	$(PY) -m translation.bench_recipe --stage recipe
-	$(PY) -m translation.bench_recipe --stage ablations
+	$(PY) -m translation.bench_recipe --stage recipe --publish
+	$(PY) -m translation.bench_recipe --stage ablations --publish
 
 translation-decoding: install ## The decoding study on the benchmark's best checkpoint (after translation-bench)
-	$(PY) -m translation.bench_decoding
+	$(PY) -m translation.bench_decoding --publish

@@ -14,11 +14,10 @@ import argparse
 import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
-from shared_utils.cli import Parser
+from shared_utils.cli import Parser, data_source, nonnegative_int, output_file, write_output
 from shared_utils.data import Doc, load_documents
 from shared_utils.errors import HubUnavailableError, cli_main
 from shared_utils.hub import from_pretrained, gated_message, hub_reachable, is_local, offline_requested
@@ -163,9 +162,10 @@ def main(argv: list[str] | None = None) -> None:
     from moe_summarization.inference import default_bertscore_model, summary_metrics
 
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="hf:EdinburghNLP/xsum::test")
-    p.add_argument("--limit", type=int, default=0)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--data", default="hf:EdinburghNLP/xsum::test", type=data_source,
+                   help="JSONL {document, summary} or hf:... (default: %(default)s)")
+    p.add_argument("--limit", type=nonnegative_int, default=0, help="first N documents (0 = all)")
+    p.add_argument("--out", type=output_file, required=True, help="JSON file for the scores")
     for name, b in BASELINES.items():
         p.add_argument(f"--{name}", default=None, help=f"hub id or local folder (default {b.model})")
     p.add_argument("--bertscore-model", default=None)
@@ -176,8 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     bert = args.bertscore_model or default_bertscore_model()
     results = run_baselines(docs, pick_device(args.device), {n: getattr(args, n) for n in BASELINES},
                             scorer=lambda preds, refs: summary_metrics(preds, refs, bert))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"data": args.data, "bertscore_model": bert, "baselines": results}, indent=2))
+    write_output(args.out, json.dumps({"data": args.data, "bertscore_model": bert, "baselines": results}, indent=2))
     print(json.dumps(results, indent=2))
 
 

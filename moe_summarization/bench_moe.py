@@ -7,9 +7,9 @@ under each balancing setting in a short real training run. Writes ``results/moe_
 Speed: forward+backward of one layer on (batch x seq) tokens through ``torch.utils.benchmark``, every variant
 timed once per round in a shuffled order (interleaved, so machine noise hits all of them alike), at least 5
 rounds; medians and interquartile ranges reported. Ratios are ours / theirs, paired round by round; one is
-called faster only when its whole IQR lies below 1.0. Hugging Face's Mixtral experts run under each of
-transformers' experts implementations (eager per-expert loop, ``grouped_mm``, ``batched_mm``); the headline
-compares against the fastest, and names it.
+called faster only when the 95% bootstrap interval of the median ratio lies below 1.0. Hugging Face's
+Mixtral experts run under each of transformers' experts implementations (eager per-expert loop, ``grouped_mm``,
+``batched_mm``); the headline compares against the fastest, and names it.
 Like for like: Hugging Face's Switch and Mixtral experts have no biases (T5 style) and our router has no jitter
 noise, so the headline rows run bias-free FFNs (ours, the dense ones) and HF's Switch router without jitter.
 The ``_bias`` rows are our layer with the biases the summarizer's experts carry, against a dense FFN with
@@ -30,8 +30,8 @@ from torch import nn
 from moe_summarization.config import BALANCERS, DISPATCHES, SPEED_LAYER, MoEConfig, with_balancer
 from moe_summarization.experiment import DEFAULT_DATA, ExperimentConfig, late_summary, run
 from moe_summarization.moe import FFN, MoELayer, capacity_for
-from shared_utils.cli import Parser, positive_int
-from shared_utils.errors import cli_main
+from shared_utils.cli import Parser, add_results_flags, positive_int, results_folder
+from shared_utils.errors import UserError, cli_main
 from shared_utils.report import pyplot, save_figure
 from shared_utils.runtime import device_info, pick_device, seed_everything
 from shared_utils.timing import interleaved, ratio
@@ -226,14 +226,15 @@ def write_markdown(result: dict, path: Path) -> None:
         *[f"| {name} | {t['median_ms']:.1f} [{t['iqr_ms'][0]:.1f}, {t['iqr_ms'][1]:.1f}] |"
           for name, t in s["fwd_bwd_ms"].items()],
         "",
-        f"| ratio (ours / theirs), median [IQR], verdict | {' | '.join(s['ratios_by_dispatch'])} |",
+        f"| ratio (ours / theirs), median [95% CI], verdict | {' | '.join(s['ratios_by_dispatch'])} |",
         "| --- |" + " ---: |" * len(s["ratios_by_dispatch"]),
-        *[f"| {k} | " + " | ".join(f"{r[k]['median']:.2f} [{r[k]['iqr'][0]:.2f}, {r[k]['iqr'][1]:.2f}] "
+        *[f"| {k} | " + " | ".join(f"{r[k]['median']:.2f} [{r[k]['ci95'][0]:.2f}, {r[k]['ci95'][1]:.2f}] "
                                    f"{r[k]['verdict']}" for r in s["ratios_by_dispatch"].values()) + " |"
           for k in next(iter(s["ratios_by_dispatch"].values()))],
         "",
         f"Headline ratios use the default dispatch, `{s['dispatch']}`. Verdict: `lower` (faster) or `higher` "
-        "only when the whole IQR of the per-round ratios is on that side of 1.0, else `tie`. HF Mixtral's fastest "
+        "only when the 95% bootstrap interval of the median per-round ratio is on that side of 1.0, else "
+        "`tie`. HF Mixtral's fastest "
         f"experts implementation here: `{s['hf_mixtral_fastest_experts']}`.",
         "",
         *expert_parallel_lines(result.get("expert_parallel")),
@@ -302,14 +303,17 @@ def plot(result: dict, histories: dict, out: Path) -> None:
 @cli_main
 def main(argv: list[str] | None = None) -> None:
     parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="tiny sizes; writes to --out only if given")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes; writes files only where --out says")
     parser.add_argument("--steps", type=positive_int, default=ExperimentConfig.steps,
                         help="training steps per balancing setting")
     parser.add_argument("--data", default=DEFAULT_DATA, help="JSONL with a 'document' key for the balance run")
-    parser.add_argument("--out", type=Path, default=None, help=f"output folder (default {RESULTS})")
+    add_results_flags(parser, RESULTS, "moe-bench")
     parser.add_argument("--repeats", type=positive_int, default=7, help="timing rounds (at least 5 for a verdict)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (the speed comparison)")
     args = parser.parse_args(argv)
+    if args.quick and args.publish:
+        raise UserError("--quick is a smoke run at tiny sizes: it never writes the published tables (drop --publish)")
+    out = None if args.quick and args.out is None else results_folder(args, RESULTS, "moe-bench")
     device = pick_device(args.device)
     if args.quick:
         sizes = dict(batch=2, seq=64, d=64, f=128, experts=8, repeats=min(args.repeats, 3))
@@ -319,10 +323,9 @@ def main(argv: list[str] | None = None) -> None:
         sizes = dict(batch=8, seq=512, d=SPEED_LAYER["d_model"], f=SPEED_LAYER["d_ff"],
                      experts=SPEED_LAYER["num_experts"], repeats=args.repeats)
         exp = ExperimentConfig(data=args.data, steps=args.steps)
-    out = args.out or (None if args.quick else RESULTS)
     result = {
         "device": device_info(device),
-        "command": "python moe_summarization/bench_moe.py" + (" --quick" if args.quick else ""),
+        "command": "python moe_summarization/bench_moe.py" + (" --quick" if args.quick else " --publish"),
         "speed": speed(**sizes, device=device),
         "experiment": asdict(exp),
     }

@@ -52,17 +52,17 @@ from moe_summarization.inference import (
 from moe_summarization.model import active_ffn_parameters, build_model
 from moe_summarization.train import train
 from shared_utils.checkpoint import store_result, stored_result
-from shared_utils.cli import Parser, add_dataclass_flags, pick
-from shared_utils.data import load_documents
+from shared_utils.cli import Parser, add_dataclass_flags, add_results_flags, pick, results_folder
+from shared_utils.data import load_documents, shared_data
 from shared_utils.errors import UserError, cli_main
-from shared_utils.report import pyplot, save_figure
+from shared_utils.report import VERDICT_RULE, pyplot, save_figure, verdict_cell
 from shared_utils.runtime import device_info, pick_device
 from shared_utils.stats import bootstrap_items, comparison
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATA = {
-    "local": {"train": "../shared/data/summarization/train.jsonl", "dev": "../shared/data/summarization/dev.jsonl",
-              "test": "../shared/data/xsum/test-sample.jsonl", "names": ("summarization.dev", "xsum.test-sample")},
+    "local": {"train": shared_data("summarization/train.jsonl"), "dev": shared_data("summarization/dev.jsonl"),
+              "test": shared_data("xsum/test-sample.jsonl"), "names": ("summarization.dev", "xsum.test-sample")},
     "hub": {"train": "hf:EdinburghNLP/xsum::train", "dev": "hf:EdinburghNLP/xsum::validation",
             "test": "hf:EdinburghNLP/xsum::test", "names": ("xsum.validation", "xsum.test")},
 }
@@ -123,11 +123,12 @@ def score_run(run: Path, info: dict, eval_sets: dict, paths: dict, bert: str, de
 
 def compare(name_a: str, items_a: list[dict], name_b: str, items_b: list[dict], metric: str, seeds) -> dict:
     """The protocol's comparison entry of two systems on one metric: ``items_*`` are each seed's per-document
-    scores (one dict of metric -> list per seed), in the same document order."""
+    scores (one dict of metric -> list per seed), in the same document order. lead-1 is deterministic: it has
+    no seed variance of its own (``b_fixed``)."""
     per_a = [float(np.mean(run[metric])) for run in items_a]
     per_b = [float(np.mean(run[metric])) for run in items_b]
     samples = bootstrap_items([run[metric] for run in items_a], [run[metric] for run in items_b])
-    return comparison(name_a, per_a, name_b, per_b, samples, seeds)
+    return comparison(name_a, per_a, name_b, per_b, samples, seeds, b_fixed=name_b == "lead1")
 
 
 def write_report(result: dict, out: Path) -> None:
@@ -166,8 +167,7 @@ def write_report(result: dict, out: Path) -> None:
                 for s in sets if s in r) + " |")
     lines += ["", f"Final dev loss (no smoothing, first {b.get('dev_limit', 200)} dev documents): " +
               ", ".join(f"{r} {v['final_dev_loss']:.3f}" for r, v in b["runs"].items() if "final_dev_loss" in v)]
-    lines += ["", "Comparisons (difference of the seed means, paired bootstrap 95% CI over documents, verdict: "
-              "win/loss only when the CI excludes 0 and the gap exceeds the larger seed std):", "",
+    lines += ["", f"Comparisons (difference of the seed means; {VERDICT_RULE}):", "",
               "| comparison | set | metric | per seed (A; B) | A - B | 95% CI | verdict |",
               "| --- | --- | --- | --- | ---: | ---: | --- |"]
     for name, by_set in result.get("comparisons", {}).items():
@@ -177,7 +177,7 @@ def write_report(result: dict, out: Path) -> None:
                 lines.append(f"| {name} | {s} | {metric} | "
                              f"{', '.join(f'{x:.2f}' for x in c['per_seed'][a])}; "
                              f"{', '.join(f'{x:.2f}' for x in c['per_seed'][b])} | {c['mean']['diff']:+.2f} | "
-                             f"[{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}] | **{c['verdict']}** |")
+                             f"[{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}] | **{verdict_cell(c)}** |")
     lines.append("")
     (out / "summarization.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -218,7 +218,8 @@ def main(argv: list[str] | None = None) -> None:
     for split in ("train", "dev", "test"):
         p.add_argument(f"--{split}", default=None, help=f"your own {split} JSONL instead of --data's (named by "
                        "its file name in the results)")
-    p.add_argument("--size", choices=tuple(SIZES), default=None, help="model size (default: the --data preset's)")
+    p.add_argument("--preset", "--size", dest="size", choices=tuple(SIZES), default=None,
+                   help="model size (default: the --data preset's; --size is its old name)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--spread-variants", nargs="+", default=["moe_top2", "dense"],
                    help="variants trained with every seed (the others: the first two)")
@@ -227,9 +228,10 @@ def main(argv: list[str] | None = None) -> None:
     add_dataclass_flags(p, SummarizerConfig, skip=("moe",))
     add_dataclass_flags(p, SumTrainConfig, skip=("train", "dev", "seed", "expert_parallel"))
     p.add_argument("--runs", type=Path, default=Path("runs/sum-bench"))
-    p.add_argument("--out", type=Path, default=RESULTS)
+    add_results_flags(p, RESULTS, "sum-bench-results")
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
+    args.out = results_folder(args, RESULTS, "sum-bench-results")
     flags = vars(args)
     preset = dict(BENCH_PRESETS[args.data])
     size_name = args.size or preset.pop("size")

@@ -6,8 +6,9 @@ settings the balance experiment compares.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
+from shared_utils.data import selection_size_field
 from shared_utils.errors import UserError
 from shared_utils.runtime import check_training_flags
 
@@ -161,8 +162,10 @@ class SummarizerConfig:
 
 @dataclass
 class SumTrainConfig:
-    train: str = "hf:EdinburghNLP/xsum::train"  # JSONL {document, summary}, or hf:...
-    dev: str = "hf:EdinburghNLP/xsum::validation"
+    train: str = field(default="hf:EdinburghNLP/xsum::train", metadata={
+        "path": "data", "help": "JSONL {document, summary}, or hf:name[:config[:split]]"})
+    dev: str = field(default="hf:EdinburghNLP/xsum::validation", metadata={
+        "path": "data", "help": "reported, never selected on (JSONL or hf:...)"})
     batch_tokens: int = 4000  # document+summary tokens per optimizer step, padding included
     grad_accum: int = 1
     steps: int = 1000
@@ -174,8 +177,7 @@ class SumTrainConfig:
     clip: float = 1.0
     eval_every: int = 250  # validation (loss + ROUGE on dev_limit documents) and checkpoints
     dev_limit: int = 200  # dev documents scored during training, for the curves only (0 = all)
-    select_size: int = 1000  # documents carved from --train (unseen in training, stratified by source) on
-    # which the best checkpoint is chosen; dev is reported, never selected on (0 = none: the last is kept)
+    select_size: int | None = selection_size_field("documents")
     select_seed: int = 0  # the split's seed: fixed apart from --seed, so every run trains on the same documents
     time_budget_min: float = 0.0  # stop cleanly at a checkpoint after this many minutes (0 = none)
     seed: int = 0

@@ -16,12 +16,15 @@ import json
 from pathlib import Path
 
 from moe_summarization.inference import default_bertscore_model, lead1, load_summarizer, summarize, summary_metrics
-from shared_utils.cli import Parser, nonnegative_int
+from shared_utils.cli import Parser, data_source, nonnegative_int, output_dir, user_path
 from shared_utils.data import Doc, load_documents
 from shared_utils.errors import UserError, cli_main
 from shared_utils.runtime import pick_device
 
 DATA_HINT = "pass --data ../shared/data/xsum/test-sample.jsonl (or another local JSONL with document/summary)"
+
+
+OUTPUTS = ("predictions.jsonl", "metrics.json")
 
 
 def write_outputs(out_dir: Path, docs: list[Doc], preds: dict[str, list[str]], metrics: dict) -> None:
@@ -38,10 +41,14 @@ def write_outputs(out_dir: Path, docs: list[Doc], preds: dict[str, list[str]], m
 @cli_main
 def main(argv: list[str] | None = None) -> None:
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="run folder (best checkpoint) or checkpoint folder")
-    p.add_argument("--data", default="hf:EdinburghNLP/xsum::test", help="JSONL {document, summary} or hf:...")
+    p.add_argument("--checkpoint", required=True, type=user_path,
+                   help="run folder (best checkpoint) or checkpoint folder")
+    p.add_argument("--data", default="hf:EdinburghNLP/xsum::test", type=data_source,
+                   help="JSONL {document, summary} or hf:... (default: %(default)s)")
     p.add_argument("--limit", type=nonnegative_int, default=0, help="first N documents (0 = all)")
-    p.add_argument("--out-dir", type=Path, required=True)
+    p.add_argument("--out-dir", type=output_dir, required=True,
+                   help="folder for predictions.jsonl and metrics.json (made if missing; an existing metrics.json "
+                        "is never overwritten)")
     p.add_argument("--beam-size", type=int, default=4)
     p.add_argument("--length-penalty", type=float, default=1.0)
     p.add_argument("--min-len", type=int, default=0, help="summary tokens before EOS is allowed")
@@ -52,9 +59,13 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.beam_size < 1 or args.min_len < 0 or args.no_repeat_ngram < 0:
         raise UserError("--beam-size must be >= 1, --min-len and --no-repeat-ngram >= 0")
+    taken = [args.out_dir / name for name in OUTPUTS if (args.out_dir / name).exists()]
+    if taken:
+        raise UserError(f"--out-dir {args.out_dir} already holds {taken[0].name}: pass another folder, or move it "
+                        "away")
     device = pick_device(args.device)
+    docs = load_documents(args.data, local_hint=DATA_HINT).require("--data").records[: args.limit or None]
     model, tok, cfg = load_summarizer(args.checkpoint, device)
-    docs = load_documents(args.data, local_hint=DATA_HINT).records[: args.limit or None]
     bert_model = args.bertscore_model or default_bertscore_model()
     preds = {"prediction": summarize(model, tok, cfg, docs, device, beam_size=args.beam_size,
                                      length_penalty=args.length_penalty, min_len=args.min_len,

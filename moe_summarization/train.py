@@ -42,8 +42,8 @@ from moe_summarization.routing import balanced_hash_table
 from moe_summarization.tokenizer import PAD, decode, load_tokenizer, train_tokenizer
 from shared_utils.batching import EpochBatches, collate, micro_batches
 from shared_utils.checkpoint import check_resume_config, load_resumable
-from shared_utils.cli import Parser, add_dataclass_flags, pick
-from shared_utils.data import load_documents, selection_split
+from shared_utils.cli import NO_DEV_NOTE, Parser, add_dataclass_flags, no_hub_dev_for_local_train, output_dir, pick
+from shared_utils.data import load_documents, selection_note, selection_split
 from shared_utils.errors import UserError, cli_main
 from shared_utils.loop import TrainingRun, dev_pass, start_training
 from shared_utils.metrics import rouge_scores
@@ -89,18 +89,16 @@ def check_expert_parallel(size: int, world: int, mcfg: SummarizerConfig) -> None
 
 
 def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: str = "auto") -> dict:
-    rank, world, device, log = start_training(out, cfg.seed, device_pref)
+    rank, world, device, log = start_training(out, cfg.seed, device_pref, "moe_summarization")
     main_proc = rank == 0
 
     train_set = load_documents(cfg.train, local_hint=DATA_HINT).require("--train")
-    dev_set = load_documents(cfg.dev, local_hint=DATA_HINT).require("--dev")
-    log(train_set.summary(), "|", dev_set.summary())
-    train_docs, select_docs = train_set.records, []
-    if cfg.select_size:
-        train_docs, select_docs = selection_split(train_set.records, cfg.select_size, seed=cfg.select_seed,
-                                                  key=lambda d: d.document, stratify=lambda d: d.source)
-        log(f"selection split: {len(select_docs)} documents carved from --train (checkpoint choice); "
-            f"{len(train_docs)} left to train on")
+    dev_set = load_documents(cfg.dev, local_hint=DATA_HINT).require("--dev") if cfg.dev else None
+    log(" | ".join(d.summary() for d in (train_set, dev_set) if d))
+    train_docs, select_docs = selection_split(train_set.records, cfg.select_size, seed=cfg.select_seed,
+                                              key=lambda d: d.document, stratify=lambda d: d.source)
+    if select_docs:
+        log(selection_note(len(select_docs), len(train_docs), "documents", cfg.select_size))
     # the requested vocabulary size is kept beside the one the tokenizer reached, to compare flags on resume
     config = {"project": "moe_summarization", "variant": mcfg.variant, "model": asdict(mcfg), "train": asdict(cfg),
               "requested_vocab_size": mcfg.vocab_size}
@@ -118,7 +116,7 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
     config["model"] = asdict(mcfg)
     data = encode_documents(tok, train_docs, mcfg.max_source_len, mcfg.max_target_len)
     log(f"train: {data.truncated} of {len(data.src)} documents truncated to {mcfg.max_source_len} tokens")
-    dev_rows = dev_set.records[: cfg.dev_limit] if cfg.dev_limit else dev_set.records
+    dev_rows = (dev_set.records[: cfg.dev_limit or None]) if dev_set else []
     evaluated = {name: (encode_documents(tok, rows, mcfg.max_source_len, mcfg.max_target_len),
                         [d.summary for d in rows])
                  for name, rows in (("select", select_docs), ("dev", dev_rows)) if rows}
@@ -202,7 +200,8 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
                            for name, (d, refs) in evaluated.items()}
                 for name, r in results.items():
                     record.update({f"{name}/{k}": v for k, v in r.items()})
-                select = results.get("select", results["dev"])  # without a split, only "every save" reads it
+                # without a split, only "every save" reads it
+                select = results.get("select") or results.get("dev") or {"rougeL": 0.0}
                 run.say(f"step {progress.step} | loss {loss_sum:.2f} | lr {lr:.1e} | {run.step_ms:.0f} ms/step | "
                         f"{run.tokens_per_s / 1e3:.1f}k tok/s | " +
                         " | ".join(f"{n} loss {r['loss']:.2f} rouge1 {r['rouge1']:.1f} rougeL {r['rougeL']:.1f}"
@@ -217,17 +216,22 @@ def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: s
 
 def parse_args(argv: list[str] | None) -> tuple[SummarizerConfig, SumTrainConfig, Path, str]:
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, metrics.jsonl, config.json")
-    p.add_argument("--size", default="small", choices=tuple(SIZES))
+    p.add_argument("--out", type=output_dir, required=True,
+                   help="run folder: checkpoints, metrics.jsonl, config.json (made when training starts)")
+    p.add_argument("--preset", "--size", dest="size", default="small", choices=tuple(SIZES),
+                   help="model sizes (d_model, layers, vocabulary), as --preset is in the other projects (--size, "
+                        "its old name, still works); flags override them (default: %(default)s)")
     p.add_argument("--variant", default="moe_top2", choices=tuple(VARIANTS),
                    help="fills the --moe-* router, k and balancer fields (dense: no MoE layer)")
     p.add_argument("--balancer", choices=tuple(BALANCERS), default=None,
                    help="a named setting of --moe-aux-loss-weight, --moe-z-loss-weight, --moe-bias-update-rate "
                         "(default: the variant's)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     add_dataclass_flags(p, SummarizerConfig, SumTrainConfig, skip=("moe",))
     add_dataclass_flags(p, MoEConfig, prefix="moe", skip=("d_model", "hash_vocab_size"))  # the model's own
     args = vars(p.parse_args(argv))
+    if no_hub_dev_for_local_train(args, ""):
+        print(NO_DEV_NOTE)
     out, size, variant, device = args.pop("out"), args.pop("size"), args.pop("variant"), args.pop("device")
     mcfg = summarizer_config(size, variant, balancer=args.pop("balancer"), moe=pick(args, MoEConfig, "moe"),
                              **pick(args, SummarizerConfig))

@@ -38,19 +38,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from quantization import kernels
+from quantization import int8_kernels
 from quantization.config import LABELS
 from quantization.measure import CALIB_BATCHES, calibration_batches, fixed_length_batch
 from quantization.model import classifier_from_checkpoint
 from quantization.qlinear import Int8WeightOnlyLinear, W8A8Linear, integer_product, linear_weight
 from quantization.quantize import get_method, quantize_model, target_layers
 from shared_utils.checkpoint import check_project, load_best
-from shared_utils.cli import Parser, nonnegative_int, positive_int
+from shared_utils.cli import Parser, add_results_flags, nonnegative_int, positive_int, results_folder
 from shared_utils.data import load_labelled
 from shared_utils.errors import UserError, cli_main
 from shared_utils.report import op_family_lines, pyplot, save_figure
 from shared_utils.runtime import device_info, pick_device
-from shared_utils.stats import bootstrap_items, interval, mcnemar_p, verdict
+from shared_utils.stats import bootstrap_items, comparison, mcnemar_p
 from shared_utils.timing import Timing, interleaved, ratio, spread, time_by_op_family
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -59,17 +59,17 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CPU_ONLY = ("torch_dynamic_int8",)
 # left out on CPUs without AVX-512 VNNI, where torch._int_mm is a scalar loop: torchao's int8 config multiplies
 # through it (on an AVX2 EPYC its dev-set pass had not finished after 13 minutes; fp32's whole run took under 2)
-NEEDS_FAST_INT_MM = ("torchao_int8_dynamic",)
+NEEDS_FAST_INT_MM = ("torchao_int8_dynamic", "torchao_int8_dynamic_compiled")
 ALL_METHODS = ["fp32", "bf16", "fp16", "int8_weight_per_tensor", "int8_weight_per_tensor_asym",
                "int8_weight_per_channel", "int8_weight_per_channel_asym", "w8a8", "w8a8_percentile",
-               "w8a8_dynamic", "torch_dynamic_int8", "torchao_int8_dynamic",
+               "w8a8_dynamic", "torch_dynamic_int8", "torchao_int8_dynamic", "torchao_int8_dynamic_compiled",
                "bnb_int8", "bnb_int8_t0", "bnb_nf4", "bnb_nf4_dq", "bnb_fp4", "bnb_fp4_dq"]
 
 
 def default_methods(device: torch.device) -> list[str]:
     if device.type == "cuda":
         return [m for m in ALL_METHODS if m not in CPU_ONLY]
-    slow_int_mm = not kernels.torch_int_mm_is_fast()
+    slow_int_mm = not int8_kernels.torch_int_mm_is_fast()
     return [m for m in ALL_METHODS if m != "fp16" and not (slow_int_mm and m in NEEDS_FAST_INT_MM)]
 
 
@@ -115,7 +115,7 @@ def linear_speed(checkpoint: str, tokens: int, repeats: int, device: torch.devic
     out = {"layers": names, "shapes_m_k_n": [[tokens, w.shape[1], w.shape[0]] for w in fp32_weights],
            "timings": {k: t.as_dict() for k, t in timings.items()},
            "speedup_vs_fp32": {k: ratio(timings["fp32"], t) for k, t in timings.items() if k != "fp32"}}
-    if kernels.fused(xs[0]):
+    if int8_kernels.fused(xs[0]):
         out["w8a8_phases"] = w8a8_phases(block, variants["w8a8"][0], xs, repeats)
     return out
 
@@ -135,19 +135,19 @@ def w8a8_phases(block: list, layers: list[W8A8Linear], xs: list[torch.Tensor], r
     its own over the block's layers, interleaved with the whole forward and fp32. The integer matmul alone
     bounds the speed-up: fp32 over it is what W8A8 would reach if quantizing and dequantizing cost nothing.
     Returns {phase: timing} and ``ceiling_vs_fp32``."""
-    quantized = [kernels.quantize_rows(x, m.act_scale) for m, x in zip(layers, xs)]  # (M, K) int8, (M,) each
+    quantized = [int8_kernels.quantize_rows(x, m.act_scale) for m, x in zip(layers, xs)]  # (M, K) int8, (M,) each
     accs = [integer_product(m, q) for (q, _), m in zip(quantized, layers)]  # (M, N) int32 each
     # the dequantize pass rewrites its accumulator in place; timed again on those bits, it does the same work
     passes = {
         "fp32": each(lambda m, x: m(x), block, xs),
         "w8a8": each(lambda m, x: m(x), layers, xs),
-        "quantize": each(lambda m, x: kernels.quantize_rows(x, m.act_scale), layers, xs),
-        "quantize_dynamic": each(lambda x: kernels.quantize_rows(x, None), xs),
+        "quantize": each(lambda m, x: int8_kernels.quantize_rows(x, m.act_scale), layers, xs),
+        "quantize_dynamic": each(lambda x: int8_kernels.quantize_rows(x, None), xs),
         "int8_matmul": each(lambda qs, m: integer_product(m, qs[0]), quantized, layers),
-        "dequantize": each(lambda a, qs, m: kernels.dequantize_rows_(a, qs[1], m.weight_scale, m.bias),
+        "dequantize": each(lambda a, qs, m: int8_kernels.dequantize_rows_(a, qs[1], m.weight_scale, m.bias),
                            accs, quantized, layers),
     }
-    own_gemm = kernels.own_int8_gemm()
+    own_gemm = int8_kernels.own_int8_gemm()
     if own_gemm:  # what the integer product cost before the AVX2 GEMM: torch's scalar loop
         passes["int8_matmul_torch_int_mm"] = each(lambda qs, m: torch._int_mm(qs[0], m.weight_int8_t),
                                                   quantized, layers)
@@ -165,14 +165,14 @@ PROBE_ITERS = 2_000_000  # a few ms per call
 
 def instruction_ceiling(repeats: int) -> dict:
     """How much faster than fp32's GEMM the AVX2 int8 GEMM could be on this core at most, given the instructions
-    it is built on: ``kernels.py``'s register-only loops of the instructions each inner loop issues per product,
+    it is built on: ``int8_kernels.py``'s register-only loops of the instructions each inner loop issues per product,
     timed interleaved. Returns the timings, each loop's ``products_per_ns`` and ``int8_over_fp32`` (their ratio),
     round by round."""
-    module = kernels.cpu_kernels()
+    module = int8_kernels.cpu_kernels()
     probes = {"fp32_fma": lambda: module.probe_fp32_fma(PROBE_ITERS, 1.0, 0.0),
               "int16_madd": lambda: module.probe_int16_madd(PROBE_ITERS, 0)}
     timings = interleaved(probes, repeats=repeats)
-    rate = {k: kernels.PROBE_PRODUCTS[k] * PROBE_ITERS / np.asarray(t.samples_ms) / 1e6  # products per ns
+    rate = {k: int8_kernels.PROBE_PRODUCTS[k] * PROBE_ITERS / np.asarray(t.samples_ms) / 1e6  # products per ns
             for k, t in timings.items()}
     return {"timings": {k: t.as_dict() for k, t in timings.items()},
             "products_per_ns": {k: spread(r) for k, r in rate.items()},
@@ -236,14 +236,18 @@ def model_profile(models: dict[str, torch.nn.Module], names: list[str], inputs: 
 
 def accuracy_evidence(method_correct: list[list[bool]], fp32_correct: list[bool]) -> dict:
     """Accuracy of a method (mean over its calibration subsets) against fp32 on the same rows: per-subset
-    values, std, the paired bootstrap CI of the difference (points), McNemar's p and the verdict."""
+    values, std, the two-level bootstrap CI of the difference (points), the seed-level test over the
+    calibration subsets (a quantized copy of the same model: one-sample against fp32's value), McNemar's p and
+    the verdict."""
     per_seed = [100 * float(np.mean(c)) for c in method_correct]
-    std = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0
-    diff = float(np.mean(per_seed)) - 100 * float(np.mean(fp32_correct))
-    ci = interval(100 * bootstrap_items(np.asarray(method_correct, float), np.asarray([fp32_correct], float)))
-    return {"accuracy_per_seed": per_seed, "accuracy_std": std, "diff_vs_fp32": diff, "ci95_vs_fp32": ci,
-            "mcnemar_p_vs_fp32": mcnemar_p(method_correct[0], fp32_correct),
-            "verdict_vs_fp32": verdict(diff, ci, [std])}
+    fp32 = [100 * float(np.mean(fp32_correct))]
+    entry = comparison("method", per_seed, "fp32", fp32,
+                       100 * bootstrap_items(np.asarray(method_correct, float), np.asarray([fp32_correct], float)),
+                       seeds=list(range(len(per_seed))), b_fixed=True)
+    return {"accuracy_per_seed": per_seed, "accuracy_std": entry["std"]["method"],
+            "diff_vs_fp32": entry["mean"]["diff"],
+            "ci95_vs_fp32": entry["ci95"], "seed_test_vs_fp32": entry["seed_test"], "seed_p_vs_fp32": entry["seed_p"],
+            "mcnemar_p_vs_fp32": mcnemar_p(method_correct[0], fp32_correct), "verdict_vs_fp32": entry["verdict"]}
 
 
 def fmt_timing(t: dict) -> str:
@@ -266,7 +270,7 @@ def write_markdown(result: dict, path: Path) -> None:
         f"{'CUDA max allocated' if result['device']['device'].startswith('cuda') else 'peak RSS of the process'}.",
         "",
         "| method | accuracy | Δ vs fp32 [95% CI] | McNemar p | verdict | agree w/ fp32 | layer bytes ratio | "
-        "model MB | peak MB | b1 ms | b32 ms | b32 speedup vs fp32 [IQR] |",
+        "model MB | peak MB | b1 ms | b32 ms | b32 speedup vs fp32 [95% CI] |",
         "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, r in rows.items():
@@ -282,7 +286,8 @@ def write_markdown(result: dict, path: Path) -> None:
             f"{r['verdict_vs_fp32']} | {100 * r['agreement_with_fp32']:.2f} | {r['quantized_layer_bytes_ratio']:.3f} | "
             f"{r['model_bytes'] / 2**20:.1f} | {r['peak_memory_mb']:.0f} | {fmt_timing(r['latency_ms_b1'])} | "
             f"{fmt_timing(r['latency_ms_b32'])} | "
-            + (f"{speed['median']:.2f}x [{speed['iqr'][0]:.2f}, {speed['iqr'][1]:.2f}] |" if speed else "|"))
+            + (f"{speed['median']:.2f}x [{speed['ci95'][0]:.2f}, {speed['ci95'][1]:.2f}] {speed['verdict']} |"
+               if speed else "|"))
     ls = result["linear_speed"]
     lines += [
         "",
@@ -290,12 +295,13 @@ def write_markdown(result: dict, path: Path) -> None:
         f"{', '.join('x'.join(map(str, s)) for s in ls['shapes_m_k_n'])}), interleaved in one process, "
         f"{ls['timings']['fp32']['repeats']} rounds:",
         "",
-        "| precision | ms, median [IQR] | speedup vs fp32, median [IQR] |",
+        "| precision | ms, median [IQR] | speedup vs fp32, median [95% CI], verdict |",
         "| --- | ---: | ---: |",
         *[f"| {k} | {fmt_timing(t)} | " + ("1.00x |" if k == "fp32" else
                                           f"{ls['speedup_vs_fp32'][k]['median']:.2f}x "
-                                          f"[{ls['speedup_vs_fp32'][k]['iqr'][0]:.2f}, "
-                                          f"{ls['speedup_vs_fp32'][k]['iqr'][1]:.2f}] |")
+                                          f"[{ls['speedup_vs_fp32'][k]['ci95'][0]:.2f}, "
+                                          f"{ls['speedup_vs_fp32'][k]['ci95'][1]:.2f}] "
+                                          f"{ls['speedup_vs_fp32'][k]['verdict']} |")
           for k, t in ls["timings"].items()],
         "",
     ]
@@ -434,9 +440,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sweeps", type=positive_int, default=3, help="latency sweeps over the methods")
     p.add_argument("--latency-blocks", type=positive_int, default=3, help="timed blocks per sweep and batch")
     p.add_argument("--linear-repeats", type=positive_int, default=7, help="rounds of the block's linear layers")
-    p.add_argument("--out", type=Path, default=RESULTS)
+    add_results_flags(p, RESULTS, "quant-bench")
     p.add_argument("--name", default="bench", help="file stem of the outputs")
     args = p.parse_args(argv)
+    args.out = results_folder(args, RESULTS, "quant-bench")
     device = pick_device(args.device)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else default_methods(device)
     for m in methods:
@@ -503,10 +510,12 @@ def main(argv: list[str] | None = None) -> None:
     if "w8a8" in ok:
         result["w8a8_model_speedup_vs_fp32_b32"] = results["w8a8"]["speedup_vs_fp32_b32"]
         result["model_profile_b32"] = whole_model_profile(ckpt, args, [e.text for e in dev_rows], device)
-        if "torchao_int8_dynamic" in ok:
-            result["w8a8_model_speedup_vs_torchao_b32"] = ratio(
-                Timing(tuple(results["torchao_int8_dynamic"]["latency_ms_b32"]["samples_ms"])),
-                Timing(tuple(results["w8a8"]["latency_ms_b32"]["samples_ms"])))
+        torchao = [m for m in NEEDS_FAST_INT_MM if m in ok]
+        if torchao:  # W8A8 against torchao at its fastest here: eager or compiled, whichever ran faster
+            fastest = min(torchao, key=lambda m: results[m]["latency_ms_b32"]["median_ms"])
+            result["w8a8_model_speedup_vs_torchao_b32"] = {**ratio(
+                Timing(tuple(results[fastest]["latency_ms_b32"]["samples_ms"])),
+                Timing(tuple(results["w8a8"]["latency_ms_b32"]["samples_ms"]))), "torchao_method": fastest}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     write_markdown(result, args.out / f"{args.name}.md")

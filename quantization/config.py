@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
+from shared_utils.data import selection_size_field, shared_data
 from shared_utils.errors import UserError
 from shared_utils.runtime import check_numbers
 
 LABELS = ("World", "Sports", "Business", "Sci/Tech")
-LOCAL_TRAIN = "../shared/data/agnews/train.csv"
-LOCAL_DEV = "../shared/data/agnews/dev.csv"
+LOCAL_TRAIN = shared_data("agnews/train.csv")
+LOCAL_DEV = shared_data("agnews/dev.csv")
 
 
 @dataclass
 class TrainConfig:
     model: str = "openai-community/gpt2-large"  # hub id, local HF folder, "minilm" (the PyPI package) or "tiny"
-    train: str = "hf:fancyzhx/ag_news::train"  # CSV label,text or hf:<name>[:config[:split]] (AG News' parquet repo)
-    dev: str = "hf:fancyzhx/ag_news::test"  # reported, never selected on (see select_size)
+    train: str = field(default="hf:fancyzhx/ag_news::train", metadata={
+        "path": "data", "help": "CSV label,text or hf:name[:config[:split]]"})
+    dev: str = field(default="hf:fancyzhx/ag_news::test", metadata={
+        "path": "data", "help": "reported, never selected on (CSV or hf:...)"})
     max_len: int = 128  # tokens; longer texts are truncated
     batch_size: int = 32  # examples per optimizer step (split into micro-batches by grad_accum)
     grad_accum: int = 1
@@ -28,8 +31,7 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 200  # optimizer steps between dev evaluations and checkpoints
     dev_limit: int = 0  # dev rows scored during training, for the curves only (0 = all)
-    select_size: int = 1000  # rows carved from --train (stratified by label, unseen in training) on which the
-    # best checkpoint is chosen; --dev (AG News test with the hub) is reported, never selected on (0 = none)
+    select_size: int | None = selection_size_field("rows")
     select_seed: int = 0  # the split's seed, fixed apart from --seed
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: GPT-2 Large on a 16 GB card
     time_budget_min: float = 0.0  # stop cleanly after this many minutes (0 = no limit)

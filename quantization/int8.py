@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from . import kernels
+from . import int8_kernels
 
 QMIN, QMAX = -128, 127
 
@@ -82,13 +82,13 @@ def int8_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
     Fast path ``torch._int_mm`` (oneDNN VNNI/AMX on CPU, cuBLASLt on GPU, which needs M > 16 and K, N
     multiples of 8); on CPUs with AVX2 but no AVX-512 VNNI, where torch's is a scalar loop, the AVX2 GEMM of
-    ``kernels.py``; otherwise a float64 matmul, exact because every partial sum |q_a * q_b| * K stays far
+    ``int8_kernels.py``; otherwise a float64 matmul, exact because every partial sum |q_a * q_b| * K stays far
     below 2**53.
     """
     m, k = a.shape
     n = b.shape[1]
-    if a.device.type == "cpu" and kernels.own_int8_gemm():
-        return kernels.int8_gemm(a, b)
+    if a.device.type == "cpu" and int8_kernels.own_int8_gemm():
+        return int8_kernels.int8_gemm(a, b)
     if a.device.type == "cpu" or (m > 16 and k % 8 == 0 and n % 8 == 0):
         return torch._int_mm(a.contiguous(), b.contiguous())
     return int8_matmul_reference(a, b)

@@ -51,14 +51,15 @@ def calibration_batches(tok, train: str, *, batches: int, seed: int, max_len: in
 
 def run_method(checkpoint: str, method: str, dev: str, train: str | None, *, limit: int = 0,
                calib_batches: int = CALIB_BATCHES, calib_seed: int = 0, latency_blocks: int = 3, device: str = "auto",
-               accuracy_too: bool = True, save_dir: Path | None = None, load_dir: Path | None = None) -> dict:
+               accuracy_too: bool = True, latency: bool = True, save_dir: Path | None = None,
+               load_dir: Path | None = None) -> dict:
     """Load the checkpoint, quantize it with ``method`` on ``device`` and measure it.
 
     Latency is the whole model at batch 1 and 32 x ``min(128, max_len)`` tokens: ``latency_blocks``
     ``Timer.blocked_autorange`` blocks each (CUDA synchronised), after a warm-up call. ``accuracy_too=False``
-    skips the dev set (the benchmark's later latency sweeps). ``save_dir`` keeps the quantized model
-    (scratch methods: ``quantize.save_quantized``); ``load_dir`` rebuilds one from such a folder instead of
-    quantizing (its method is the one saved), so a calibration can be reused exactly."""
+    skips the dev set (the benchmark's later latency sweeps), ``latency=False`` the timing. ``save_dir`` keeps
+    the quantized model (scratch methods: ``quantize.save_quantized``); ``load_dir`` rebuilds one from such a
+    folder instead of quantizing (its method is the one saved), so a calibration can be reused exactly."""
     seed_everything(0)
     spec = get_method(method)
     target = pick_device(device)
@@ -99,7 +100,7 @@ def run_method(checkpoint: str, method: str, dev: str, train: str | None, *, lim
                       predictions=preds)
     result["latency_seq_len"] = min(128, max_len)  # 128 unless the model was trained shorter
     with torch.no_grad():
-        for batch in (1, 32):
+        for batch in (1, 32) if latency else ():
             inputs = fixed_length_batch(tok, texts, batch, result["latency_seq_len"], target)
             timing = interleaved({"model": lambda inputs=inputs: model(**inputs)}, repeats=latency_blocks)["model"]
             result[f"latency_ms_b{batch}"] = timing.as_dict()

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import kernels
+from . import int8_kernels
 from .int8 import choose_qparams, dequantize, int8_matmul, quantize
 
 
@@ -76,7 +76,7 @@ class W8A8Linear(nn.Module):
     y = (q_x @ q_w.T) * (s_x * s_w) + b, the integer product done by ``torch._int_mm``. The activation scale
     s_x is one calibrated number (static), or each row's own max|x| / 127 computed on the fly (``dynamic``: a
     scale per token, no calibration). Activation quantization and output dequantization are part of every
-    call, so timings include them; on the CPU each is one fused pass (``kernels.py``), elsewhere the eager ops.
+    call, so timings include them; on the CPU each is one fused pass (``int8_kernels.py``), elsewhere the eager ops.
     """
 
     def __init__(self, in_features: int, out_features: int, *, bias: bool, dynamic: bool = False):
@@ -107,7 +107,7 @@ class W8A8Linear(nn.Module):
         x2 = x.reshape(-1, shape[-1]).float()  # (M, K)
         # one integer matmul over all rows: row tiles kept an eager dequantize in cache, but slowed the matmul by
         # half; the fused dequantize is one pass and needs no tiles
-        out = fused_forward(self, x2) if kernels.fused(x2) else self.eager_forward(x2)  # (M, N)
+        out = fused_forward(self, x2) if int8_kernels.fused(x2) else self.eager_forward(x2)  # (M, N)
         return out.to(x.dtype).reshape(*shape[:-1], self.out_features)
 
     def activation_scale(self, x: torch.Tensor) -> torch.Tensor:
@@ -124,12 +124,12 @@ class W8A8Linear(nn.Module):
         return torch.addcmul(self.bias, acc, scale)  # int32 promoted to fp32 in the same pass
 
     def packed_weight(self) -> torch.Tensor:
-        """The weight in the AVX2 GEMM's layout (``kernels.pack_int8_b``), packed on first use and kept until
+        """The weight in the AVX2 GEMM's layout (``int8_kernels.pack_int8_b``), packed on first use and kept until
         the weight changes (a new tensor, or an in-place write such as ``load_state_dict``); derived, so never
         saved."""
         key = (self.weight_int8_t.data_ptr(), self.weight_int8_t._version)
         if self._packed is None or self._packed[0] != key:
-            self._packed = (key, kernels.pack_int8_b(self.weight_int8_t))
+            self._packed = (key, int8_kernels.pack_int8_b(self.weight_int8_t))
         return self._packed[1]
 
     def extra_repr(self) -> str:
@@ -139,14 +139,14 @@ class W8A8Linear(nn.Module):
 
 def fused_forward(layer: W8A8Linear, x: torch.Tensor) -> torch.Tensor:
     """The same with the fused in-place dequantize (a test checks it equals :meth:`W8A8Linear.eager_forward`)."""
-    q, s_x = kernels.quantize_rows(x, None if layer.dynamic else layer.act_scale)  # (M, K) int8, (M,)
+    q, s_x = int8_kernels.quantize_rows(x, None if layer.dynamic else layer.act_scale)  # (M, K) int8, (M,)
     acc = integer_product(layer, q)  # (M, N) int32, becomes the float output
-    return kernels.dequantize_rows_(acc, s_x, layer.weight_scale, layer.bias)
+    return int8_kernels.dequantize_rows_(acc, s_x, layer.weight_scale, layer.bias)
 
 
 def integer_product(layer: W8A8Linear, q: torch.Tensor) -> torch.Tensor:
     """q (M, K) int8 @ the layer's int8 weight -> (M, N) int32 on the CPU: ``int8.int8_matmul``'s integers, with
     the AVX2 GEMM's packed weight kept on the layer where that GEMM serves."""
-    if kernels.own_int8_gemm():
-        return kernels.int8_gemm(q, layer.weight_int8_t, layer.packed_weight())
+    if int8_kernels.own_int8_gemm():
+        return int8_kernels.int8_gemm(q, layer.weight_int8_t, layer.packed_weight())
     return int8_matmul(q, layer.weight_int8_t)

@@ -38,6 +38,7 @@ class Method:
     threshold: float = 6.0  # LLM.int8 outlier threshold (0.0 = pure int8)
     quant_type: str = "nf4"
     double_quant: bool = False
+    compiled: bool = False  # torchao: the model compiled after quantizing (torch.compile), torchao's CPU recipe
 
 
 METHODS: dict[str, Method] = {
@@ -61,6 +62,7 @@ METHODS: dict[str, Method] = {
     # computed at run time (no calibration). torch's own (fbgemm, deprecated but present) and torchao's.
     "torch_dynamic_int8": Method("torch_dynamic"),
     "torchao_int8_dynamic": Method("torchao"),
+    "torchao_int8_dynamic_compiled": Method("torchao", compiled=True),
 }
 LIBRARY_KINDS = ("torch_dynamic", "torchao")
 
@@ -155,6 +157,8 @@ def _library_int8(model: nn.Module, spec: Method) -> nn.Module:
 
     wanted = set(names)
     quantize_(model, Int8DynamicActivationInt8WeightConfig(), filter_fn=lambda _m, fqn: fqn in wanted)
+    if spec.compiled:  # torchao's recommended path: eager, its int8 tensors dispatch op by op
+        model.compile()  # in place: the state dict and the module tree stay as they are
     return model
 
 

@@ -25,10 +25,10 @@ from quantization.config import LABELS, PRESETS, TrainConfig, make_config
 from quantization.data import collate, encode, evaluate
 from quantization.model import build_classifier, classifier_from_checkpoint, tokenizer_files
 from shared_utils.checkpoint import check_resume_config, load_resumable
-from shared_utils.cli import Parser, add_dataclass_flags, pick
-from shared_utils.data import load_labelled, selection_split
+from shared_utils.cli import NO_DEV_NOTE, Parser, add_dataclass_flags, no_hub_dev_for_local_train, output_dir, pick
+from shared_utils.data import load_labelled, selection_note, selection_split
 from shared_utils.errors import cli_main
-from shared_utils.loop import TrainingRun
+from shared_utils.loop import TrainingRun, check_run_folder
 from shared_utils.runtime import linear_lr, pick_device, seed_everything
 
 DATA_HINT = ("use --train ../shared/data/agnews/train.csv --dev ../shared/data/agnews/dev.csv "
@@ -43,23 +43,21 @@ def get_lr(step: int, total: int, cfg: TrainConfig) -> float:
 
 def select_rows_from(records: list, cfg: TrainConfig) -> tuple[list, list]:
     """(training rows, selection rows): distinct texts, stratified by label."""
-    if not cfg.select_size:
-        return records, []
     return selection_split(records, cfg.select_size, seed=cfg.select_seed, key=lambda e: e.text,
                            stratify=lambda e: e.label)
 
 
 def train(cfg: TrainConfig, out: Path, device: torch.device) -> dict:
     """Train (or resume) and return the best dev metrics."""
-    out.mkdir(parents=True, exist_ok=True)
+    check_run_folder(out, "quantization")
     seed_everything(cfg.seed)
     train_set = load_labelled(cfg.train, num_labels=len(LABELS), local_hint=DATA_HINT).require("--train")
-    dev_set = load_labelled(cfg.dev, num_labels=len(LABELS), local_hint=DATA_HINT).require("--dev")
-    print(train_set.summary(), "|", dev_set.summary())
+    dev_set = load_labelled(cfg.dev, num_labels=len(LABELS), local_hint=DATA_HINT).require("--dev") if cfg.dev \
+        else None
+    print(" | ".join(d.summary() for d in (train_set, dev_set) if d))
     train_rows, select_rows = select_rows_from(train_set.records, cfg)
     if select_rows:
-        print(f"selection split: {len(select_rows)} rows carved from --train (checkpoint choice); "
-              f"{len(train_rows)} left to train on")
+        print(selection_note(len(select_rows), len(train_rows), "rows", cfg.select_size))
     config = {"project": "quantization", **asdict(cfg), "labels": list(LABELS)}
     resume = load_resumable(out)
     if resume is None:
@@ -71,7 +69,7 @@ def train(cfg: TrainConfig, out: Path, device: torch.device) -> dict:
     model.to(device)
     train_ids = encode(tok, [e.text for e in train_rows], cfg.max_len)
     train_labels = [e.label for e in train_rows]
-    dev_rows = dev_set.records[: cfg.dev_limit] if cfg.dev_limit else dev_set.records
+    dev_rows = (dev_set.records[: cfg.dev_limit or None]) if dev_set else []
     evaluated = {name: (encode(tok, [e.text for e in rows], cfg.max_len), [e.label for e in rows])
                  for name, rows in (("select", select_rows), ("dev", dev_rows)) if rows}
 
@@ -119,7 +117,8 @@ def train(cfg: TrainConfig, out: Path, device: torch.device) -> dict:
             run.say(f"step {progress.step} | loss {loss_sum:.3f} | lr {record['lr']:.1e} | {run.step_ms:.0f} ms/step | "
                     f"{run.tokens_per_s / 1e3:.1f}k tok/s | " +
                     " | ".join(f"{n} acc {r['accuracy']:.4f}" for n, r in results.items()))
-            run.checkpoint(results.get("select", results["dev"]), model, extra_files=tok_files)
+            run.checkpoint(results.get("select") or results.get("dev") or {"accuracy": 0.0}, model,
+                           extra_files=tok_files)
         if run.log(record):
             break
     run.close()
@@ -128,11 +127,16 @@ def train(cfg: TrainConfig, out: Path, device: torch.device) -> dict:
 
 def parse_args(argv: list[str] | None) -> tuple[TrainConfig, Path, str]:
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="gpt2-large", choices=tuple(PRESETS))
-    p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, metrics.jsonl)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--preset", default="gpt2-large", choices=tuple(PRESETS),
+                   help="the model and its recipe (batch, lr, epochs; minilm and tiny also the local data); flags "
+                        "override them (default: %(default)s)")
+    p.add_argument("--out", type=output_dir, required=True,
+                   help="run folder: checkpoints, metrics.jsonl (made when training starts)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     add_dataclass_flags(p, TrainConfig)
     args = vars(p.parse_args(argv))
+    if no_hub_dev_for_local_train(args, ""):
+        print(NO_DEV_NOTE)
     preset, out, device = args.pop("preset"), args.pop("out"), args.pop("device")
     return make_config(preset, **pick(args, TrainConfig)), out, device
 

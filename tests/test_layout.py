@@ -24,3 +24,19 @@ def test_the_file_table_lists_every_module_under_one_part(project):
     assert set(listed) == modules
     order = [PARTS.index(p) for p in listed.values()]
     assert order == sorted(order)  # the core first, then the pipeline, then the studies
+
+
+def test_no_project_module_shadows_an_installed_or_standard_module():
+    """``python quantization/train.py`` puts ``quantization/`` first on ``sys.path``: a module there named like an
+    installed package or a standard module is what every ``import`` of that name then finds (``kernels.py`` once
+    hid the ``kernels`` package that transformers imports, and the README's first command crashed)."""
+    import pkgutil
+    import sys
+
+    ours = {p.stem: p for p in ROOT.glob("*/*.py")} | {p.stem: p for p in ROOT.glob("*/tests/*.py")}
+    ours_dirs = {ROOT, *(p.parent for p in ours.values())}
+    elsewhere = {m.name for m in pkgutil.iter_modules()
+                 if Path(getattr(m.module_finder, "path", "")).resolve() not in ours_dirs}
+    clashes = sorted(ours[name].relative_to(ROOT).as_posix() for name in ours
+                     if name in elsewhere | set(sys.stdlib_module_names) and name != "__init__")
+    assert not clashes, f"named like an importable module: {clashes}"

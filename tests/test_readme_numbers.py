@@ -88,3 +88,81 @@ def test_the_checker_finds_tables_and_rejects_a_number_with_no_file(tmp_path):
     assert (line, cited, uncited) == (4, "r.json", None) and len(block) == 3
     assert matches("90.45", [0.9045]) and matches("1,015", [1015.2]) and matches("86.6", [86.6 * 2**20])
     assert not matches("90.46", [0.9045]) and not matches("3", [2.4])
+
+
+# Prose: a measured number in a README's text (a ratio like 1.17x, an interval's end, a signed difference, a
+# value given to two decimals or more) is a value of a results JSON that the same paragraph names. Numbers in
+# code (backticks, fenced blocks) and in tables (checked above) are left out; a setting written as text, not
+# code, would trip it, so settings go in backticks.
+_NUM, _START = r"\d[\d,]*\.\d+", r"(?<![\w.`/-])"
+MEASURED = re.compile("|".join([
+    _START + r"[-+−]" + _NUM + r"(?![\d.])",  # a signed difference
+    _START + _NUM + r"(?=\s?(?:×|x\b|%))",  # a ratio or a percentage
+    _START + r"\d[\d,]*\.\d{2,}(?![\w`/.])",  # two decimals or more
+    r"(?<=\[)[-+−]?" + _NUM, r"[-+−]?" + _NUM + r"(?=\])",  # an interval's ends
+]))
+CITED = re.compile(r"(?<![\w/])((?:[\w-]+/)*results/[\w./-]+?\.json)")
+
+
+def prose_paragraphs(readme: Path) -> list[tuple[int, str, str]]:
+    """(first line number, text, lead-in) of every paragraph or list item outside code fences, tables and
+    headings; a list item's lead-in is the paragraph that introduces its list ("What it says (file.json):"),
+    whose files the item may cite."""
+    out, block, start, fenced, lead, in_list = [], [], 0, False, "", False
+    for number, line in enumerate([*readme.read_text(encoding="utf-8").splitlines(), ""], 1):
+        if line.startswith("```"):
+            fenced = not fenced
+            continue
+        prose = not fenced and line.strip() and not line.startswith(("|", "#", "<!--", "    "))
+        item = prose and re.match(r"\s*(?:[-*]|\d+\.) ", line)
+        if item and block:  # a new list item ends the paragraph or item before it
+            out.append((start, " ".join(block), lead if in_list else ""))
+            if not in_list:
+                lead = " ".join(block)
+            block = []
+        if item:
+            in_list = True
+        if prose:
+            start = number if not block else start
+            block.append(line.strip())
+        elif block:
+            out.append((start, " ".join(block), lead if in_list else ""))
+            block = []
+        if not prose and not line.strip() and not fenced:  # a blank line ends a list
+            in_list, lead = False, ""
+    return out
+
+
+def prose_problems(readme: Path, root: Path = ROOT) -> list[str]:
+    problems = []
+    for line, text, lead in prose_paragraphs(readme):
+        code_free = re.sub(r"`[^`]*`", "", text)
+        numbers = MEASURED.findall(code_free)
+        if not numbers:
+            continue
+        values = []
+        for cited in set(CITED.findall(text + " " + lead)):
+            path = root / cited if (root / cited).is_file() else readme.parent / cited
+            if path.is_file():
+                values += numbers_of(json.loads(path.read_text(encoding="utf-8")))
+        for number in numbers:
+            if not matches(number.replace("−", "-").lstrip("+"), values):
+                problems.append(f"{readme.relative_to(root)}:{line}: {number} is in no results file the paragraph "
+                                f"names ({', '.join(sorted(set(CITED.findall(text + ' ' + lead)))) or 'none'})")
+    return problems
+
+
+@pytest.mark.parametrize("readme", READMES, ids=[r.relative_to(ROOT).as_posix() for r in READMES])
+def test_every_measured_number_in_prose_is_in_a_results_file_the_paragraph_names(readme):
+    problems = prose_problems(readme)
+    assert not problems, "\n".join(problems)
+
+
+def test_the_prose_checker_finds_a_number_with_no_file(tmp_path):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "r.json").write_text('{"ratio": 1.17, "ci": [1.15, 1.22], "diff": -0.14}')
+    readme = tmp_path / "README.md"
+    readme.write_text("Ours is 1.17x [1.15, 1.22] the peer (`results/r.json`), and −0.14 BLEU.\n\n"
+                      "- an earlier run had 2.94x, `lr 0.1` and 3 seeds.\n", encoding="utf-8")
+    problems = prose_problems(readme, tmp_path)
+    assert [p.split(": ", 1)[1] for p in problems] == ["2.94 is in no results file the paragraph names (none)"]

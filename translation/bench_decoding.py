@@ -31,8 +31,8 @@ from pathlib import Path
 import torch
 
 from shared_utils.checkpoint import load_best
-from shared_utils.cli import Parser, nonnegative_int, positive_int
-from shared_utils.data import load_parallel
+from shared_utils.cli import Parser, add_results_flags, nonnegative_int, positive_int, results_folder
+from shared_utils.data import load_parallel, shared_data
 from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import translation_scores
 from shared_utils.report import diff_cell, op_family_lines, pyplot, save_figure
@@ -47,7 +47,7 @@ from translation.tokenizer import decode
 from translation.train import select_pairs_from
 
 RESULTS = Path(__file__).resolve().parent / "results"
-LOCAL = "../shared/data/translation"
+LOCAL = shared_data("translation")
 STRATEGIES = {
     "greedy": Strategy("greedy"),
     "beam2": Strategy("beam", beam_size=2),
@@ -216,10 +216,11 @@ def side_lines(side: dict) -> list[str]:
     """Markdown: the side-by-side ratios, timings and where the time goes."""
     lines = ["", f"Side by side (batch {side['batch']}, exactly {side['new_tokens']} new tokens per sentence, "
               f"{side['kv_cache_speedup']['repeats']} interleaved rounds of `torch.utils.benchmark`):", "",
-              "| ratio | median | IQR | verdict |", "| --- | ---: | --- | --- |"]
+              "| ratio | median | IQR | 95% CI of the median | verdict |", "| --- | ---: | --- | --- | --- |"]
     for key in ("kv_cache_speedup", "greedy_throughput_ratio_vs_hf_generate", "beam_throughput_ratio_vs_hf_generate"):
         r = side[key]
-        lines.append(f"| {key} | {r['median']:.2f} | {r['iqr'][0]:.2f}–{r['iqr'][1]:.2f} | {r['verdict']} |")
+        lines.append(f"| {key} | {r['median']:.2f} | {r['iqr'][0]:.2f}–{r['iqr'][1]:.2f} | "
+                     f"{r['ci95'][0]:.2f}–{r['ci95'][1]:.2f} | {r['verdict']} |")
     lines += ["", "| candidate | median ms | IQR ms | sentences/s |", "| --- | ---: | --- | ---: |"]
     for name, t in side["timings"].items():
         lines.append(f"| {name} | {t['median_ms']:.0f} | {t['iqr_ms'][0]:.0f}–{t['iqr_ms'][1]:.0f} | "
@@ -241,11 +242,18 @@ def write_speed(side: dict, command: str, model: dict, device, out: Path) -> dic
               **{k: side[k] for k in SPEED_KEYS}}
     out.mkdir(parents=True, exist_ok=True)
     (out / "decoding_speed.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
-    lines = [f"# Decoding speed ({result['device_info']['label']})", "",
-             f"Reproduce: `{command}` (model: {'; '.join(f'{k} {v}' for k, v in model.items())})", *side_lines(side)]
-    (out / "decoding_speed.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    speed_plot(side, out)
+    write_speed_report(result, out)
     return result
+
+
+def write_speed_report(result: dict, out: Path) -> None:
+    """decoding_speed.md and .png from a decoding_speed.json result."""
+    model = result["model"]
+    lines = [f"# Decoding speed ({result['device_info']['label']})", "",
+             f"Reproduce: `{result['command']}` (model: {'; '.join(f'{k} {v}' for k, v in model.items())})",
+             *side_lines(result["side_by_side"])]
+    (out / "decoding_speed.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    speed_plot(result["side_by_side"], out)
 
 
 def speed_only(preset: str, repeats: int, out: Path, device) -> None:
@@ -261,7 +269,7 @@ def speed_only(preset: str, repeats: int, out: Path, device) -> None:
 
 def beam_vs_greedy(strategies: dict, sets: dict, seed: int) -> dict:
     """beam4 - greedy on each set, for BLEU and chrF++, with sacrebleu's paired bootstrap (one checkpoint, trained
-    with ``seed``)."""
+    with ``seed``: two decodings of the same model, so no seed separates them and the interval is the evidence)."""
     from sacrebleu.metrics import BLEU, CHRF
 
     out = {}
@@ -270,7 +278,7 @@ def beam_vs_greedy(strategies: dict, sets: dict, seed: int) -> dict:
         for name, metric in (("bleu", BLEU()), ("chrf", CHRF(word_order=2))):
             a, b = strategies["beam4"][d], strategies["greedy"][d]
             sa, sb = bootstrap_corpus(metric, [a["hyps"]], [b["hyps"]], refs)
-            out[d][name] = comparison("beam4", [a[name]], "greedy", [b[name]], sa - sb, [seed])
+            out[d][name] = comparison("beam4", [a[name]], "greedy", [b[name]], sa - sb, [seed], b_fixed=True)
     return out
 
 
@@ -284,12 +292,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--limit", type=nonnegative_int, default=0, help="sentences per set (0 = all)")
     p.add_argument("--diversity-limit", type=positive_int, default=200, help="sentences sampled 5 times each")
     p.add_argument("--repeats", type=positive_int, default=7, help="interleaved timing rounds (>= 5 for a verdict)")
-    p.add_argument("--out", type=Path, default=RESULTS)
+    add_results_flags(p, RESULTS, "mt-decoding-results")
     p.add_argument("--device", default="auto")
     p.add_argument("--speed-only", action="store_true",
                    help="only the side-by-side timing, on an untrained --preset model (writes decoding_speed.*)")
     p.add_argument("--preset", default="small", choices=list(PRESETS), help="the model size of --speed-only")
     args = p.parse_args(argv)
+    args.out = results_folder(args, RESULTS, "mt-decoding-results")
     device = pick_device(args.device)
     if args.speed_only:
         return speed_only(args.preset, args.repeats, args.out, device)

@@ -28,10 +28,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from shared_utils.checkpoint import metric_rows, store_result, stored_result
-from shared_utils.cli import Parser, add_dataclass_flags, pick
+from shared_utils.cli import Parser, add_dataclass_flags, add_results_flags, pick, results_folder
 from shared_utils.data import load_parallel
 from shared_utils.errors import UserError, cli_main
-from shared_utils.report import diff_cell, pyplot, save_figure
+from shared_utils.report import diff_cell, pyplot, save_figure, verdict_cell
 from shared_utils.runtime import device_info, pick_device
 from shared_utils.stats import bootstrap_corpus, comparison
 from translation.bench_training import (
@@ -71,7 +71,9 @@ def selection_run(run: Path, model_fields: dict, cfg: TrainConfig, preset: str, 
 
 
 def paired(a: dict, b: dict, name_a: str, name_b: str, refs: list[str]) -> dict:
-    """One seed each: sacrebleu's paired bootstrap of BLEU on the selection split."""
+    """One seed each: sacrebleu's paired bootstrap of BLEU on the selection split. Two independently trained
+    runs with one seed each can claim no more than a tie (``shared_utils.stats``): the entry shows the interval,
+    and a kept ablation needs more seeds."""
     from sacrebleu.metrics import BLEU
 
     sa, sb = bootstrap_corpus(BLEU(), [a["hyps"]], [b["hyps"]], refs)
@@ -118,7 +120,7 @@ def report(result: dict) -> list[str]:
         vs = e.get("vs_baseline")
         lines.append(f"| {a} | `{json.dumps(e['fields'])}` | {e['parameters']:,} ({e['parameters_vs_peer']:.3f}) | "
                      f"{e['select']['bleu']:.2f} | {e['select']['chrf']:.2f} | "
-                     f"{diff_cell(vs) if vs else '–'} | {vs['verdict'] if vs else '–'} |")
+                     f"{diff_cell(vs) if vs else '–'} | {verdict_cell(vs) if vs else '–'} |")
     return lines + ["", f"Kept: {', '.join(f'**{a}**' for a in result['kept']) or 'none'}.", *curve_lines(result)]
 
 
@@ -158,11 +160,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--only-runs", nargs="+", default=None,
                    help="train just the runs whose name contains one of these words (parallel processes), no report")
     p.add_argument("--runs", type=Path, default=Path("runs/mt-recipe"))
-    p.add_argument("--out", type=Path, default=RESULTS)
+    add_results_flags(p, RESULTS, "mt-recipe-results")
     p.add_argument("--device", default="auto")
     # any training field the grid leaves alone (--steps, --batch-tokens, ...): not given = BENCH_TRAIN's
     add_dataclass_flags(p, TrainConfig, skip=("train", "dev", "seed", "time_budget_min"))
     args = p.parse_args(argv)
+    args.out = results_folder(args, RESULTS, "mt-recipe-results")
     if args.recipe and (args.stage == "recipe" or not args.only_runs):
         raise UserError("--recipe goes with --stage ablations --only-runs: the recipe stage tries every recipe, and "
                         "the ablations' report takes the one results/recipe.json chose")
@@ -233,7 +236,8 @@ def main(argv: list[str] | None = None) -> None:
         peer = recipe_result["grid"][chosen]["marian_peer"]["parameters"]  # the full stage: --recipe is refused
         for e in table.values():
             e["parameters_vs_peer"] = e["parameters"] / peer  # the comparison's rule: within 1 +- 0.03
-        result = {**common, "recipe": chosen, "rule": "kept when the selection-split paired bootstrap says win",
+        result = {**common, "recipe": chosen, "rule": "kept when the selection-split comparison says win "
+                  "(one seed each: at most a tie, so nothing is kept on one seed)",
                   "peer_parameters": peer, "ablations": table, "kept": kept}
         name = "ablations.json"
     args.out.mkdir(parents=True, exist_ok=True)

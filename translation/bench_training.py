@@ -50,11 +50,11 @@ import torch
 
 from shared_utils.batching import collate, token_batches
 from shared_utils.checkpoint import metric_rows, save_average, store_result, stored_result
-from shared_utils.cli import Parser, add_dataclass_flags, pick, positive_int
-from shared_utils.data import load_parallel
+from shared_utils.cli import Parser, add_dataclass_flags, add_results_flags, pick, positive_int, results_folder
+from shared_utils.data import load_parallel, shared_data
 from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import translation_scores
-from shared_utils.report import diff_cell, op_family_lines, pyplot, ratio_cell, save_figure
+from shared_utils.report import VERDICT_RULE, diff_cell, op_family_lines, pyplot, ratio_cell, save_figure, verdict_cell
 from shared_utils.runtime import device_info, peak_memory, pick_device, reset_peak_memory, seed_everything
 from shared_utils.stats import bootstrap_corpus, comparison
 from shared_utils.timing import interleaved, matmul_ceiling, ratio, time_by_op_family
@@ -63,10 +63,10 @@ from translation.data import encode_pairs
 from translation.decoding import Strategy
 from translation.inference import load_translator, translate
 from translation.model import build_model
-from translation.train import fresh_tokenizer, optimizer, select_pairs_from, train, training_loss
+from translation.train import fresh_tokenizer, loss_fn, optimizer, select_pairs_from, train, training_loss
 
 RESULTS = Path(__file__).resolve().parent / "results"
-LOCAL = "../shared/data/translation"
+LOCAL = shared_data("translation")
 SYSTEMS: dict[str, dict] = {  # name -> the ModelConfig fields it sets over the preset
     "rope": dict(positional="rope"),
     "relative_bias": dict(positional="relative_bias"),
@@ -74,7 +74,8 @@ SYSTEMS: dict[str, dict] = {  # name -> the ModelConfig fields it sets over the 
     "marian_peer": dict(arch="marian"),
 }
 ONE_SEED = ("sinusoidal",)  # the baseline scheme keeps one seed (the protocol allows it)
-SPEED_WORDS = {"higher": "ours is faster", "lower": "ours is slower", "tie": "a tie (the IQR spans 1.0)"}
+SPEED_WORDS = {"higher": "ours is faster", "lower": "ours is slower",
+               "tie": "a tie (the 95% interval of the median spans 1.0)"}
 
 
 def decisions(folder: Path, recipe: str | None, ablations: list[str] | None) -> tuple[str, list[str]]:
@@ -201,13 +202,20 @@ def compare(a: str, b: str, entries: dict, dev_sets: dict) -> dict:
     return out
 
 
-def training_steps(model: torch.nn.Module, fixed: list, cfg: TrainConfig):
-    """One call = one step of ``train.py``'s loss and optimizer on each of the ``fixed`` (src, tgt) batches."""
+def training_steps(model: torch.nn.Module, fixed: list, cfg: TrainConfig, *, padded: bool = False):
+    """One call = one step of ``train.py``'s loss and optimizer on each of the ``fixed`` (src, tgt) batches.
+    ``padded``: our model's padded reference step (every position through every layer, ``loss_fn``) instead of
+    the padding-free one ``train.py`` takes; the peer (``arch=marian``) always runs padded, as HF's model does."""
     opt = optimizer(model, cfg)
+
+    def loss(src, tgt):
+        if padded:
+            return loss_fn(model(src, tgt[:, :-1]), tgt[:, 1:], cfg.label_smoothing)
+        return training_loss(model, src, tgt, cfg.label_smoothing)
 
     def step():
         for src, tgt in fixed:
-            training_loss(model, src, tgt, cfg.label_smoothing).backward()
+            loss(src, tgt).backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
 
@@ -216,20 +224,28 @@ def training_steps(model: torch.nn.Module, fixed: list, cfg: TrainConfig):
 
 def peak_training_memory(preset: str, fields: dict, fixed: list, cfg: TrainConfig, device: str) -> dict:
     """Peak memory of two training passes over ``fixed``, measured in a fresh process (spawned), so that one
-    model's reading never includes another's: CUDA's max allocated on a GPU, the peak RSS on the CPU."""
+    model's reading never includes another's: CUDA's max allocated on a GPU, the peak RSS on the CPU. Every
+    process imports the same modules first (transformers' Marian included, which only the peer needs), so
+    the imports weigh the same on both sides; ``baseline_mb`` is the RSS after them, before any model."""
+    import transformers.models.marian.modeling_marian  # noqa: F401  (the same imports in every process)
+
+    baseline = peak_memory(device)["peak_memory_mb"]
     seed_everything(0)
     model = build_model(model_config(preset, **fields)).to(device).train()
     reset_peak_memory(device)
     step = training_steps(model, [(s.to(device), t.to(device)) for s, t in fixed], cfg)
     step()
     step()
-    return peak_memory(device)
+    return {**peak_memory(device), "baseline_mb": baseline}
 
 
 def throughput(best: str, systems: dict, preset: str, vocab_size: int, cfg: TrainConfig, data, device, repeats: int,
                batches: int = 4) -> dict:
-    """Training steps of the best scheme and the peer timed side by side on the same ``batches`` batches
-    (forward, backward, AdamW step; interleaved rounds of ``torch.utils.benchmark``), and each one's peak memory."""
+    """Training steps timed side by side on the same ``batches`` batches (forward, backward, AdamW step;
+    interleaved rounds of ``torch.utils.benchmark``): the best scheme as ``train.py`` runs it (padding-free),
+    the same model on the padded reference step, and the peer (padded, as HF's model is); each one's peak
+    memory. Both ratios against the peer are reported: the padded one is like for like, the padding-free one
+    is what our loop gains by skipping pad positions."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
@@ -237,9 +253,11 @@ def throughput(best: str, systems: dict, preset: str, vocab_size: int, cfg: Trai
     tokens = sum(int((tgt[:, 1:] != 0).sum()) for _, tgt in fixed)
     fields = {name: {"vocab_size": vocab_size, **systems[name]} for name in (best, "marian_peer")}
     steps = {}
-    for name in fields:
+    for name, model_name, padded in ((best, best, False), (f"{best}_padded", best, True),
+                                     ("marian_peer", "marian_peer", False)):
         seed_everything(cfg.seed)
-        steps[name] = training_steps(build_model(model_config(preset, **fields[name])).to(device).train(), fixed, cfg)
+        model = build_model(model_config(preset, **fields[model_name])).to(device).train()
+        steps[name] = training_steps(model, fixed, cfg, padded=padded)
     timings = interleaved(steps, repeats=repeats)
     profiled = {name: time_by_op_family(step, runs=1) for name, step in steps.items()}
     memory = {}
@@ -248,13 +266,16 @@ def throughput(best: str, systems: dict, preset: str, vocab_size: int, cfg: Trai
             cpu_batches = [(src.cpu(), tgt.cpu()) for src, tgt in fixed]
             memory[name] = pool.submit(peak_training_memory, preset, fields[name], cpu_batches, cfg,
                                        str(device)).result()
-    per_model = {name: {**t.as_dict(), "target_tokens_per_s": tokens / (t.median_ms / 1e3), **memory[name]}
-                 for name, t in timings.items()}
+    per_model = {name: {**t.as_dict(), "target_tokens_per_s": tokens / (t.median_ms / 1e3),
+                        **memory.get(name, {})} for name, t in timings.items()}
     return {"scheme": best, "batches": batches, "target_tokens": tokens, "models": per_model,
             "time_by_op_family": profiled,
-            # both do the same matrix products: the peer's time over ours for them is what no other cut passes
+            # the peer's step time over our padding-free step's matmul + attention time: what remains when every
+            # other cost is cut to nothing. The peer multiplies pad positions too (more matmul time), so part of
+            # the gap is work ours skips, not a faster implementation of the same work.
             "ceiling_vs_marian": matmul_ceiling(timings["marian_peer"], profiled[best]),
-            "throughput_ratio_vs_marian": ratio(timings["marian_peer"], timings[best])}
+            "throughput_ratio_vs_marian": ratio(timings["marian_peer"], timings[best]),
+            "throughput_ratio_padded_vs_marian": ratio(timings["marian_peer"], timings[f"{best}_padded"])}
 
 
 def write_report(result: dict, out: Path) -> None:
@@ -276,23 +297,30 @@ def write_report(result: dict, out: Path) -> None:
                            f"{s[d]['chrf']['mean']:.2f} ± {s[d]['chrf']['std']:.2f}" for d in devs)
         lines.append(f"| {name} | {', '.join(map(str, s['seeds']))} | {s['parameters']:,} | "
                      f"{s['select_bleu']['mean']:.2f} | {cells} |")
-    lines += ["", "Paired comparisons (seed-averaged difference, 95% paired-bootstrap interval, verdict):", "",
+    lines += ["", f"Paired comparisons (seed-averaged difference; {VERDICT_RULE}):", "",
               "| comparison | dev set | BLEU diff [95% CI] | verdict | chrF++ diff [95% CI] | verdict |",
               "| --- | --- | ---: | --- | ---: | --- |"]
     for key, per_dev in result["comparisons"].items():
         for d in devs:
             b, c = per_dev[d]["bleu"], per_dev[d]["chrf"]
-            lines.append(f"| {key} | {d} | {diff_cell(b)} | {b['verdict']} | {diff_cell(c)} | {c['verdict']} |")
+            lines.append(f"| {key} | {d} | {diff_cell(b)} | {verdict_cell(b)} | {diff_cell(c)} | {verdict_cell(c)} |")
     tp = result["throughput"]
     r = tp["throughput_ratio_vs_marian"]
-    lines += ["", f"Training throughput, side by side ({tp['scheme']} vs the Marian peer, the same {tp['batches']} "
-              f"batches, {r['repeats']} interleaved rounds): ours / peer {ratio_cell(r)}: {SPEED_WORDS[r['verdict']]}.",
-              "",
-              "| model | median ms per step | IQR | target tok/s | peak memory (MB) |",
-              "| --- | ---: | --- | ---: | ---: |"]
+    where = result.get("throughput_device_info", result["device_info"])["label"]
+    lines += ["", f"Training throughput, side by side ({where}; {tp['scheme']} vs the Marian peer, the same "
+              f"{tp['batches']} batches, {r['repeats']} interleaved rounds): ours (padding-free, as `train.py` "
+              f"trains) / peer {ratio_cell(r)}: {SPEED_WORDS[r['verdict']]}."]
+    padded = tp.get("throughput_ratio_padded_vs_marian")
+    if padded:
+        lines += ["", f"Like for like, ours on the padded step (every pad position through every layer, as the "
+                  f"peer runs) / peer {ratio_cell(padded)}: {SPEED_WORDS[padded['verdict']]}."]
+    lines += ["", "| model | median ms per step | IQR | target tok/s | peak memory (MB) | RSS before the model (MB) |",
+              "| --- | ---: | --- | ---: | ---: | ---: |"]
     for name, m in tp["models"].items():
+        memory = f"{m['peak_memory_mb']:.0f} ({m['memory_kind']})" if "peak_memory_mb" in m else "as above"
+        baseline = f"{m['baseline_mb']:.0f}" if "baseline_mb" in m else "–"
         lines.append(f"| {name} | {m['median_ms']:.0f} | {m['iqr_ms'][0]:.0f}–{m['iqr_ms'][1]:.0f} | "
-                     f"{m['target_tokens_per_s']:.0f} | {m['peak_memory_mb']:.0f} ({m['memory_kind']}) |")
+                     f"{m['target_tokens_per_s']:.0f} | {memory} | {baseline} |")
     lines += op_family_lines(tp["time_by_op_family"])
     lines += ["", f"Ceiling against the peer (its median step time over our matmul + attention time, the part no "
               f"other cut removes): {tp['ceiling_vs_marian']:.2f}x."]
@@ -304,7 +332,7 @@ def write_report(result: dict, out: Path) -> None:
     # tokens/s at the IQR's ends of the step time (a longer step is fewer tokens per second)
     low = [med - tp["target_tokens"] / (m["iqr_ms"][1] / 1e3) for med, m in zip(medians, models)]
     high = [tp["target_tokens"] / (m["iqr_ms"][0] / 1e3) - med for med, m in zip(medians, models)]
-    ax.bar(list(tp["models"]), medians, yerr=[low, high], capsize=4, color=["C0", "C1"])
+    ax.bar(list(tp["models"]), medians, yerr=[low, high], capsize=4, color=[f"C{i}" for i in range(len(models))])
     ax.set_ylabel("target tokens / s (median, IQR bars)")
     ax.set_title(f"training throughput: ours / peer {ratio_cell(r)}", fontsize=9)
     save_figure(fig, out / "training_throughput.png")
@@ -337,6 +365,30 @@ def summarise(name: str, entries: dict, dev_sets: dict) -> dict:
     return out
 
 
+def remeasure_throughput(args, systems: dict, cfg: TrainConfig, train_pairs: list, device) -> None:
+    """``--throughput-only``: the side-by-side timing and memory of a finished benchmark, measured again."""
+    path = args.out / "training.json"
+    if not path.is_file():
+        raise UserError(f"--throughput-only: {path} not found: run the benchmark first")
+    result = json.loads(path.read_text(encoding="utf-8"))
+    best = result["best_scheme"]
+    tok, mcfg = fresh_tokenizer(train_pairs, model_config(args.preset, **systems[best]))
+    tp = throughput(best, systems, args.preset, mcfg.vocab_size, cfg, encode_pairs(tok, train_pairs, mcfg.max_len),
+                    device, args.repeats)
+    result.update(throughput=tp, throughput_ratio_vs_marian=tp["throughput_ratio_vs_marian"],
+                  throughput_ratio_padded_vs_marian=tp["throughput_ratio_padded_vs_marian"],
+                  peak_memory=peak_memory_summary(tp), throughput_device_info=device_info(device))
+    path.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    write_report(result, args.out)
+    print(json.dumps({k: result[k] for k in ("throughput_ratio_vs_marian", "throughput_ratio_padded_vs_marian")},
+                     indent=2))
+
+
+def peak_memory_summary(tp: dict) -> dict:
+    return {n: {k: m[k] for k in ("peak_memory_mb", "memory_kind", "baseline_mb") if k in m}
+            for n, m in tp["models"].items() if "peak_memory_mb" in m}
+
+
 @cli_main
 def main(argv: list[str] | None = None) -> None:
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -349,6 +401,9 @@ def main(argv: list[str] | None = None) -> None:
                         "that took no part in one")
     p.add_argument("--only", nargs="+", default=None,
                    help="train and score just these systems (e.g. in parallel processes), no report")
+    p.add_argument("--throughput-only", action="store_true",
+                   help="time the training steps again (and their peak memory) for the training.json in --out, "
+                        "keeping its runs and comparisons; no training")
     p.add_argument("--recipe", choices=tuple(RECIPES), default=None,
                    help="the shared training recipe (default: the one results/recipe.json chose)")
     p.add_argument("--ablations", nargs="*", choices=tuple(a for a in ABLATIONS if a != "baseline"), default=None,
@@ -357,11 +412,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--beam-size", type=positive_int, default=1, help="dev decoding: 1 = greedy")
     p.add_argument("--repeats", type=positive_int, default=7, help="interleaved timing rounds (>= 5 for a verdict)")
     p.add_argument("--runs", type=Path, default=Path("runs/mt-bench"), help="where the runs' checkpoints go")
-    p.add_argument("--out", type=Path, default=RESULTS)
+    add_results_flags(p, RESULTS, "mt-bench-results")
     p.add_argument("--device", default="auto")
     # any training field (--steps, --lr, --warmup, ...): not given = BENCH_TRAIN's, else TrainConfig's
     add_dataclass_flags(p, TrainConfig, skip=("train", "dev", "seed", "time_budget_min"))
     args = p.parse_args(argv)
+    args.out = results_folder(args, RESULTS, "mt-bench-results")
     recipe, kept = decisions(RESULTS, args.recipe, args.ablations)
     systems = systems_for(kept)
     unknown = sorted(set(args.only or ()) - set(systems))
@@ -374,6 +430,8 @@ def main(argv: list[str] | None = None) -> None:
     strategy = Strategy("greedy") if args.beam_size == 1 else Strategy("beam", beam_size=args.beam_size)
     dev_sets = {Path(d).name.removesuffix(".tsv").removesuffix(".fi-en"): load_parallel(d).records for d in args.dev}
     train_pairs, select = select_pairs_from(load_parallel(args.train).records, cfg)
+    if args.throughput_only:
+        return remeasure_throughput(args, systems, cfg, train_pairs, device)
     if average > 1 and not select:
         raise UserError(f"the recipe '{recipe}' scores its averaged checkpoints on the selection split: "
                         "--select-size must be > 0")
@@ -400,7 +458,7 @@ def main(argv: list[str] | None = None) -> None:
         _, tok, mcfg = load_translator(checkpoint, device)
     data = encode_pairs(tok, train_pairs, mcfg.max_len)
     tp = throughput(best, systems, args.preset, mcfg.vocab_size, cfg, data, device, args.repeats)
-    result = {"steps": cfg.steps, "batch_tokens": cfg.batch_tokens, "select_size": cfg.select_size,
+    result = {"steps": cfg.steps, "batch_tokens": cfg.batch_tokens, "select_size": len(select),
               "recipe": recipe, "average_last": average, "ablations_kept": kept, "seeds": args.seeds,
               "strategy": "greedy" if args.beam_size == 1 else f"beam {args.beam_size}",
               "train_config": {k: v for k, v in asdict(cfg).items() if k not in ("train", "dev")},
@@ -409,7 +467,8 @@ def main(argv: list[str] | None = None) -> None:
               "best_checkpoint": checkpoint, "systems": summaries,
               "comparisons": comparisons,
               "throughput": tp, "throughput_ratio_vs_marian": tp["throughput_ratio_vs_marian"],
-              "peak_memory": {n: {k: m[k] for k in ("peak_memory_mb", "memory_kind")} for n, m in tp["models"].items()},
+              "throughput_ratio_padded_vs_marian": tp["throughput_ratio_padded_vs_marian"],
+              "peak_memory": peak_memory_summary(tp),
               "model_config": asdict(mcfg),
               "curves": {f"{n}_seed{s}": e["curve"] for (n, s), e in entries.items()}}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from shared_utils.data import selection_size_field
 from shared_utils.errors import UserError
 from shared_utils.runtime import check_training_flags
 
@@ -19,8 +20,9 @@ NORMS = ("layernorm", "rmsnorm")
 
 @dataclass
 class ModelConfig:
-    arch: str = "ours"  # "ours": model.py's Transformer; "marian": the Hugging Face MarianMTModel peer at the same
-    # sizes (marian.py), trained and decoded by the same code
+    arch: str = field(default="ours", metadata={"choices": ARCHS, "help": (
+        "ours: model.py's Transformer; marian: the Hugging Face MarianMTModel peer at the same sizes, trained and "
+        "decoded by the same code")})
     vocab_size: int = 16000  # shared Finnish+English subword vocabulary
     d_model: int = 256
     num_heads: int = 4
@@ -30,15 +32,18 @@ class ModelConfig:
     dropout: float = 0.1  # on embeddings and on every residual branch
     attention_dropout: float = 0.0  # on attention weights (Marian's and fairseq's default: none)
     activation_dropout: float = 0.0  # inside the FFN (likewise none by default)
-    positional: str = "rope"  # "sinusoidal" | "rope" | "relative_bias"
+    positional: str = field(default="rope", metadata={"choices": POSITIONALS, "help": (
+        "position scheme of our model (the Marian peer has its own sinusoidal one)")})
     max_len: int = 256  # tokens per sentence (longer ones are truncated)
     embed_init_std: float = 0.0  # init std of the shared embedding; 0 = d_model ** -0.5 (x sqrt(D): unit variance)
     fused_attention: bool = True  # SDPA; False = the explicit reference computation
     relative_buckets: int = 32
     relative_max_distance: int = 128
     # architecture ablations (issue #20), each at the same parameter count within ~1%:
-    ffn: str = "gelu"  # "gelu": 2 matrices of d_ff; "swiglu": 3 of 2/3 d_ff (Shazeer 2020; LLaMA), gated
-    norm: str = "layernorm"  # "layernorm" | "rmsnorm" (no mean subtraction, no bias; Zhang & Sennrich 2019)
+    ffn: str = field(default="gelu", metadata={"choices": FFNS, "help": (
+        "gelu: 2 matrices of d_ff; swiglu: 3 of 2/3 d_ff, gated (Shazeer 2020; LLaMA)")})
+    norm: str = field(default="layernorm", metadata={"choices": NORMS, "help": (
+        "rmsnorm: no mean subtraction, no bias (Zhang & Sennrich 2019)")})
     bias: bool = True  # biases in every linear layer and LayerNorm; False as in T5 and PaLM
 
     def __post_init__(self) -> None:
@@ -65,8 +70,10 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    train: str = "hf:Helsinki-NLP/opus-100:en-fi:train"  # TSV finnish<TAB>english, or hf:...
-    dev: list[str] = field(default_factory=lambda: ["hf:Helsinki-NLP/opus-100:en-fi:validation"])
+    train: str = field(default="hf:Helsinki-NLP/opus-100:en-fi:train", metadata={
+        "path": "data", "help": "TSV finnish<TAB>english, or hf:name[:config[:split]]"})
+    dev: list[str] = field(default_factory=lambda: ["hf:Helsinki-NLP/opus-100:en-fi:validation"], metadata={
+        "path": "data", "help": "one or more dev sets, reported, never selected on (TSV or hf:...)"})
     batch_tokens: int = 3000  # source+target tokens per optimizer step, padding included
     grad_accum: int = 1  # the batch is split into this many micro-batches
     steps: int = 2000  # optimizer steps
@@ -77,8 +84,7 @@ class TrainConfig:
     clip: float = 1.0
     eval_every: int = 250  # steps between validation (loss + greedy BLEU/chrF++) and checkpoints
     dev_limit: int = 500  # sentences per dev set scored during training, for the curves only (0 = all)
-    select_size: int = 1000  # pairs carved from --train (unseen in training) on which the best checkpoint is
-    # chosen; the dev sets are reported, never selected on (0 = no split: the last checkpoint is the one kept)
+    select_size: int | None = selection_size_field("pairs")
     select_seed: int = 0  # the split's seed: fixed apart from --seed, so every run trains on the same pairs
     time_budget_min: float = 0.0  # stop cleanly at a checkpoint after this many minutes (0 = none)
     seed: int = 0

@@ -276,18 +276,23 @@ class Strategy:
     max_len_extra: int = 10
 
     def __post_init__(self) -> None:
-        checks = [(self.strategy in STRATEGIES, f"--strategy must be one of {', '.join(STRATEGIES)}"),
-                  (self.beam_size >= 1, "--beam-size must be at least 1"),
-                  (1 <= self.nbest <= self.beam_size, "--nbest must be between 1 and --beam-size"),
-                  (self.no_repeat_ngram >= 0, "--no-repeat-ngram must be >= 0"),
-                  (self.top_k >= 0, "--top-k must be >= 0"),
-                  (0.0 < self.top_p <= 1.0, "--top-p must be in (0, 1]"),
-                  (self.temperature > 0.0, "--temperature must be positive"),
+        checks = [(self.strategy in STRATEGIES, f"--strategy must be one of {', '.join(STRATEGIES)}, got "
+                                                f"'{self.strategy}'"),
+                  (self.beam_size >= 1, f"--beam-size must be at least 1, got {self.beam_size}"),
+                  (self.nbest == 1 or self.strategy == "beam",
+                   f"--nbest {self.nbest} needs --strategy beam (greedy and sampling give one hypothesis)"),
+                  (1 <= self.nbest <= self.beam_size,
+                   f"--nbest must be between 1 and --beam-size ({self.beam_size}), got {self.nbest}"),
+                  (self.no_repeat_ngram >= 0, f"--no-repeat-ngram must be >= 0, got {self.no_repeat_ngram}"),
+                  (self.top_k >= 0, f"--top-k must be >= 0, got {self.top_k}"),
+                  (0.0 < self.top_p <= 1.0, f"--top-p must be in (0, 1], got {self.top_p}"),
+                  (self.temperature > 0.0, f"--temperature must be positive, got {self.temperature}"),
                   (self.max_len_ratio > 0 and self.max_len_extra >= 0,
-                   "--max-len-ratio must be positive and --max-len-extra >= 0")]
+                   f"--max-len-ratio must be positive and --max-len-extra >= 0, got {self.max_len_ratio} and "
+                   f"{self.max_len_extra}")]
         for ok, message in checks:
             if not ok:
-                raise UserError(f"{message} (got {self})")
+                raise UserError(message)
 
     def generator(self, device: torch.device) -> torch.Generator:
         return torch.Generator(device=device).manual_seed(self.seed)

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from shared_utils.cli import Parser
+from shared_utils.cli import Parser, data_source, output_file, user_path, write_output
 from shared_utils.data import load_parallel, read_text_lines
 from shared_utils.errors import UserError, cli_main
 from shared_utils.metrics import translation_scores
@@ -59,22 +59,18 @@ def read_input(path: str, fmt: str = "auto") -> tuple[list[str], list[str] | Non
 @cli_main
 def main(argv: list[str] | None = None) -> None:
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="run folder (best checkpoint) or checkpoint folder")
-    p.add_argument("--input", required=True, help="TSV finnish<TAB>english, or plain Finnish sentences")
+    p.add_argument("--checkpoint", required=True, type=user_path,
+                   help="run folder (best checkpoint) or checkpoint folder")
+    p.add_argument("--input", required=True, type=data_source,
+                   help="TSV finnish<TAB>english, plain Finnish sentences, or hf:...")
     p.add_argument("--format", default="auto", choices=FORMATS, help="how to read --input (auto: from every line)")
-    p.add_argument("--output", type=Path, default=None,
-                   help="write hypotheses here, one per line (default for plain text: stdout)")
+    p.add_argument("--output", type=output_file, default=None,
+                   help="write hypotheses here, one per line, its folders made as needed (default for plain text: "
+                        "stdout)")
     p.add_argument("--device", default="auto")
     add_strategy_args(p)
     args = p.parse_args(argv)
     strategy = strategy_from_args(args)
-    if args.output is not None:  # checked now, not after the whole file has been translated
-        if args.output.is_dir():
-            raise UserError(f"--output {args.output} is a folder; name a file")
-        try:
-            args.output.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"--output {args.output}: cannot create its folder ({exc.strerror})") from None
     device = pick_device(args.device)
     model, tok, cfg = load_translator(args.checkpoint, device)
     sources, refs = read_input(args.input, args.format)
@@ -83,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"warning: {truncated} line(s) longer than {cfg.max_len} tokens were truncated", file=sys.stderr)
     hyps = [decode(tok, h[0].tokens) if h else "" for h in found]
     if args.output:
-        args.output.write_text("\n".join(hyps) + "\n", encoding="utf-8")
+        write_output(args.output, "\n".join(hyps) + "\n")
     elif refs is None:
         sys.stdout.write("\n".join(hyps) + "\n")
     if refs is not None:

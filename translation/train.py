@@ -25,8 +25,8 @@ import torch.nn.functional as F
 
 from shared_utils.batching import EpochBatches, collate, micro_batches
 from shared_utils.checkpoint import check_resume_config, load_resumable
-from shared_utils.cli import Parser, add_dataclass_flags, pick
-from shared_utils.data import load_parallel, selection_split
+from shared_utils.cli import NO_DEV_NOTE, Parser, add_dataclass_flags, no_hub_dev_for_local_train, output_dir, pick
+from shared_utils.data import load_parallel, selection_note, selection_split
 from shared_utils.errors import cli_main
 from shared_utils.loop import TrainingRun, dev_pass, start_training
 from shared_utils.metrics import translation_scores
@@ -112,8 +112,6 @@ def select_pairs_from(records: list, cfg: TrainConfig) -> tuple[list, list]:
     """(training pairs, selection pairs): the selection split is distinct by Finnish side (case-folded, as
     the shared data was deduplicated), and stratified by length, a proxy for the corpus's two sources
     (short Tatoeba sentences, long news sentences), since the TSV does not name them."""
-    if not cfg.select_size:
-        return records, []
     return selection_split(records, cfg.select_size, seed=cfg.select_seed, key=lambda p: p.src.casefold(),
                            stratify=lambda p: len(p.src.split()) > 15)
 
@@ -126,7 +124,7 @@ def fresh_tokenizer(train_pairs: list, mcfg: ModelConfig):
 
 
 def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "auto") -> dict:
-    rank, world, device, log = start_training(out, cfg.seed, device_pref)
+    rank, world, device, log = start_training(out, cfg.seed, device_pref, "translation")
     main_proc = rank == 0
 
     train_set = load_parallel(cfg.train, local_hint=DATA_HINT).require("--train")
@@ -135,8 +133,7 @@ def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "au
     log(train_set.summary(), "|", " | ".join(d.summary() for d in dev_sets.values()))
     train_pairs, select_pairs = select_pairs_from(train_set.records, cfg)
     if select_pairs:
-        log(f"selection split: {len(select_pairs)} pairs carved from --train (checkpoint choice); "
-            f"{len(train_pairs)} pairs left to train on")
+        log(selection_note(len(select_pairs), len(train_pairs), "pairs", cfg.select_size))
     # the requested vocabulary size is kept beside the one the tokenizer reached, to compare flags on resume
     config = {"project": "translation", "model": asdict(mcfg), "train": asdict(cfg),
               "requested_vocab_size": mcfg.vocab_size}
@@ -210,11 +207,15 @@ def train(mcfg: ModelConfig, cfg: TrainConfig, out: Path, device_pref: str = "au
 
 def parse_args(argv: list[str] | None) -> tuple[ModelConfig, TrainConfig, Path, str]:
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, metrics.jsonl, config.json")
-    p.add_argument("--preset", default="small", choices=tuple(PRESETS))
-    p.add_argument("--device", default="auto")
+    p.add_argument("--out", type=output_dir, required=True,
+                   help="run folder: checkpoints, metrics.jsonl, config.json (made when training starts)")
+    p.add_argument("--preset", default="small", choices=tuple(PRESETS),
+                   help="model sizes (d_model, layers, heads, FFN); flags override them (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     add_dataclass_flags(p, ModelConfig, TrainConfig)  # --dev takes one or more dev sets (TSV or hf:...)
     args = vars(p.parse_args(argv))
+    if no_hub_dev_for_local_train(args, []):
+        print(NO_DEV_NOTE)
     out, preset, device = args.pop("out"), args.pop("preset"), args.pop("device")
     return model_config(preset, **pick(args, ModelConfig)), TrainConfig(**pick(args, TrainConfig)), out, device
 

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from shared_utils.cli import Parser
+from shared_utils.cli import Parser, input_file, output_file, user_path, write_output
 from shared_utils.data import read_text_lines
 from shared_utils.errors import UserError, cli_main
 from shared_utils.runtime import pick_device
@@ -32,25 +31,29 @@ def format_output(tok, hyps: list[list], nbest: int) -> list[str]:
 
 
 def prompt():
-    """Lines typed at the prompt, until an empty one or end of input."""
+    """Lines typed at the prompt, until end of input (Ctrl-D); an empty line is skipped. The prompt goes to
+    stderr, so stdout holds the translations alone when it is piped."""
     while True:
+        print("fi> ", end="", file=sys.stderr, flush=True)
         try:
-            line = input("fi> ")
+            line = input()
         except EOFError:
+            print(file=sys.stderr)
             return
         except UnicodeDecodeError as exc:
             raise UserError(f"<stdin>: invalid UTF-8 at byte {exc.start} of the typed line") from None
-        if not line.strip():
-            return
-        yield line
+        if line.strip():
+            yield line
 
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="run folder (its best checkpoint) or a checkpoint folder")
-    p.add_argument("--input", type=Path, default=None, help="Finnish sentences, one per line (default: stdin)")
-    p.add_argument("--output", type=Path, default=None, help="write translations here (default: stdout)")
+    p.add_argument("--checkpoint", required=True, type=user_path,
+                   help="run folder (its best checkpoint) or a checkpoint folder")
+    p.add_argument("--input", type=input_file, default=None, help="Finnish sentences, one per line (default: stdin)")
+    p.add_argument("--output", type=output_file, default=None,
+                   help="write translations here, its folders made as needed (default: stdout)")
     p.add_argument("--interactive", action="store_true", help="prompt for one sentence at a time")
     p.add_argument("--batch-tokens", type=int, default=4000, help="source tokens per batch")
     p.add_argument("--device", default="auto")
@@ -59,8 +62,6 @@ def main(argv: list[str] | None = None) -> None:
     strategy = strategy_from_args(args)
     if args.batch_tokens <= 0:
         raise UserError(f"--batch-tokens must be positive, got {args.batch_tokens}")
-    if args.input is not None and not args.input.is_file():
-        raise UserError(f"--input not found: {args.input}")
     device = pick_device(args.device)
     model, tok, cfg = load_translator(args.checkpoint, device)
 
@@ -71,14 +72,14 @@ def main(argv: list[str] | None = None) -> None:
         return format_output(tok, hyps, strategy.nbest)
 
     if args.interactive or (args.input is None and sys.stdin.isatty()):
-        print(f"Finnish -> English ({strategy.strategy}); an empty line or Ctrl-D quits.", file=sys.stderr)
+        print(f"Finnish -> English ({strategy.strategy}); Ctrl-D quits.", file=sys.stderr)
         for line in prompt():
             print("\n".join(run([line])), flush=True)
         return
     lines = read_text_lines(args.input, sys.stdin.buffer)
     out = "\n".join(run(lines)) + "\n" if lines else ""
     if args.output:
-        args.output.write_text(out, encoding="utf-8")
+        write_output(args.output, out)
     else:
         sys.stdout.write(out)
 

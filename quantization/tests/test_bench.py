@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from quantization import bench, kernels
+from quantization import bench, int8_kernels
 from quantization.config import make_config
 from quantization.train import train
 
@@ -48,7 +48,8 @@ def test_bench_writes_the_evidence_and_the_device_reaches_every_process(checkpoi
     methods = result["methods"]
     assert all(m["device"] == result["device"]["label"] for m in methods.values())  # what eval.py ran on
     for key in ("w8a8_linear_speedup_vs_fp32", "w8a8_model_speedup_vs_fp32_b32", "w8a8_model_speedup_vs_torchao_b32"):
-        assert set(result[key]) == {"median", "iqr", "repeats", "verdict"}
+        assert {"median", "iqr", "ci95", "per_round", "repeats", "verdict"} <= set(result[key])
+    assert result["w8a8_model_speedup_vs_torchao_b32"]["torchao_method"] == "torchao_int8_dynamic"  # the one run
     assert result["w8a8_model_speedup_vs_fp32_b32"]["repeats"] == 2  # 2 sweeps x 1 block
     assert methods["w8a8"]["accuracy_per_seed"] and len(methods["w8a8"]["accuracy_per_seed"]) == 2
     assert methods["fp32"]["ci95_vs_fp32"] == [0.0, 0.0] and methods["fp32"]["verdict_vs_fp32"] == "tie"
@@ -60,12 +61,12 @@ def test_bench_writes_the_evidence_and_the_device_reaches_every_process(checkpoi
     assert "torch_dynamic_int8" in result["linear_speed"]["timings"]
     # the block's W8A8 profile: each pass of the fused forward timed alone, and the ceiling they leave
     phases = result["linear_speed"]["w8a8_phases"]
-    own_gemm = kernels.own_int8_gemm()  # then torch._int_mm is timed beside it, and the hardware's ceiling
+    own_gemm = int8_kernels.own_int8_gemm()  # then torch._int_mm is timed beside it, and the hardware's ceiling
     assert set(phases["timings"]) == {"fp32", "w8a8", "quantize", "quantize_dynamic", "int8_matmul", "dequantize",
                                       *(["int8_matmul_torch_int_mm"] if own_gemm else [])}
     assert all(t["repeats"] == 3 for t in phases["timings"].values())
     assert ("instruction_ceiling" in phases) is own_gemm
-    assert set(phases["ceiling_vs_fp32"]) == {"median", "iqr", "repeats", "verdict"}
+    assert set(phases["ceiling_vs_fp32"]) == {"median", "iqr", "ci95", "per_round", "repeats", "verdict"}
     t = {k: np.asarray(v["samples_ms"]) for k, v in phases["timings"].items()}
     rest = np.median(t["w8a8"] - t["quantize"] - t["int8_matmul"] - t["dequantize"])  # round by round
     assert (f"| the rest (Python, reshapes, allocation), round by round | {rest:.1f} [" in (tmp_path / "bench.md")
@@ -111,25 +112,26 @@ def test_linear_calls_returns_each_layer_with_the_input_it_received():
 
 
 def test_default_methods_follow_the_device(monkeypatch):
-    monkeypatch.setattr(bench.kernels, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_vnni"})
+    monkeypatch.setattr(bench.int8_kernels, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_vnni"})
     assert "torch_dynamic_int8" in bench.default_methods(torch.device("cpu"))
     assert "fp16" not in bench.default_methods(torch.device("cpu"))
-    assert "torchao_int8_dynamic" in bench.default_methods(torch.device("cpu"))
-    monkeypatch.setattr(bench.kernels, "cpu_flags", lambda: {"avx2", "fma"})  # torch._int_mm: a scalar loop
-    assert "torchao_int8_dynamic" not in bench.default_methods(torch.device("cpu"))
+    torchao = {"torchao_int8_dynamic", "torchao_int8_dynamic_compiled"}  # eager, and its compiled CPU recipe
+    assert torchao <= set(bench.default_methods(torch.device("cpu")))
+    monkeypatch.setattr(bench.int8_kernels, "cpu_flags", lambda: {"avx2", "fma"})  # torch._int_mm: a scalar loop
+    assert not torchao & set(bench.default_methods(torch.device("cpu")))
     assert "w8a8" in bench.default_methods(torch.device("cpu"))
     cuda = bench.default_methods(torch.device("cuda"))
     assert "torch_dynamic_int8" not in cuda and "fp16" in cuda
 
 
-@pytest.mark.skipif(not kernels.has_avx2(), reason="the probes are AVX2 code")
+@pytest.mark.skipif(not int8_kernels.has_avx2(), reason="the probes are AVX2 code")
 def test_the_instruction_ceiling_is_the_ratio_of_the_probes_rates_round_by_round():
     ic = bench.instruction_ceiling(repeats=3)
     ms = {k: np.asarray(v["samples_ms"]) for k, v in ic["timings"].items()}
-    rate = {k: kernels.PROBE_PRODUCTS[k] * bench.PROBE_ITERS / ms[k] / 1e6 for k in ms}  # products per ns
+    rate = {k: int8_kernels.PROBE_PRODUCTS[k] * bench.PROBE_ITERS / ms[k] / 1e6 for k in ms}  # products per ns
     assert ic["products_per_ns"]["int16_madd"]["median"] == pytest.approx(float(np.median(rate["int16_madd"])))
     assert ic["int8_over_fp32"]["median"] == pytest.approx(float(np.median(rate["int16_madd"] / rate["fp32_fma"])))
-    assert ic["int8_over_fp32"]["repeats"] == 3 and kernels.PROBE_PRODUCTS == {"fp32_fma": 96, "int16_madd": 192}
+    assert ic["int8_over_fp32"]["repeats"] == 3 and int8_kernels.PROBE_PRODUCTS == {"fp32_fma": 96, "int16_madd": 192}
     line = bench.instruction_ceiling_lines(ic)[0]
     assert line.endswith(f"ratio {ic['int8_over_fp32']['median']:.2f}x [{ic['int8_over_fp32']['iqr'][0]:.2f}, "
                          f"{ic['int8_over_fp32']['iqr'][1]:.2f}].")

@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from quantization import kernels
+from quantization import int8_kernels
 from quantization.int8 import int8_matmul_reference
 from quantization.qlinear import Int8WeightOnlyLinear, W8A8Linear
 from quantization.quantize import quantized_layer_bytes, state_bytes
@@ -68,30 +68,31 @@ def test_byte_accounting_is_exact_for_a_known_layer():
 
 def test_the_kernels_are_built_and_cached_once_per_cpu_instruction_set():
     """-march=native code from an AVX-512 machine dies with SIGILL on an AVX2 one sharing the home directory."""
-    from quantization import kernels
+    from quantization import int8_kernels
     from shared_utils.runtime import read_cpuinfo
 
     avx2, avx512 = {"flags": "fpu sse4_2 avx2 fma"}, {"flags": "fpu sse4_2 avx2 fma avx512f avx512_vnni"}
-    assert kernels.build_name(avx2) != kernels.build_name(avx512)
-    assert kernels.build_name(avx2) == kernels.build_name({"flags": "fpu sse4_2 avx2 fma", "model name": "other"})
-    assert kernels.cpu_kernels().__name__ == kernels.build_name(read_cpuinfo())
+    assert int8_kernels.build_name(avx2) != int8_kernels.build_name(avx512)
+    same_flags = {"flags": "fpu sse4_2 avx2 fma", "model name": "other"}
+    assert int8_kernels.build_name(avx2) == int8_kernels.build_name(same_flags)
+    assert int8_kernels.cpu_kernels().__name__ == int8_kernels.build_name(read_cpuinfo())
 
 
 @pytest.mark.parametrize("dynamic", [False, True])
 @pytest.mark.parametrize("bias", [True, False])
 def test_the_fused_dequantize_equals_the_eager_reference(dynamic, bias):
-    from quantization import kernels
+    from quantization import int8_kernels
     from quantization.int8 import quantize
     from quantization.qlinear import fused_forward
 
-    assert kernels.cpu_kernels() is not None  # gcc is part of the development setup: the fast path is tested
+    assert int8_kernels.cpu_kernels() is not None  # gcc is part of the development setup: the fast path is tested
     torch.manual_seed(0)
     lin = nn.Linear(64, 48, bias=bias)
     x = torch.randn(37, 64) * 3
     q = W8A8Linear.from_float(lin, None if dynamic else x.abs().max() * 0.8)  # static: some inputs clip
     if not dynamic:
         x[0, :6] = torch.tensor([0.5, 1.5, 2.5, -0.5, -2.5, 500.0]) * float(q.act_scale)  # ties; one clipped
-    qx, scales = kernels.quantize_rows(x, None if dynamic else q.act_scale)
+    qx, scales = int8_kernels.quantize_rows(x, None if dynamic else q.act_scale)
     assert torch.equal(qx, quantize(x, q.activation_scale(x)))  # exactly the reference's integers
     assert torch.equal(scales, q.activation_scale(x).expand(37, 1)[:, 0])
     if not dynamic:
@@ -99,7 +100,7 @@ def test_the_fused_dequantize_equals_the_eager_reference(dynamic, bias):
     fast, ref = fused_forward(q, x), q.eager_forward(x)
     assert fast.dtype == torch.float32 and fast.shape == (37, 48)
     assert torch.allclose(fast, ref, rtol=1e-6, atol=1e-6)  # one fused multiply-add vs two roundings
-    assert kernels.fused(x) and not kernels.fused(x.double())
+    assert int8_kernels.fused(x) and not int8_kernels.fused(x.double())
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -108,7 +109,7 @@ def test_the_fused_quantize_equals_the_reference_at_any_row_width_and_thread_cou
     """The kernel runs 16 vector lanes (AVX-512, or AVX2 as two halves) with a scalar tail, and splits rows over
     threads: every width and thread count gives the reference's scales and integers, dynamic (a scale per row)
     and static (one, with clipping), with ties rounded half to even in the vector lanes and in the tail."""
-    from quantization import kernels
+    from quantization import int8_kernels
     from quantization.int8 import choose_qparams, quantize
 
     torch.manual_seed(width)
@@ -119,8 +120,8 @@ def test_the_fused_quantize_equals_the_reference_at_any_row_width_and_thread_cou
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        q, scales = kernels.quantize_rows(x, None)
-        static_q, static_scales = kernels.quantize_rows(x, torch.tensor(0.01))
+        q, scales = int8_kernels.quantize_rows(x, None)
+        static_q, static_scales = int8_kernels.quantize_rows(x, torch.tensor(0.01))
     finally:
         torch.set_num_threads(before)
     reference = choose_qparams(x, symmetric=True, axis=0)[0]  # (300, 1)
@@ -141,7 +142,7 @@ def test_dynamic_w8a8_scales_each_row_by_its_own_range():
     assert ((q(x)[quiet] - lin(x)[quiet]).norm() / lin(x)[quiet].norm()) < 0.02
 
 
-needs_avx2 = pytest.mark.skipif(not kernels.has_avx2(), reason="the int8 GEMM kernel is AVX2 code")
+needs_avx2 = pytest.mark.skipif(not int8_kernels.has_avx2(), reason="the int8 GEMM kernel is AVX2 code")
 
 
 @needs_avx2
@@ -158,7 +159,7 @@ def test_the_avx2_int8_gemm_gives_the_exact_integers_at_any_shape(m, k, n, threa
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        assert torch.equal(kernels.int8_gemm(a, b), int8_matmul_reference(a, b))
+        assert torch.equal(int8_kernels.int8_gemm(a, b), int8_matmul_reference(a, b))
     finally:
         torch.set_num_threads(before)
 
@@ -170,7 +171,7 @@ def test_the_avx2_int8_gemm_sums_the_worst_case_over_a_layers_width():
     a = torch.full((200, 1536), -128, dtype=torch.int8)
     a[1::2] = torch.randint(-128, 128, (100, 1536), dtype=torch.int8, generator=torch.Generator().manual_seed(0))
     b = torch.full((1536, 40), -128, dtype=torch.int8)
-    out = kernels.int8_gemm(a, b)
+    out = int8_kernels.int8_gemm(a, b)
     assert out[0, 0] == 1536 * 128 * 128 and torch.equal(out, int8_matmul_reference(a, b))
 
 
@@ -179,7 +180,7 @@ def test_the_instruction_probes_compute_what_they_claim():
     """The bench's hardware ceiling times these loops; their sums over every lane prove each runs its
     iterations on its twelve chains (chain r starts at r in all 8 lanes): f = f * 1 + 0.5 four times gives
     r + 2; c = c + madd(c, 1), with c's int16 pairs (r, 0), doubles c three times, giving 8 r."""
-    module = kernels.cpu_kernels()
+    module = int8_kernels.cpu_kernels()
     assert module.probe_fp32_fma(4, 1.0, 0.5) == 8 * sum(r + 2 for r in range(12))  # 720
     assert module.probe_int16_madd(3, 1) == 8 * sum(8 * r for r in range(12))  # 4,224
     assert module.probe_int16_madd(5, 0) == 8 * sum(range(12)) and module.probe_fp32_fma(0, 2.0, 1.0) == 528
@@ -188,10 +189,10 @@ def test_the_instruction_probes_compute_what_they_claim():
 def test_int8_matmul_takes_the_avx2_gemm_only_where_torch_has_no_fast_int8_kernel(monkeypatch):
     """torch._int_mm runs oneDNN's kernels on CPUs with AVX-512 VNNI and a scalar loop elsewhere."""
     for flags, ours in [({"avx2", "fma"}, True), ({"avx2", "avx512f", "avx512_vnni"}, False), ({"sse4_2"}, False)]:
-        monkeypatch.setattr(kernels, "cpu_flags", lambda flags=flags: flags)
-        kernels.own_int8_gemm.cache_clear()
-        assert kernels.own_int8_gemm() is ours
-    kernels.own_int8_gemm.cache_clear()
+        monkeypatch.setattr(int8_kernels, "cpu_flags", lambda flags=flags: flags)
+        int8_kernels.own_int8_gemm.cache_clear()
+        assert int8_kernels.own_int8_gemm() is ours
+    int8_kernels.own_int8_gemm.cache_clear()
 
 
 @needs_avx2
@@ -204,7 +205,8 @@ def test_the_packed_weight_follows_the_weight_it_was_packed_from():
     q = torch.randint(-128, 128, (37, 64), dtype=torch.int8)
     packed = first.packed_weight()
     assert first.packed_weight() is packed  # kept
-    assert torch.equal(kernels.int8_gemm(q, first.weight_int8_t, packed), int8_matmul_reference(q, first.weight_int8_t))
+    reference = int8_matmul_reference(q, first.weight_int8_t)
+    assert torch.equal(int8_kernels.int8_gemm(q, first.weight_int8_t, packed), reference)
     first.load_state_dict(second.state_dict())  # an in-place copy into the same tensor
     assert first.packed_weight() is not packed
     assert "_packed" not in str(first.state_dict().keys())  # derived, never saved

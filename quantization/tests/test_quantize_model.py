@@ -71,3 +71,15 @@ def test_real_pretrained_minilm_quantizes_with_small_error():
         out = model.bert(**batch).last_hidden_state
     assert len(target_layers(model)) == 0  # every backbone linear was replaced
     assert (out - ref).norm() / ref.norm() < 0.05  # ~3% after six layers of int8 weights
+
+
+def test_torchao_is_also_measured_on_its_recommended_compiled_path(tiny_gpt2):
+    """torchao's CPU recipe compiles the model after ``quantize_``: the compiled row compiles in place (the module
+    tree and the state dict stay as the byte accounting reads them), the eager one does not."""
+    import copy
+
+    eager = quantize_model(copy.deepcopy(tiny_gpt2), "torchao_int8_dynamic")
+    compiled = quantize_model(tiny_gpt2, "torchao_int8_dynamic_compiled")
+    assert eager._compiled_call_impl is None and compiled._compiled_call_impl is not None
+    assert list(compiled.state_dict()) == list(eager.state_dict())
+    assert METHODS["torchao_int8_dynamic_compiled"].kind == "torchao"

@@ -221,6 +221,9 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         if found is None:
             raise UserError(f"{path} holds no published checkpoint")
         return found
+    if path.is_file():
+        raise UserError(f"--checkpoint {path} is a file: pass the run folder or the checkpoint folder "
+                        f"({path.parent}), not one of its files")
     if not path.is_dir():
         raise UserError(f"checkpoint not found: {path}")
     missing = [n for n in (WEIGHTS, STATE, CONFIG) if not (path / n).is_file()]
@@ -414,6 +417,18 @@ def _flat(config: dict) -> dict:
     return flat
 
 
+def _same_files(value):
+    """A setting as resume compares it: a path to an existing file as that file (``~`` expanded, absolute,
+    resolved), so the file named relatively, absolutely or from another folder is the same setting."""
+    if isinstance(value, list):
+        return [_same_files(v) for v in value]
+    if isinstance(value, str) and value and not value.startswith("hf:"):
+        path = Path(os.path.expanduser(value))
+        if path.is_file():
+            return str(path.resolve())
+    return value
+
+
 def check_resume_config(run_dir: str | Path, saved: dict, now: dict, *, may_change: Iterable[str],
                         ignore: Iterable[str] = (), log: Callable[[str], None] = print) -> None:
     """Stop a resume whose flags change the model or the data; allow (and print) a changed schedule.
@@ -424,7 +439,8 @@ def check_resume_config(run_dir: str | Path, saved: dict, now: dict, *, may_chan
     either side (written by older code) are not compared.
     """
     old, new, skip = _flat(saved), _flat(now), set(ignore)
-    changed = {k: (old[k], v) for k, v in new.items() if k in old and k not in skip and old[k] != v}
+    changed = {k: (old[k], v) for k, v in new.items()
+               if k in old and k not in skip and _same_files(old[k]) != _same_files(v)}
     refused = {k: ab for k, ab in changed.items() if k not in set(may_change)}
     if refused:
         what = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in refused.items())

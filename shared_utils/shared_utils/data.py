@@ -92,6 +92,15 @@ class Loaded(Generic[R]):
         return text
 
 
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def shared_data(relative: str) -> str:
+    """A file of the development data beside the checkout (``../shared/data/<relative>`` from the repository
+    root), as an absolute path: a preset's local default then names the same file from any working folder."""
+    return str(SHARED_DATA / relative)
+
+
 def parse_hub_source(source: str) -> tuple[str, str | None, str]:
     """``hf:name[:config[:split]]`` -> ``(name, config, split)``; split defaults to ``train``."""
     parts = source[len(HUB_PREFIX):].split(":")
@@ -335,10 +344,37 @@ def dedupe(records: Iterable[R], key: Callable[[R], Hashable] = lambda r: r) -> 
     return out
 
 
-def selection_split(records: Sequence[R], size: int, *, seed: int = 0,
+SELECT_MAX, SELECT_SHARE = 1000, 10  # the default selection split: 1,000 records, or a tenth of smaller data
+
+
+def default_selection_size(distinct: int) -> int:
+    """The selection split's size when no flag sets it: :data:`SELECT_MAX` records, or a tenth of the distinct
+    records where that is fewer (a small sample keeps nine tenths to train on)."""
+    return min(SELECT_MAX, distinct // SELECT_SHARE)
+
+
+def selection_size_field(unit: str):
+    """A config's ``select_size`` field: ``None`` (the default) picks :func:`default_selection_size`."""
+    from dataclasses import field
+
+    return field(default=None, metadata={"help": (
+        f"{unit} carved from --train, unseen in training, on which the best checkpoint is chosen; none = "
+        f"{SELECT_MAX:,} or a tenth of the distinct {unit} where that is fewer; 0 = no split (the last checkpoint "
+        "is kept)")})
+
+
+def selection_note(selection: int, train: int, unit: str, size: int | None) -> str:
+    """The line a training run prints about its selection split, saying how its size was chosen."""
+    how = (f" (--select-size not given: {SELECT_MAX:,}, or a tenth of the distinct {unit} where that is fewer)"
+           if size is None else "")
+    return f"selection split: {selection} {unit} carved from --train (checkpoint choice){how}; {train} left to train on"
+
+
+def selection_split(records: Sequence[R], size: int | None, *, seed: int = 0,
                     stratify: Callable[[R], Hashable] | None = None,
                     key: Callable[[R], Hashable] = lambda r: r) -> tuple[list[R], list[R]]:
-    """Carve a selection split of ``size`` records out of training data: ``(train, selection)``.
+    """Carve a selection split of ``size`` records out of training data: ``(train, selection)``; ``None``:
+    :func:`default_selection_size`.
 
     Checkpoint choice and every design decision are made on this split, so the dev sets stay reported, never
     selected on. The split is deterministic from ``seed``; with ``stratify`` each stratum (e.g. the source
@@ -346,9 +382,12 @@ def selection_split(records: Sequence[R], size: int, *, seed: int = 0,
     and every training record with a selection key is removed from ``train``, so no selection item is also
     trained on. Both halves keep the input order.
     """
+    distinct = dedupe(range(len(records)), key=lambda i: key(records[i]))  # first index of each key
+    size = default_selection_size(len(distinct)) if size is None else size
     if size < 0:
         raise UserError(f"the selection split size must be >= 0, got {size}")
-    distinct = dedupe(range(len(records)), key=lambda i: key(records[i]))  # first index of each key
+    if size == 0:
+        return list(records), []
     if size >= len(distinct):
         raise UserError(f"a selection split of {size} needs more than the {len(distinct)} distinct training "
                         "records; lower --select-size (0 = none)")

@@ -36,12 +36,47 @@ from shared_utils.errors import UserError
 from shared_utils.runtime import out_of_time, seed_everything, setup_distributed
 
 
-def start_training(out: Path, seed: int, device_pref: str) -> tuple[int, int, torch.device, Callable[..., None]]:
+def _written_by(out: Path) -> str | None:
+    """The project a run folder's ``config.json`` names (the folder's own, else its checkpoints'), or None."""
+    for config in [out / "config.json", *sorted((out / "checkpoints").glob("*/config.json"))]:
+        try:
+            saved = json.loads(config.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(saved, dict) and isinstance(saved.get("project"), str):
+            return saved["project"]
+    return None
+
+
+def check_run_folder(out: Path, project: str) -> None:
+    """Refuse an ``--out`` folder that is not ours to write into, before any work: one that is a file, holds
+    another project's run, or holds files but no run at all (a ``config.json`` of ``project`` marks one). New,
+    empty and our own run folders pass; the folder itself is made later, by :class:`TrainingRun`, so a run
+    that fails to start leaves nothing behind."""
+    out = Path(out)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder: pass a folder for the run")
+    if not [p for p in out.iterdir() if p.name != ".lock"]:
+        return
+    written_by = _written_by(out)
+    if written_by == project:
+        return
+    if written_by is not None:
+        raise UserError(f"--out {out} is a {written_by} checkpoint's run folder, not a {project} one: pass a new "
+                        "--out folder")
+    raise UserError(f"--out {out} is not empty and holds no {project} run (no config.json of one): pass a new "
+                    "folder, or an empty one, so nothing in it is overwritten")
+
+
+def start_training(out: Path, seed: int, device_pref: str,
+                   project: str) -> tuple[int, int, torch.device, Callable[..., None]]:
     """The first lines of every training run: ``(rank, world, device, log)``. Joins the process group under
-    ``torchrun``, makes the run folder and seeds every generator; ``log`` is ``print`` on rank 0 and silent on
-    the other ranks, so a DDP run reads like a single process."""
+    ``torchrun``, checks the run folder (:func:`check_run_folder`) and seeds every generator; ``log`` is
+    ``print`` on rank 0 and silent on the other ranks, so a DDP run reads like a single process."""
     rank, world, device = setup_distributed(device_pref)
-    Path(out).mkdir(parents=True, exist_ok=True)
+    check_run_folder(out, project)
     seed_everything(seed)
     return rank, world, device, (print if rank == 0 else (lambda *a, **k: None))
 
@@ -111,7 +146,8 @@ class TrainingRun:
                  main_proc: bool = True, device: torch.device | str = "cpu", desc: str = "train",
                  keep_last: int = 2):
         self.out, self.config, self.optimizer = Path(out), config, optimizer
-        if main_proc:
+        if main_proc:  # the folder is made here, once the data, the model and the resume check have passed
+            self.out.mkdir(parents=True, exist_ok=True)
             claim_run(self.out)  # before the first write; the resume read before it only reads published files
         self.best_key, self.selecting, self.total, self.eval_every = best_key, selecting, total, eval_every
         self.time_budget_min, self.world, self.main_proc = time_budget_min, world, main_proc

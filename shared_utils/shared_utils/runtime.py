@@ -201,6 +201,8 @@ def check_numbers(cfg, *, positive: tuple[str, ...] = (), nonnegative: tuple[str
         flag = f"--{f.name.replace('_', '-')}"
         if isinstance(value, float) and not math.isfinite(value):
             raise UserError(f"{flag} must be a finite number, got {value}")
+        if value is None:  # an optional number left unset: its default applies later
+            continue
         if f.name in positive and not value > 0:
             raise UserError(f"{flag} must be positive, got {value}")
         if f.name in nonnegative and not value >= 0:

@@ -58,14 +58,19 @@ def test_the_benchmark_writes_seeds_comparisons_and_a_timed_ratio(tmp_path):
     peer = result["systems"]["marian_peer"]["dev.tatoeba"]["chrf"]
     assert entry["per_seed"] == {result["best_scheme"]: best["per_seed"], "marian_peer": peer["per_seed"]}
     assert entry["mean"]["diff"] == pytest.approx(best["mean"] - peer["mean"])
-    assert entry["verdict"] == verdict(entry["mean"]["diff"], entry["ci95"], list(entry["std"].values()))
-    ratio = result["throughput_ratio_vs_marian"]
-    assert set(ratio) >= {"median", "iqr", "repeats"} and ratio["repeats"] == 2
-    assert all(result["peak_memory"][n]["peak_memory_mb"] > 0 for n in (result["best_scheme"], "marian_peer"))
+    assert entry["verdict"] == verdict(entry["mean"]["diff"], entry["ci95"], entry["seed_test"], entry["seed_p"])
+    assert entry["seed_test"] == "welch"  # two seeds a side
+    for key in ("throughput_ratio_vs_marian", "throughput_ratio_padded_vs_marian"):  # padding-free and like for like
+        ratio = result[key]
+        assert set(ratio) >= {"median", "iqr", "ci95", "per_round", "repeats"} and ratio["repeats"] == 2
+    for n in (result["best_scheme"], "marian_peer"):  # the same imports in both processes: equal RSS before the model
+        assert result["peak_memory"][n]["peak_memory_mb"] > result["peak_memory"][n]["baseline_mb"] > 0
+    before = [result["peak_memory"][n]["baseline_mb"] for n in (result["best_scheme"], "marian_peer")]
+    assert abs(before[0] - before[1]) < 30
     params = {n: s["parameters"] for n, s in result["systems"].items()}
     assert abs(params["marian_peer"] / params["rope"] - 1) < 0.1  # the same sizes (Marian adds its logits bias)
     tp = result["throughput"]
-    assert set(tp["time_by_op_family"]) == {result["best_scheme"], "marian_peer"}
+    assert set(tp["time_by_op_family"]) == {result["best_scheme"], f"{result['best_scheme']}_padded", "marian_peer"}
     assert tp["ceiling_vs_marian"] == pytest.approx(tp["models"]["marian_peer"]["median_ms"] / sum(
         tp["time_by_op_family"][result["best_scheme"]][f]["ms"] for f in ("matmul", "attention")))
     assert "| matmul |" in (tmp_path / "out" / "training.md").read_text()
@@ -85,7 +90,8 @@ def test_the_benchmark_writes_seeds_comparisons_and_a_timed_ratio(tmp_path):
     assert dec["best_strategy_chosen_on"] == "select" and dec["best_strategy"] == max(
         ("greedy", "beam2", "beam4", "beam8"), key=lambda n: dec["strategies"][n]["select"]["bleu"])
     for key in ("kv_cache_speedup", "greedy_throughput_ratio_vs_hf_generate", "beam_throughput_ratio_vs_hf_generate"):
-        assert set(dec[key]) == {"median", "iqr", "repeats", "verdict"} and dec[key]["repeats"] == 2
+        assert set(dec[key]) == {"median", "iqr", "ci95", "per_round", "repeats", "verdict"}
+        assert dec[key]["repeats"] == 2
     assert set(dec["beam4_vs_greedy"]) == {"dev.tatoeba"}
     assert dec["beam4_vs_greedy"]["dev.tatoeba"]["bleu"]["seeds"] == [1]  # the checkpoint's training seed
     split = dec["side_by_side"]["time_by_op_family"]
@@ -114,6 +120,11 @@ def test_the_benchmark_writes_seeds_comparisons_and_a_timed_ratio(tmp_path):
     assert again["comparisons"] == result["comparisons"] and again["systems"] == result["systems"]
     # no weights of the best system here: the tokenizer is trained again for the timing, and none is named
     assert again["best_checkpoint"] is None and again["model_config"] == result["model_config"]
+    # --throughput-only times the steps again and keeps the runs and comparisons
+    main([*argv, "--throughput-only"])
+    timed = json.loads((tmp_path / "out" / "training.json").read_text())
+    assert timed["comparisons"] == again["comparisons"] and timed["throughput"] != again["throughput"]
+    assert timed["throughput_device_info"]["device"] == "cpu"
 
 
 def test_the_benchmark_trains_under_the_decisions_of_the_recipe_sweep(tmp_path):
