@@ -260,7 +260,8 @@ def main(argv: list[str] | None = None) -> None:
         info = train(summarizer_config(size_name, variant, **model_over), replace(cfg, seed=seed), run, str(device))
         # time of the optimizer steps (validation excluded), from the log: right across a kill and resume
         rows = metrics_rows(run)
-        train_info[run_name] = {"steps": info["step"], "step_seconds": sum(r["ms_per_step"] for r in rows) / 1e3,
+        train_info[run_name] = {"steps": info["step"], "chosen_step": info["best"].get("step"),
+                                "step_seconds": sum(r["ms_per_step"] for r in rows) / 1e3,
                                 "final_dev_loss": [r for r in rows if "dev/loss" in r][-1]["dev/loss"]}
         entry = score_run(run, info, eval_sets, paths, bert, device)
         per_run[run_name], items[run_name] = entry["scores"], entry["items"]

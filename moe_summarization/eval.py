@@ -49,13 +49,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out-dir", type=output_dir, required=True,
                    help="folder for predictions.jsonl and metrics.json (made if missing; an existing metrics.json "
                         "is never overwritten)")
-    p.add_argument("--beam-size", type=int, default=4)
-    p.add_argument("--length-penalty", type=float, default=1.0)
+    p.add_argument("--beam-size", type=int, default=4, help="beams kept")
+    p.add_argument("--length-penalty", type=float, default=1.0, help="beam score = logprob / length**this")
     p.add_argument("--min-len", type=int, default=0, help="summary tokens before EOS is allowed")
-    p.add_argument("--no-repeat-ngram", type=int, default=3)
+    p.add_argument("--no-repeat-ngram", type=int, default=3, help="forbid repeating n-grams of this size (0: off)")
     p.add_argument("--bertscore-model", default=None, help="roberta-large, minilm, or a local model folder "
                                                            "(default: roberta-large online, minilm offline)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     args = p.parse_args(argv)
     if args.beam_size < 1 or args.min_len < 0 or args.no_repeat_ngram < 0:
         raise UserError("--beam-size must be >= 1, --min-len and --no-repeat-ngram >= 0")

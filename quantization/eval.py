@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, type=user_path,
                    help="run folder (uses its best checkpoint) or checkpoint folder")
-    p.add_argument("--method", default=None, choices=tuple(METHODS), metavar="METHOD",
+    p.add_argument("--method", default=argparse.SUPPRESS, choices=tuple(METHODS), metavar="METHOD",
                    help=f"default: fp32; choices: {', '.join(METHODS)}")
     p.add_argument("--dev", required=True, type=data_source, help="CSV label,text (or hf:fancyzhx/ag_news::test)")
     p.add_argument("--train", default=None, type=data_source, help="CSV for W8A8 calibration")
@@ -78,10 +78,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="evaluate a model saved by --save-quantized (its own method) instead of quantizing")
     p.add_argument("--json", type=output_file, default=None, help="write every measurement (and the predictions) here")
     args = p.parse_args(argv)
-    if args.load_quantized is not None and args.method is not None:
+    if args.load_quantized is not None and "method" in args:
         raise UserError("--method does nothing with --load-quantized (the saved model's own method is used): "
                         "drop one of them")
-    method = args.method or "fp32"
+    method = getattr(args, "method", "fp32")
     if METHODS[method].dtype == torch.float16 and pick_device(args.device).type == "cpu":
         print("warning: fp16 on a CPU has no native matrix products here: it runs many times slower than fp32 "
               "(use bf16, or a GPU)", file=sys.stderr)

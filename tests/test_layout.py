@@ -40,3 +40,46 @@ def test_no_project_module_shadows_an_installed_or_standard_module():
     clashes = sorted(ours[name].relative_to(ROOT).as_posix() for name in ours
                      if name in elsewhere | set(sys.stdlib_module_names) and name != "__init__")
     assert not clashes, f"named like an importable module: {clashes}"
+
+
+@pytest.mark.parametrize("bench", ["quantization.bench", "translation.bench_training", "translation.bench_recipe",
+                                   "translation.bench_decoding", "moe_summarization.bench_moe",
+                                   "moe_summarization.bench_summarization"])
+def test_no_benchmark_writes_the_published_tables_unless_asked(bench, capsys):
+    """A trial run (``--limit 10``) once replaced quantization/results/bench.json: the published tables are written
+    only with ``--publish``; by default a benchmark writes ``runs/<study>``."""
+    import importlib
+
+    with pytest.raises(SystemExit):
+        importlib.import_module(bench).main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--publish write the published tables the READMEs cite" in text
+    assert "(default: runs/" in text and "never the published tables" in text
+
+
+@pytest.mark.parametrize("cli", ["translation.train", "translation.eval", "translation.translate", "quantization.train",
+                                 "quantization.eval", "moe_summarization.train", "moe_summarization.eval"])
+def test_every_flag_of_the_everyday_commands_says_what_it_does_and_its_default(cli, monkeypatch):
+    """``--help`` of the commands a user types first: every flag has a description, and its default unless it is
+    required or has none; a flag with fixed values lists them."""
+    import argparse
+    import importlib
+
+    from shared_utils.cli import HelpFormatter, Parser
+
+    seen = {}
+
+    def capture(self, *args, **kwargs):
+        seen["parser"] = self
+        raise SystemExit(0)
+
+    monkeypatch.setattr(Parser, "parse_args", capture)
+    with pytest.raises(SystemExit):
+        importlib.import_module(cli).main([])
+    formatter = HelpFormatter("x")
+    for action in seen["parser"]._actions:
+        if not action.option_strings or isinstance(action, argparse._HelpAction):
+            continue
+        text = formatter._get_help_string(action)
+        assert text and not text.startswith(" (default"), f"{action.option_strings[0]} has no help"
+        assert action.required or action.default is None or "default" in text, f"{action.option_strings[0]}: {text}"

@@ -290,12 +290,14 @@ def write_report(result: dict, out: Path) -> None:
              "full dev sets. Mean ± seed std, every seed listed.", "",
              f"Shared recipe, chosen on the selection split: `{result['recipe']}`; ablations of ours kept there: "
              f"{', '.join(f'`{a}`' for a in result['ablations_kept']) or 'none'}.", "",
-             "| system | seeds | parameters | selection BLEU | " + " | ".join(f"{d} BLEU | {d} chrF++" for d in devs)
-             + " |", "| --- | --- | ---: | ---: |" + " ---: |" * (2 * len(devs))]
+             "| system | seeds | checkpoint step | parameters | selection BLEU | "
+             + " | ".join(f"{d} BLEU | {d} chrF++" for d in devs) + " |",
+             "| --- | --- | --- | ---: | ---: |" + " ---: |" * (2 * len(devs))]
     for name, s in result["systems"].items():
         cells = " | ".join(f"{s[d]['bleu']['mean']:.2f} ± {s[d]['bleu']['std']:.2f} | "
                            f"{s[d]['chrf']['mean']:.2f} ± {s[d]['chrf']['std']:.2f}" for d in devs)
-        lines.append(f"| {name} | {', '.join(map(str, s['seeds']))} | {s['parameters']:,} | "
+        lines.append(f"| {name} | {', '.join(map(str, s['seeds']))} | "
+                     f"{', '.join(map(str, s.get('checkpoint_step', ['?'])))} | {s['parameters']:,} | "
                      f"{s['select_bleu']['mean']:.2f} | {cells} |")
     lines += ["", f"Paired comparisons (seed-averaged difference; {VERDICT_RULE}):", "",
               "| comparison | dev set | BLEU diff [95% CI] | verdict | chrF++ diff [95% CI] | verdict |",
@@ -359,6 +361,7 @@ def summarise(name: str, entries: dict, dev_sets: dict) -> dict:
 
     out = {"seeds": sorted(runs), "parameters": next(iter(runs.values()))["parameters"],
            "select_bleu": stat([runs[s]["select"]["bleu"] for s in sorted(runs)]),
+           "checkpoint_step": [runs[s]["select"]["step"] for s in sorted(runs)],  # each run's chosen checkpoint
            "target_tokens_per_s_in_training": stat([runs[s]["target_tokens_per_s"] for s in sorted(runs)])}
     for d in dev_sets:
         out[d] = {m: stat([runs[s]["scores"][d][m] for s in sorted(runs)]) for m in ("bleu", "chrf")}

@@ -315,8 +315,8 @@ class Strategy:
 
 def add_strategy_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("decoding strategy")
-    g.add_argument("--strategy", default="greedy", choices=STRATEGIES)
-    g.add_argument("--beam-size", type=int, default=4)
+    g.add_argument("--strategy", default="greedy", choices=STRATEGIES, help="how to pick each next token")
+    g.add_argument("--beam-size", type=int, default=4, help="beams kept (--strategy beam)")
     g.add_argument("--length-penalty", type=float, default=1.0, help="beam score = logprob / length**this")
     g.add_argument("--nbest", type=int, default=1, help="hypotheses per sentence (beam search)")
     g.add_argument("--no-repeat-ngram", type=int, default=0, help="forbid repeating n-grams of this size (0: off)")
@@ -324,10 +324,10 @@ def add_strategy_args(parser: argparse.ArgumentParser) -> None:
                    help="keep searching until no live beam can beat the finished ones")
     g.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0: all)")
     g.add_argument("--top-p", type=float, default=1.0, help="sample from the nucleus of this mass (1: all)")
-    g.add_argument("--temperature", type=float, default=1.0)
+    g.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (below 1: sharper)")
     g.add_argument("--seed", type=int, default=0, help="makes sampling reproducible")
     g.add_argument("--max-len-ratio", type=float, default=2.0, help="length limit = ratio x source + extra")
-    g.add_argument("--max-len-extra", type=int, default=10)
+    g.add_argument("--max-len-extra", type=int, default=10, help="tokens added to the length limit")
 
 
 def strategy_from_args(args: argparse.Namespace) -> Strategy:

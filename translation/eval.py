@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--output", type=output_file, default=None,
                    help="write hypotheses here, one per line, its folders made as needed (default for plain text: "
                         "stdout)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     add_strategy_args(p)
     args = p.parse_args(argv)
     strategy = strategy_from_args(args)

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="write translations here, its folders made as needed (default: stdout)")
     p.add_argument("--interactive", action="store_true", help="prompt for one sentence at a time")
     p.add_argument("--batch-tokens", type=int, default=4000, help="source tokens per batch")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     add_strategy_args(p)
     args = p.parse_args(argv)
     strategy = strategy_from_args(args)

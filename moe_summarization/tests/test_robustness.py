@@ -126,3 +126,23 @@ def test_every_checkpoint_damaged_is_an_error_not_a_fresh_start(run, data, tmp_p
     assert_one_line_error(run_cli(train_cli.main, train_argv(data, broken), capsys), "no checkpoint in",
                           "can be loaded")
     assert sorted((broken / "checkpoints").glob("step_*")) == kept and len(kept) >= 2  # nothing removed
+
+
+def test_eval_out_dir_is_checked_and_never_overwrites_metrics(run, data, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    argv = eval_argv(run, data, tmp_path, "--limit", "2")
+    argv[argv.index("--out-dir") + 1] = str(tmp_path / "afile")
+    assert_one_line_error(run_cli(eval_cli.main, argv, capsys), "afile is a file, not a folder")
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")
+    assert_one_line_error(run_cli(eval_cli.main, eval_argv(run, data, tmp_path, "--limit", "2"), capsys),
+                          "already holds metrics.json")
+    assert (out / "metrics.json").read_text() == "{}"
+
+
+def test_eval_of_an_empty_file_is_one_sentence(run, tmp_path, capsys):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert_one_line_error(run_cli(eval_cli.main, eval_argv(run, empty, tmp_path), capsys), "has no records")
+    assert not (tmp_path / "eval").exists()

@@ -95,6 +95,18 @@ def test_eval_saves_a_quantized_model_and_evaluates_it_again_identically(agnews_
     a, b = (json.loads((tmp_path / f"{n}.json").read_text()) for n in "ab")
     assert b["method"] == "w8a8" and a["predictions"] == b["predictions"]  # the saved calibration, reused exactly
     assert b["model_bytes"] == a["model_bytes"] and b["accuracy"] == a["accuracy"]
+    # a flag that would do nothing is refused; a folder for --json is one sentence; the summary is a table
+    from shared_utils.testing import assert_one_line_error, run_cli
+
+    assert_one_line_error(run_cli(main, [*common, "--load-quantized", str(tmp_path / "q"), "--method", "fp32"],
+                                  capsys), "--method does nothing with --load-quantized")
+    assert_one_line_error(run_cli(main, [*common, "--json", str(tmp_path)], capsys),
+                          f"{tmp_path} is a folder: name a file to write")
+    code, out, err = run_cli(main, [*common, "--no-latency", "--limit", "8"], capsys)
+    assert code == 0 and out.splitlines()[0].split() == ["method", "fp32"] and "accuracy" in out
+    assert "latency" not in out  # --no-latency skips the timing
+    code, out, err = run_cli(main, [*common, "--method", "fp16", "--limit", "4", "--no-latency"], capsys)
+    assert "warning: fp16 on a CPU" in err
 
 
 def test_config_errors_are_clear():

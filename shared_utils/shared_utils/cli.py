@@ -24,9 +24,25 @@ from pathlib import Path
 from .errors import UserError
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The script's docstring as written, and every flag's default in its help line (unless the flag is
+    required, has no default, or its help already says what the default is)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.required or action.default is None or "default" in text.lower():
+            return text
+        return super()._get_help_string(action)
+
+
 class Parser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` whose errors are one line (``error: argument --lr: ...``, exit status 2)
-    instead of the usage block, which for a generated flag set runs to twenty lines."""
+    instead of the usage block, which for a generated flag set runs to twenty lines, and whose ``--help`` shows
+    every flag's default (:class:`HelpFormatter`)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["formatter_class"] = HelpFormatter
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         print(f"error: {message} (see --help)", file=sys.stderr)
@@ -172,9 +188,8 @@ def _help(f) -> str:
         parts.append(f"choices: {', '.join(map(str, f.metadata['choices']))}")
     default = f.default if f.default is not MISSING else (
         f.default_factory() if f.default_factory is not MISSING else None)
-    if default is not None and default != "":
-        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
-        parts.append(f"default: {shown}")
+    shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+    parts.append(f"default: {'none' if default is None or default == '' else shown}")
     return "; ".join(p for p in parts if p).replace("%", "%%")
 
 

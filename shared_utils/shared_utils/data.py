@@ -358,9 +358,9 @@ def selection_size_field(unit: str):
     from dataclasses import field
 
     return field(default=None, metadata={"help": (
-        f"{unit} carved from --train, unseen in training, on which the best checkpoint is chosen; none = "
-        f"{SELECT_MAX:,} or a tenth of the distinct {unit} where that is fewer; 0 = no split (the last checkpoint "
-        "is kept)")})
+        f"{unit} carved from --train, unseen in training, on which the best checkpoint is chosen; default: none, "
+        f"that is {SELECT_MAX:,} or a tenth of the distinct {unit} where that is fewer; 0 = no split (the last "
+        "checkpoint is kept)")})
 
 
 def selection_note(selection: int, train: int, unit: str, size: int | None) -> str:

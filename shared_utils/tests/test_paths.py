@@ -118,7 +118,7 @@ def test_a_run_folder_that_is_not_ours_is_refused_before_any_work(tmp_path):
     check_run_folder(tmp_path, "translation")  # empty: fine
     (tmp_path / "config.json").write_text(json.dumps({"project": "translation"}))
     check_run_folder(tmp_path, "translation")  # our own run: resume or start again
-    with pytest.raises(UserError, match="holds no quantization run"):
+    with pytest.raises(UserError, match="is a translation checkpoint.s run folder, not a quantization one"):
         check_run_folder(tmp_path, "quantization")
     mine = tmp_path / "mine"
     mine.mkdir()

@@ -179,3 +179,68 @@ def test_a_damaged_newest_checkpoint_resumes_from_the_one_before(run, data, tmp_
     out = check_damaged_newest_resume(train_cli.main, lambda o: train_argv(data, o), run, tmp_path, capsys, damage)
     assert "damaged" in out and "resumed from" in out
     assert not (tmp_path / "run" / "checkpoints" / ".step_00000008.tmp1234").exists()
+
+
+# The newcomer's items (issue 39): each was a traceback, a wrong message or a lost file before.
+
+def test_output_paths_are_one_sentence_or_made(run, tmp_path, capsys):
+    source = tmp_path / "fi.txt"
+    source.write_text("kissa koira\n", encoding="utf-8")
+    assert_one_line_error(run_cli(translate_cli.main, ["--checkpoint", str(run), "--input", str(source),
+                                                       "--output", str(tmp_path)], capsys),
+                          f"{tmp_path} is a folder: name a file to write")
+    deep = tmp_path / "missing" / "dir" / "x.txt"  # its folders are made when the translations are written
+    assert run_cli(translate_cli.main, ["--checkpoint", str(run), "--input", str(source), "--output", str(deep)],
+                   capsys)[0] == 0
+    assert len(deep.read_text(encoding="utf-8").splitlines()) == 1
+
+
+def test_wrong_kinds_of_path_are_named_as_such(run, tmp_path, capsys):
+    assert_one_line_error(run_cli(translate_cli.main, ["--checkpoint", str(run), "--input", str(tmp_path)], capsys),
+                          f"{tmp_path} is a folder, not a file")
+    config = run / "checkpoints" / (run / "checkpoints" / "best").read_text().strip() / "config.json"
+    assert_one_line_error(run_cli(translate_cli.main, ["--checkpoint", str(config)], capsys),
+                          "is a file: pass the run folder or the checkpoint folder")
+
+
+def test_nbest_is_refused_where_it_would_do_nothing_and_named_by_value(run, capsys):
+    line = assert_one_line_error(run_cli(translate_cli.main, ["--checkpoint", str(run), "--strategy", "beam",
+                                                              "--beam-size", "2", "--nbest", "5"], capsys))
+    assert line == "error: --nbest must be between 1 and --beam-size (2), got 5"  # not the whole Strategy(...)
+    assert_one_line_error(run_cli(translate_cli.main, ["--checkpoint", str(run), "--nbest", "2"], capsys),
+                          "--nbest 2 needs --strategy beam")
+
+
+def test_interactive_through_a_pipe_keeps_stdout_clean_and_goes_past_blank_lines(run, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("kissa koira\n\nyksi kaksi\n"))
+    code, out, err = run_cli(translate_cli.main, ["--checkpoint", str(run), "--interactive"], capsys)
+    assert code == 0 and "fi> " not in out and "fi> " in err
+    assert len(out.splitlines()) == 2  # both sentences, the one after the blank line too
+
+
+def test_a_failed_start_leaves_no_folder_and_tilde_is_expanded(data, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("", encoding="utf-8")
+    argv = train_argv(data, Path("~/run"), "--train", str(empty))
+    argv[argv.index("--out") + 1] = "~/run"
+    assert_one_line_error(run_cli(train_cli.main, argv, capsys), "has no records")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "~").exists()
+
+
+def test_a_folder_with_someone_elses_config_is_not_overwritten(data, tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "config.json").write_text('{"my": "settings"}', encoding="utf-8")
+    assert_one_line_error(run_cli(train_cli.main, train_argv(data, out), capsys),
+                          "is not empty and holds no translation run")
+    assert (out / "config.json").read_text(encoding="utf-8") == '{"my": "settings"}'
+
+
+def test_a_local_train_without_dev_reads_no_hub(data, tmp_path, capsys):
+    argv = train_argv(data, tmp_path / "run", "--steps", "2")
+    del argv[argv.index("--dev"):argv.index("--dev") + 2]
+    code, out, err = run_cli(train_cli.main, argv, capsys)
+    assert code == 0, err
+    assert "a local --train without --dev: no dev set is reported" in out
