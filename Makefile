@@ -46,7 +46,7 @@ MT_TEST ?= $(if $(filter local,$(MT_DATA)),$(MT_DEV),hf:Helsinki-NLP/opus-100:en
 MT_RUN ?= runs/mt-$(MT_POSITIONAL)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint gpu-smoke demo demo-translation demo-quant demo-moe translation translation-bench translation-recipe translation-decoding quant-bench moe-bench moe-xsum
+.PHONY: help install test lint gpu-smoke demo demo-translation demo-quant demo-moe translation translation-bench translation-recipe translation-decoding quant-bench quant-scale moe-bench moe-xsum
 
 help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -85,6 +85,9 @@ quant-bench: install ## Train the fp32 classifier, then benchmark every precisio
 		--device $(DEVICE)
 	$(PY) -m quantization.bench --checkpoint $(QUANT_RUN) --train $(QUANT_TRAIN) --dev $(QUANT_DEV) --name $(QUANT_NAME) \
 		--device $(DEVICE) --publish
+
+quant-scale: install ## GPT-2 small, medium and large (random weights): memory and latency of every CPU precision (~45 min)
+	$(PY) -m quantization.bench_scale --publish
 
 moe-bench: install ## Benchmark the MoE layer (speed vs dense/HF, balance under each balancer) -> moe_summarization/results
 	$(PY) -m moe_summarization.bench_moe --data $(MOE_TEXT) --publish

@@ -56,13 +56,14 @@ from shared_utils.timing import Timing, interleaved, ratio, spread, time_by_op_f
 RESULTS = Path(__file__).resolve().parent / "results"
 # fp16 is left out on CPUs: without native fp16 matmuls it ran ~30x slower than fp32 here (pass it explicitly);
 # torch's quantize_dynamic (fbgemm) exists only on the CPU
-CPU_ONLY = ("torch_dynamic_int8",)
+CPU_ONLY = ("torch_dynamic_int8", "onnxruntime_fp32", "onnxruntime_int8")
 # left out on CPUs without AVX-512 VNNI, where torch._int_mm is a scalar loop: torchao's int8 config multiplies
 # through it (on an AVX2 EPYC its dev-set pass had not finished after 13 minutes; fp32's whole run took under 2)
 NEEDS_FAST_INT_MM = ("torchao_int8_dynamic", "torchao_int8_dynamic_compiled")
 ALL_METHODS = ["fp32", "bf16", "fp16", "int8_weight_per_tensor", "int8_weight_per_tensor_asym",
                "int8_weight_per_channel", "int8_weight_per_channel_asym", "w8a8", "w8a8_percentile",
                "w8a8_dynamic", "torch_dynamic_int8", "torchao_int8_dynamic", "torchao_int8_dynamic_compiled",
+               "onnxruntime_fp32", "onnxruntime_int8",
                "bnb_int8", "bnb_int8_t0", "bnb_nf4", "bnb_nf4_dq", "bnb_fp4", "bnb_fp4_dq"]
 
 
@@ -516,6 +517,10 @@ def main(argv: list[str] | None = None) -> None:
             result["w8a8_model_speedup_vs_torchao_b32"] = {**ratio(
                 Timing(tuple(results[fastest]["latency_ms_b32"]["samples_ms"])),
                 Timing(tuple(results["w8a8"]["latency_ms_b32"]["samples_ms"]))), "torchao_method": fastest}
+        if "onnxruntime_int8" in ok:  # the int8 CPU users mostly deploy with
+            result["w8a8_model_speedup_vs_onnxruntime_int8_b32"] = ratio(
+                Timing(tuple(results["onnxruntime_int8"]["latency_ms_b32"]["samples_ms"])),
+                Timing(tuple(results["w8a8"]["latency_ms_b32"]["samples_ms"])))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     write_markdown(result, args.out / f"{args.name}.md")

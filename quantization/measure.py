@@ -89,10 +89,13 @@ def run_method(checkpoint: str, method: str, dev: str, train: str | None, *, lim
     if save_dir is not None:
         save_quantized(model, method, save_dir)
     gc.collect()
-    layer_bytes = quantized_layer_bytes(model, names)
+    if spec.kind == "onnxruntime":  # the ONNX file's initializers
+        layer_bytes, model_bytes = model.layer_bytes, model.model_bytes
+    else:
+        layer_bytes, model_bytes = quantized_layer_bytes(model, names), state_bytes(model)
     result = {"method": method, "device": device_info(target)["label"], "calib_seed": calib_seed,
               "quantized_layer_bytes": layer_bytes, "fp32_layer_bytes": fp32_layer_bytes,
-              "quantized_layer_bytes_ratio": layer_bytes / fp32_layer_bytes, "model_bytes": state_bytes(model),
+              "quantized_layer_bytes_ratio": layer_bytes / fp32_layer_bytes, "model_bytes": model_bytes,
               "fp32_model_bytes": fp32_model_bytes, "dev_rows": len(rows)}
     if accuracy_too:
         preds = predict(model, encode(tok, texts, max_len), tok.pad_token_id, target)

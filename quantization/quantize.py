@@ -30,7 +30,8 @@ HEAD_NAMES = ("score", "classifier")
 
 @dataclass(frozen=True)
 class Method:
-    kind: str  # "float" | "weight_only" | "w8a8" | "bnb_int8" | "bnb_4bit" | "torch_dynamic" | "torchao"
+    # "float" | "weight_only" | "w8a8" | "bnb_int8" | "bnb_4bit" | "torch_dynamic" | "torchao" | "onnxruntime"
+    kind: str
     dtype: torch.dtype = torch.float32  # "float": the dtype of the whole model
     per_channel: bool = True
     symmetric: bool = True
@@ -39,6 +40,7 @@ class Method:
     quant_type: str = "nf4"
     double_quant: bool = False
     compiled: bool = False  # torchao: the model compiled after quantizing (torch.compile), torchao's CPU recipe
+    int8: bool = False  # onnxruntime: its dynamic int8 quantization of the exported model
 
 
 METHODS: dict[str, Method] = {
@@ -63,6 +65,9 @@ METHODS: dict[str, Method] = {
     "torch_dynamic_int8": Method("torch_dynamic"),
     "torchao_int8_dynamic": Method("torchao"),
     "torchao_int8_dynamic_compiled": Method("torchao", compiled=True),
+    # ONNX Runtime on the CPU (onnx_runtime.py): the exported fp32 model, and its own dynamic int8
+    "onnxruntime_fp32": Method("onnxruntime"),
+    "onnxruntime_int8": Method("onnxruntime", int8=True),
 }
 LIBRARY_KINDS = ("torch_dynamic", "torchao")
 
@@ -112,6 +117,12 @@ def quantize_model(model: nn.Module, method: str, *, calibration: Iterable[dict]
         return model.to(spec.dtype)
     if spec.kind in LIBRARY_KINDS:
         return _library_int8(model, spec)
+    if spec.kind == "onnxruntime":
+        if next(model.parameters()).device.type != "cpu":
+            raise UserError("the onnxruntime methods run on the CPU only (pass --device cpu)")
+        from .onnx_runtime import OrtClassifier
+
+        return OrtClassifier(model, int8=spec.int8)
     dynamic = spec.kind == "w8a8" and not spec.observer
     if spec.kind == "w8a8" and act_bounds is None and not dynamic:
         if calibration is None:

@@ -83,3 +83,26 @@ def test_torchao_is_also_measured_on_its_recommended_compiled_path(tiny_gpt2):
     assert eager._compiled_call_impl is None and compiled._compiled_call_impl is not None
     assert list(compiled.state_dict()) == list(eager.state_dict())
     assert METHODS["torchao_int8_dynamic_compiled"].kind == "torchao"
+
+
+def test_onnxruntime_runs_the_exported_model_with_the_torch_logits(tiny_gpt2):
+    """The export keeps the function: fp32 logits equal torch's on a padded batch of other shapes than the
+    trace's; onnxruntime's int8 stays close and its matrix weights take a quarter of the bytes."""
+    import copy
+
+    ids = torch.randint(1, 100, (5, 12), generator=torch.Generator().manual_seed(2))
+    mask = torch.ones_like(ids)
+    mask[1, 7:], mask[3, 4:] = 0, 0  # padded rows: the last real token is pooled
+    ids = ids.masked_fill(mask == 0, 0)
+    with torch.no_grad():
+        ref = tiny_gpt2(input_ids=ids, attention_mask=mask).logits
+    fp32 = quantize_model(copy.deepcopy(tiny_gpt2), "onnxruntime_fp32")
+    int8 = quantize_model(copy.deepcopy(tiny_gpt2), "onnxruntime_int8")
+    assert torch.allclose(fp32(input_ids=ids, attention_mask=mask).logits, ref, atol=1e-5)
+    assert (int8(input_ids=ids, attention_mask=mask).logits - ref).norm() / ref.norm() < 0.1
+    assert int8.layer_bytes < 0.3 * fp32.layer_bytes and fp32.layer_bytes == state_bytes_of_matrices(tiny_gpt2)
+
+
+def state_bytes_of_matrices(model) -> int:
+    """fp32 bytes of the backbone's linear weights (GPT-2's Conv1D), biases left out: what ONNX's MatMuls read."""
+    return sum(m.weight.numel() * 4 for m in target_layers(model).values())

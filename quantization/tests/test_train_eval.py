@@ -83,6 +83,18 @@ def test_eval_rebuilds_from_the_checkpoint_and_quantizes(agnews_csv, tmp_path):
         run_method(str(run), "w8a8", agnews_csv, None)
 
 
+def test_onnxruntime_int8_agrees_with_fp32_on_the_sample_set(agnews_csv, tmp_path):
+    run = tmp_path / "run"
+    train(small_cfg(agnews_csv), run, torch.device("cpu"))
+    dev = str(ROOT / "quantization" / "samples" / "dev.csv")
+    fp32 = run_method(str(run), "fp32", dev, None, device="cpu", latency=False)
+    ort = run_method(str(run), "onnxruntime_fp32", dev, None, device="cpu", latency=False)
+    int8 = run_method(str(run), "onnxruntime_int8", dev, None, device="cpu", latency=False)
+    assert ort["predictions"] == fp32["predictions"]
+    agree = sum(a == b for a, b in zip(int8["predictions"], fp32["predictions"])) / len(fp32["predictions"])
+    assert agree >= 0.98 and int8["model_bytes"] < ort["model_bytes"] and ort["peak_memory_mb"] > 0
+
+
 def test_eval_saves_a_quantized_model_and_evaluates_it_again_identically(agnews_csv, tmp_path, capsys):
     from quantization.eval import main
 
