@@ -10,8 +10,8 @@ trained model of ``bench.py``. For every precision that runs on this CPU and eve
 process's RSS after quantizing and its peak RSS (Linux's high-water mark: memory that bitsandbytes or
 onnxruntime hold outside torch's view is in it), and the latency of the whole model at batch 1 and batch 8 x
 128 tokens (``torch.utils.benchmark``). As in ``bench.py``, the sweep over the precisions is repeated in a
-shuffled order (``--sweeps``) and speed-ups are paired by sweep; GPT-2 Large gets fewer sweeps
-(``--large-sweeps``), each of its processes taking about a minute. The fp32 worker also profiles one call at
+shuffled order (``--sweeps``, 2: each of GPT-2 Large's processes takes about a minute; ``--large-sweeps`` sets
+GPT-2 Large's apart) and speed-ups are paired by sweep. The fp32 worker also profiles one call at
 each batch size: the share of the forward spent in matrix products, which bounds what int8 matmuls can gain.
 
 Each size's exponent is the slope of log(cost) against log(parameters), fitted over the three sizes.
@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     p = Parser(description=__doc__)
     p.add_argument("--sizes", default=",".join(DEFAULT_SIZES), help=f"comma-separated, of: {', '.join(SIZES)}")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help="comma-separated precisions (see bench.py)")
-    p.add_argument("--sweeps", type=positive_int, default=3, help="latency sweeps over the methods per size")
+    p.add_argument("--sweeps", type=positive_int, default=2, help="latency sweeps over the methods per size")
     p.add_argument("--large-sweeps", type=positive_int, default=2, help="the same for GPT-2 Large")
     add_results_flags(p, RESULTS, "quant-scale")
     args = p.parse_args(argv)

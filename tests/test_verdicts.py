@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from rederive_verdicts import walk
 from shared_utils import stats
 from shared_utils.stats import seed_test, verdict
 from shared_utils.timing import median_interval, ratio_verdict
@@ -16,19 +17,9 @@ FILES = sorted(ROOT.glob("*/results/**/*.json"))
 FIXED_B_TESTS = (stats.ONE_SAMPLE, stats.NOT_NEEDED)
 
 
-def entries(node, path=""):
-    if isinstance(node, dict):
-        yield path, node
-        for k, v in node.items():
-            yield from entries(v, f"{path}/{k}")
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from entries(v, f"{path}[{i}]")
-
-
 def problems(tree) -> list[str]:
     out = []
-    for where, d in entries(tree):
+    for where, d in walk(tree):
         if "verdict_vs_fp32" in d:  # a quantization bench row: the method's seeds against fp32, same model
             fp32 = d["accuracy"] * 100 - d["diff_vs_fp32"]
             test, p = seed_test(d["accuracy_per_seed"], [fp32], b_fixed=True)
