@@ -92,7 +92,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tokens", type=positive_int, default=4096, help="tokens per rank")
     p.add_argument("--d-model", type=positive_int, default=SPEED_LAYER["d_model"])
     p.add_argument("--d-ff", type=positive_int, default=SPEED_LAYER["d_ff"])
-    p.add_argument("--experts", type=positive_int, default=SPEED_LAYER["num_experts"])
+    p.add_argument("--moe-num-experts", "--experts", dest="experts", type=positive_int,
+                   default=SPEED_LAYER["num_experts"], help="experts of the layer, as --moe-num-experts is in train.py "
+                   "(--experts, its old name, still works)")
     p.add_argument("--steps", type=positive_int, default=7)
     p.add_argument("--json", type=Path, required=True)
     args = p.parse_args(argv)

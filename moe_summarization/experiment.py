@@ -23,11 +23,11 @@ from moe_summarization.config import BALANCE_LAYER, BALANCERS, MoEConfig, with_b
 from moe_summarization.moe import MoELayer
 from moe_summarization.tokenizer import train_tokenizer
 from shared_utils.cli import Parser
-from shared_utils.data import load_documents
+from shared_utils.data import load_documents, shared_data
 from shared_utils.errors import cli_main
 from shared_utils.runtime import pick_device, seed_everything
 
-DEFAULT_DATA = "../shared/data/summarization/train.jsonl"
+DEFAULT_DATA = shared_data("summarization/train.jsonl")
 
 
 @dataclass

@@ -19,8 +19,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
-
-PAD, BOS, EOS = 0, 1, 2  # the ids of model.py, which imports this module
+from .tokenizer import BOS, EOS, PAD  # the tokenizer's special ids, as our model uses them
 
 
 def marian_config(cfg: ModelConfig):

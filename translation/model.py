@@ -24,8 +24,8 @@ from shared_utils import checkpoint
 from .attention import MultiHeadAttention, Packing
 from .config import ModelConfig
 from .positional import RelativeBias, Rotary, Sinusoidal
+from .tokenizer import BOS, EOS, PAD, UNK  # noqa: F401  (the ids the tokenizer owns; model users import them here)
 
-PAD, BOS, EOS, UNK = 0, 1, 2, 3
 NEG_INF = float("-inf")
 KV = tuple[torch.Tensor, torch.Tensor]  # keys, values: 2 x (B, H, L, Dh)
 

@@ -10,10 +10,8 @@ from tokenizers import Tokenizer
 
 from shared_utils.bpe import decode_ids, load_tokenizer, train_bpe
 
-from .model import BOS, EOS, PAD, UNK
-
-SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]  # ids 0-3, matching model.PAD/BOS/EOS/UNK
-assert [PAD, BOS, EOS, UNK] == [0, 1, 2, 3]
+SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]  # the tokenizer's first ids: every model and search reads them here
+PAD, BOS, EOS, UNK = range(len(SPECIALS))
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> Tokenizer:

@@ -27,7 +27,7 @@ from shared_utils.batching import EpochBatches, collate, micro_batches
 from shared_utils.checkpoint import check_resume_config, load_resumable
 from shared_utils.cli import NO_DEV_NOTE, Parser, add_dataclass_flags, no_hub_dev_for_local_train, output_dir, pick
 from shared_utils.data import load_parallel, selection_note, selection_split
-from shared_utils.errors import cli_main
+from shared_utils.errors import UserError, cli_main
 from shared_utils.loop import TrainingRun, dev_pass, start_training
 from shared_utils.metrics import translation_scores
 from shared_utils.runtime import inverse_sqrt_lr, print_on_rank0
@@ -39,6 +39,7 @@ from translation.tokenizer import decode, load_tokenizer, train_tokenizer
 
 DATA_HINT = ("use --train ../shared/data/translation/train.fi-en.tsv --dev ../shared/data/translation/"
              "dev.tatoeba.fi-en.tsv (make translation MT_DATA=local)")
+MARIAN_IGNORES = ("positional", "fused_attention", "relative_buckets", "relative_max_distance")  # ours only
 SCHEDULE_FIELDS = ("steps", "lr", "warmup", "time_budget_min", "eval_every", "keep_checkpoints")  # may change on resume
 
 
@@ -216,6 +217,10 @@ def parse_args(argv: list[str] | None) -> tuple[ModelConfig, TrainConfig, Path, 
     args = vars(p.parse_args(argv))
     if no_hub_dev_for_local_train(args, []):
         print(NO_DEV_NOTE)
+    ignored = [f"--{f.replace('_', '-')}" for f in MARIAN_IGNORES if f in args]
+    if args.get("arch") == "marian" and ignored:
+        raise UserError(f"{', '.join(ignored)} would do nothing with --arch marian (the Marian peer keeps its own "
+                        "sinusoidal positions and attention): drop it, or pass --arch ours")
     out, preset, device = args.pop("out"), args.pop("preset"), args.pop("device")
     return model_config(preset, **pick(args, ModelConfig)), TrainConfig(**pick(args, TrainConfig)), out, device
 

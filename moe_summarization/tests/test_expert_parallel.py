@@ -5,9 +5,6 @@ Checked per rank: the output (so the same tokens are dropped: a dropped token ou
 loss, the global load statistics; and every gradient: each rank's experts get the gradients of both ranks'
 tokens, and the router's gradients summed over the ranks equal the single process's."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +12,7 @@ import torch
 
 from moe_summarization.config import MoEConfig, with_balancer
 from moe_summarization.moe import MoELayer
+from shared_utils.testing import torchrun
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,10 +66,7 @@ def shards(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ep")
     script = out / "worker.py"
     script.write_text(WORKER.format(tests=str(Path(__file__).parent), out=str(out)))
-    torchrun = Path(sys.executable).parent / "torchrun"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([str(torchrun), "--standalone", f"--nproc_per_node={WORLD}", str(script)], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = torchrun(str(script), nproc=WORLD, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
@@ -118,15 +113,12 @@ def test_expert_parallel_layer_equals_the_single_process_layer(case, shards):
 
 # -------------------------------------------------------------------------------------- training under torchrun
 def torchrun_train(run: Path, data: Path, *extra: str) -> None:
-    torchrun = Path(sys.executable).parent / "torchrun"
     argv = ["--out", str(run), "--size", "tiny", "--variant", "moe_top2", "--vocab-size", "300", "--train",
             str(data), "--dev", str(data), "--batch-tokens", "300", "--steps", "4", "--eval-every", "2",
             "--dev-limit", "2", "--select-size", "1", "--warmup", "2", "--lr", "3e-3", "--dropout", "0",
             "--balancer", "switch_aux", "--device", "cpu", *extra]  # a stateless balancer: DDP's ranks would
     # each move the bias balancer by their own load, expert parallelism by the global one (the layer test)
-    proc = subprocess.run([str(torchrun), "--standalone", f"--nproc_per_node={WORLD}", "-m",
-                           "moe_summarization.train", *argv], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+    proc = torchrun("-m", "moe_summarization.train", *argv, nproc=WORLD, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 

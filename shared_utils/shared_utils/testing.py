@@ -6,6 +6,9 @@ Only tests import this module.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,6 +43,14 @@ def assert_one_line_error(result: tuple[int, str, str], *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in lines[-1], f"{fragment!r} not in {lines[-1]!r}"
     return lines[-1]
+
+
+def torchrun(*args: str, nproc: int = 2, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node=nproc *args`` with this interpreter's torchrun: gloo on the
+    CPU, a free port, one thread per process, offline; stdout and stderr captured."""
+    command = [str(Path(sys.executable).parent / "torchrun"), "--standalone", f"--nproc_per_node={nproc}", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
 
 
 def truncate(file: Path, keep: float = 0.5) -> None:

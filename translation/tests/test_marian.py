@@ -87,3 +87,11 @@ def test_arch_is_a_flag_and_is_checked():
                                   "(see --help)")
     with pytest.raises(Exception, match="arch must be one of"):
         model_config("tiny", arch="gpt")
+
+
+def test_a_flag_the_marian_peer_would_ignore_is_refused(capsys):
+    from shared_utils.testing import assert_one_line_error, run_cli
+    from translation import train as train_cli
+
+    assert_one_line_error(run_cli(train_cli.main, ["--out", "x", "--arch", "marian", "--positional", "sinusoidal"],
+                                  capsys), "--positional would do nothing with --arch marian")

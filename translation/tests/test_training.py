@@ -9,6 +9,7 @@ import torch
 
 from shared_utils.batching import token_batches
 from shared_utils.errors import UserError
+from shared_utils.testing import torchrun
 from translation.config import ModelConfig, TrainConfig, model_config
 from translation.data import encode_pairs
 from translation.inference import load_translator, translate
@@ -140,8 +141,7 @@ def test_ddp_on_two_cpu_processes_keeps_replicas_identical(corpus, tmp_path):
         "flat = torch.cat([p.detach().flatten() for p in captured['m'].parameters()])\n"
         f"torch.save(flat, {str(tmp_path)!r} + f\"/rank{{os.environ['RANK']}}.pt\")\n"
     )
-    torchrun = Path(sys.executable).parent / "torchrun"
-    proc = run_script(str(torchrun), "--standalone", "--nproc_per_node=2", str(script))
+    proc = torchrun(str(script), cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
     assert torch.equal(a, b)
