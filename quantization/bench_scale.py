@@ -143,7 +143,8 @@ def sweep(sizes: list[str], methods: list[str], sweeps: int, large_sweeps: int, 
                 runs[key] = result
             elif "error" not in result and "error" not in runs[key]:
                 for b in BATCHES:
-                    runs[key][f"latency_ms_b{b}"]["samples_ms"] += result[f"latency_ms_b{b}"]["samples_ms"]
+                    kept = runs[key][f"latency_ms_b{b}"]
+                    kept["samples_ms"] = [*kept["samples_ms"], *result[f"latency_ms_b{b}"]["samples_ms"]]
             bar.update(1)
     bar.close()
     for r in runs.values():
