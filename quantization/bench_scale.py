@@ -96,7 +96,8 @@ def measure(size: str, method: str, *, profile: bool) -> dict:
         layer_bytes, model_bytes = quantized_layer_bytes(model, names), state_bytes(model)
     gc.collect()
     out = {"size": size, "method": method, "parameters": count, "quantized_layer_bytes": layer_bytes,
-           "fp32_layer_bytes": fp32_layer_bytes, "model_bytes": model_bytes, "fp32_model_bytes": fp32_bytes,
+           "fp32_layer_bytes": fp32_layer_bytes, "quantized_layer_bytes_ratio": layer_bytes / fp32_layer_bytes,
+           "model_bytes": model_bytes, "fp32_model_bytes": fp32_bytes,
            "rss_after_quantize_mb": rss_mb()}
     with torch.no_grad():
         for batch in BATCHES:
@@ -212,7 +213,7 @@ def write_report(result: dict, out: Path) -> None:
             speed = {b: ratio_cell(r[f"speedup_vs_fp32_b{b}"]) if f"speedup_vs_fp32_b{b}" in r else "–"
                      for b in BATCHES}
             lines.append(f"| {method} | {size} | {r['parameters'] / 1e6:.0f}M | "
-                         f"{r['quantized_layer_bytes'] / r['fp32_layer_bytes']:.3f} | {r['model_bytes'] / 2**20:.0f} | "
+                         f"{r['quantized_layer_bytes_ratio']:.3f} | {r['model_bytes'] / 2**20:.0f} | "
                          f"{r['rss_after_quantize_mb']:.0f} | {r['peak_memory_mb']:.0f} | "
                          + " | ".join(f"{t[b]['median_ms']:.0f} [{t[b]['iqr_ms'][0]:.0f}, {t[b]['iqr_ms'][1]:.0f}]"
                                       for b in BATCHES) + f" | {speed[1]} | {speed[8]} |")

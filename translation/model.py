@@ -48,8 +48,8 @@ def swiglu_hidden(d_ff: int) -> int:
 
 class Dropout(nn.Module):
     """Inverted dropout from 15 random bits per element, four elements to one int64 draw. Torch's CPU dropout
-    draws a Bernoulli sample per element and then masks and scales in separate passes, ~2.7x the time, and a
-    training step runs dropout 17 times. The rate is rounded to a multiple of 1/32768 (0.1 -> 0.100006) and the
+    draws a Bernoulli sample per element and then masks and scales in separate passes, and a training step
+    runs dropout 17 times. The rate is rounded to a multiple of 1/32768 (0.1 -> 0.100006) and the
     kept values are scaled by 1 / (1 - that rate), so the expectation stays exact. CUDA's dropout is one fused
     kernel already, and is used as it is."""
 
