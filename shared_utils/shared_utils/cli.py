@@ -115,15 +115,20 @@ def data_source(text: str) -> str:
     return text if text.startswith("hf:") else str(input_file(text))
 
 
+def _below_a_folder(path: Path, text: str) -> Path:
+    """``path``, unless a file stands where one of its folders should be (its nearest existing ancestor)."""
+    parent = next(p for p in path.parents if p.exists())
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {parent} is a file, not a folder")
+    return path
+
+
 def output_file(text: str) -> Path:
     """A file to write: not a folder, and no file stands where a folder of its path should be."""
     path = user_path(text)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a folder: name a file to write")
-    parent = next(p for p in path.parents if p.exists())
-    if not parent.is_dir():
-        raise argparse.ArgumentTypeError(f"{text}: {parent} is a file, not a folder")
-    return path
+    return _below_a_folder(path, text)
 
 
 def output_dir(text: str) -> Path:
@@ -131,10 +136,7 @@ def output_dir(text: str) -> Path:
     path = user_path(text)
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text} is a file, not a folder")
-    parent = next(p for p in path.parents if p.exists())
-    if not parent.is_dir():
-        raise argparse.ArgumentTypeError(f"{text}: {parent} is a file, not a folder")
-    return path
+    return _below_a_folder(path, text)
 
 
 def add_results_flags(parser: argparse.ArgumentParser, results: Path, study: str) -> None:
@@ -177,7 +179,7 @@ def write_output(path: Path, text: str) -> None:
 
 
 _TYPES = {"int": int, "float": finite_float, "str": str, "float | None": optional_float, "int | None": optional_int}
-_PATH_TYPES = {"data": data_source, "input": lambda text: str(input_file(text))}
+_PATH_TYPES = {"data": data_source}
 
 
 def _help(f) -> str:
