@@ -32,11 +32,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from quantization.quantize import METHODS, quantize_model, quantized_layer_bytes, state_bytes, target_layers
+from quantization.quantize import (
+    METHODS,
+    quantize_model,
+    quantized_bytes,
+    target_layers,
+)
 from shared_utils.cli import Parser, add_results_flags, positive_int, results_folder
 from shared_utils.errors import UserError, cli_main
 from shared_utils.report import pyplot, ratio_cell, save_figure
-from shared_utils.runtime import device_info, peak_rss_mb, seed_everything
+from shared_utils.runtime import device_info, peak_rss_mb, proc_status_mb, seed_everything
 from shared_utils.timing import Timing, interleaved, ratio, time_by_op_family
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -72,12 +77,6 @@ def tokens(batch: int, seed: int) -> dict:
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
-def rss_mb() -> float:
-    """The process's resident memory now (``VmRSS``), in MB."""
-    with open("/proc/self/status", encoding="ascii") as status:
-        return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS:"))
-
-
 def parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -86,19 +85,16 @@ def measure(size: str, method: str, *, profile: bool) -> dict:
     """One worker's measurements (see the module's docstring); runs in its own process."""
     model = build(size)
     count, names = parameters(model), list(target_layers(model))
-    fp32_layer_bytes, fp32_bytes = quantized_layer_bytes(model, names), state_bytes(model)
+    fp32_layer_bytes, fp32_bytes = quantized_bytes(model, names)
     calibration = [tokens(4, 100 + i) for i in range(CALIB_BATCHES)] if METHODS[method].kind == "w8a8" else None
     with torch.no_grad():
         model = quantize_model(model, method, calibration=calibration)
-    if METHODS[method].kind == "onnxruntime":
-        layer_bytes, model_bytes = model.layer_bytes, model.model_bytes
-    else:
-        layer_bytes, model_bytes = quantized_layer_bytes(model, names), state_bytes(model)
+    layer_bytes, model_bytes = quantized_bytes(model, names)
     gc.collect()
     out = {"size": size, "method": method, "parameters": count, "quantized_layer_bytes": layer_bytes,
            "fp32_layer_bytes": fp32_layer_bytes, "quantized_layer_bytes_ratio": layer_bytes / fp32_layer_bytes,
            "model_bytes": model_bytes, "fp32_model_bytes": fp32_bytes,
-           "rss_after_quantize_mb": rss_mb()}
+           "rss_after_quantize_mb": proc_status_mb("VmRSS")}
     with torch.no_grad():
         for batch in BATCHES:
             inputs = tokens(batch, batch)

@@ -18,9 +18,8 @@ from quantization.quantize import (
     get_method,
     load_quantized,
     quantize_model,
-    quantized_layer_bytes,
+    quantized_bytes,
     save_quantized,
-    state_bytes,
     target_layers,
 )
 from shared_utils.checkpoint import load_best
@@ -73,8 +72,7 @@ def run_method(checkpoint: str, method: str, dev: str, train: str | None, *, lim
     max_len = ckpt.config["max_len"]
 
     names = list(target_layers(model))
-    fp32_layer_bytes = quantized_layer_bytes(model, names)
-    fp32_model_bytes = state_bytes(model)
+    fp32_layer_bytes, fp32_model_bytes = quantized_bytes(model, names)
     if load_dir is not None:
         model = load_quantized(model, load_dir)
         method = json.loads((Path(load_dir) / "quantization.json").read_text())["method"]
@@ -89,10 +87,7 @@ def run_method(checkpoint: str, method: str, dev: str, train: str | None, *, lim
     if save_dir is not None:
         save_quantized(model, method, save_dir)
     gc.collect()
-    if spec.kind == "onnxruntime":  # the ONNX file's initializers
-        layer_bytes, model_bytes = model.layer_bytes, model.model_bytes
-    else:
-        layer_bytes, model_bytes = quantized_layer_bytes(model, names), state_bytes(model)
+    layer_bytes, model_bytes = quantized_bytes(model, names)
     result = {"method": method, "device": device_info(target)["label"], "calib_seed": calib_seed,
               "quantized_layer_bytes": layer_bytes, "fp32_layer_bytes": fp32_layer_bytes,
               "quantized_layer_bytes_ratio": layer_bytes / fp32_layer_bytes, "model_bytes": model_bytes,

@@ -233,6 +233,16 @@ def quantized_layer_bytes(model: nn.Module, layer_names: Iterable[str]) -> int:
     return sum(state_bytes(model.get_submodule(name)) for name in layer_names)
 
 
+def quantized_bytes(model: nn.Module, layer_names: Iterable[str]) -> tuple[int, int]:
+    """(bytes of the named layers, bytes of the whole model) of a model ``quantize_model`` returned: its tensors,
+    or for an onnxruntime session the ONNX file's initializers (``onnx_runtime.OrtClassifier``)."""
+    from .onnx_runtime import OrtClassifier
+
+    if isinstance(model, OrtClassifier):
+        return model.layer_bytes, model.model_bytes
+    return quantized_layer_bytes(model, layer_names), state_bytes(model)
+
+
 # --------------------------------------------------------------------------------------- checkpoints
 SCRATCH_KINDS = ("float", "weight_only", "w8a8")
 

@@ -61,18 +61,26 @@ def pick_device(preference: str = "auto") -> torch.device:
         raise UserError(f"--device: unknown device '{preference}'") from exc
 
 
+def proc_status_mb(field: str) -> float | None:
+    """A memory field of Linux's ``/proc/self/status`` (``VmHWM``, ``VmRSS``, ...) in MB; None elsewhere."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, in MB. On Linux that is ``VmHWM``, the high-water mark
     of this program's own memory: ``getrusage``'s ru_maxrss is not, since Linux carries the parent's RSS at
     fork across exec into it, so a child spawned by a large process would report the parent's size. Elsewhere
     ru_maxrss (KiB on Linux, bytes on macOS)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0  # kB
-    except OSError:
-        pass
+    peak = proc_status_mb("VmHWM")
+    if peak is not None:
+        return peak
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return maxrss / 2**20 if sys.platform == "darwin" else maxrss / 1024.0
 
