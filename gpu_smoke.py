@@ -93,7 +93,7 @@ class Smoke:
         return {"steps": len(rows), "last_loss": rows[-1]["loss"], "bf16_autocast": self.device.type == "cuda"}
 
     def translation_decode(self) -> dict:
-        from shared_utils.data import load_parallel
+        from translation.data import load_parallel
         from translation.decoding import Strategy
         from translation.inference import load_translator, translate
 
@@ -130,7 +130,7 @@ class Smoke:
     # -- quantization ----------------------------------------------------------------------------------
     def quant_train(self) -> dict:
         from quantization.config import make_config
-        from quantization.train import train
+        from quantization.training import train
 
         samples = ROOT / "quantization" / "samples"
         cfg = make_config("tiny", train=str(samples / "train.csv"), dev=str(samples / "dev.csv"), tiny_vocab=400,
@@ -139,15 +139,16 @@ class Smoke:
         return {"best": train(cfg, self.work / "quant", self.device)}
 
     def quant_methods(self) -> dict:
-        from quantization.bench import default_methods
         from quantization.measure import run_method
+        from quantization.quantize import default_methods
 
         samples = ROOT / "quantization" / "samples"
         out = {}
-        for method in default_methods(self.device):
+        for spec in default_methods(self.device):
+            method = spec.name
             reset_peak_memory(self.device)
             try:
-                r = run_method(str(self.work / "quant"), method, str(samples / "dev.csv"), str(samples / "train.csv"),
+                r = run_method(str(self.work / "quant"), spec, str(samples / "dev.csv"), str(samples / "train.csv"),
                                limit=32, calib_batches=1, latency_blocks=1, device=self.where)
                 out[method] = {"accuracy": r["accuracy"], "layer_bytes_ratio": r["quantized_layer_bytes_ratio"],
                                "b32_ms": r["latency_ms_b32"]["median_ms"], "peak_memory_mb": r["peak_memory_mb"]}
@@ -198,7 +199,7 @@ class Smoke:
     def moe_baselines(self) -> dict:
         """Each baseline class saved with save_pretrained, loaded back through the baselines' own loader (bf16)
         and run with their real generation settings."""
-        from moe_summarization.baselines import BASELINES, Baseline, generate, load, tiny_baseline
+        from moe_summarization.pretrained import BASELINES, Baseline, generate, load, tiny_baseline
 
         docs = ["The central bank raised rates by half a point to fight inflation.", "Snow closed the airport."]
         out = {}

@@ -9,6 +9,8 @@ No model is trained or timed again:
   exactly the stored median and IQR; the 95% interval of its median and the verdict follow;
 - a translation comparison gets the two-level bootstrap from the hypotheses each run kept
   (``translation/results/training_runs``) and the dev sets' references (``--translation-data``);
+- a summarization comparison gets it from the per-document scores each run's record keeps
+  (``moe_summarization/results/summarization_runs``);
 - every other comparison keeps its stored item interval (its runs kept no per-item scores: the summarizer's and
   the quantization bench's per-row results lived in run folders) and gets the seed-level test from its
   per-seed scores; the entry's ``ci95_kind`` says which interval it holds.
@@ -88,6 +90,17 @@ def rederive_translation(entry: dict, dev: str, metric_name: str, runs: dict, re
     return {**new, "ci95_kind": TWO_LEVEL}
 
 
+def rederive_summarization(tree: dict, records_dir: Path) -> dict:
+    """summarization.json's comparisons again, two-level, from the per-document scores its run records keep."""
+    from moe_summarization.study import comparisons
+
+    records = {p.stem: json.loads(p.read_text(encoding="utf-8"))["entry"] for p in sorted(records_dir.glob("*.json"))}
+    lead = records.pop("lead1")
+    records = {name: r for name, r in records.items() if name in tree["runs"]}  # those the tables cover
+    tree["comparisons"] = comparisons(records, lead["items"], tree["best_of_ours"], tree["eval_sets"])
+    return tree
+
+
 def rederive_comparison(entry: dict, b_fixed: bool) -> None:
     (a, b) = list(entry["per_seed"])
     test, p = seed_test(entry["per_seed"][a], entry["per_seed"][b], b_fixed=b_fixed)
@@ -115,6 +128,8 @@ def rederive_file(path: Path, refs: dict) -> dict:
     fixed_file = rel.startswith(B_FIXED_FILES)
     timings = timings_of(tree)
     runs = translation_runs(path.parent / "training_runs") if rel == "translation/results/training.json" else None
+    if rel == "moe_summarization/results/summarization.json" and (path.parent / "summarization_runs").is_dir():
+        return rederive_summarization(tree, path.parent / "summarization_runs")
     for where, d in list(walk(tree)):
         if "verdict_vs_fp32" in d:
             rederive_method(d)
@@ -136,25 +151,25 @@ def render(rel: str, tree: dict, path: Path) -> None:
     """The study's own markdown (and plots) from the re-derived file."""
     out = path.parent
     if rel == "translation/results/training.json":
-        from translation.bench_training import write_report
-        write_report(tree, out)
+        from translation.reports import write_training_report
+        write_training_report(tree, out)
     elif rel == "translation/results/decoding.json":
-        from translation.bench_decoding import write_report
-        write_report(tree, out)
+        from translation.reports import write_decoding_report
+        write_decoding_report(tree, out)
     elif rel == "translation/results/decoding_speed.json":
-        from translation.bench_decoding import write_speed_report
+        from translation.reports import write_speed_report
         write_speed_report(tree, out)
     elif rel in ("translation/results/ablations.json", "translation/results/recipe.json"):
-        from translation.bench_recipe import report
-        path.with_suffix(".md").write_text("\n".join(report(tree)) + "\n", encoding="utf-8")
+        from translation.reports import recipe_report
+        path.with_suffix(".md").write_text("\n".join(recipe_report(tree)) + "\n", encoding="utf-8")
     elif rel == "moe_summarization/results/summarization.json":
-        from moe_summarization.bench_summarization import write_report
-        write_report(tree, out)
+        from moe_summarization.reports import write_summarization_report
+        write_summarization_report(tree, out)
     elif rel == "moe_summarization/results/moe_layer.json":
-        from moe_summarization.bench_moe import write_markdown
-        write_markdown(tree, path.with_suffix(".md"))
+        from moe_summarization.reports import write_layer_report
+        write_layer_report(tree, path.with_suffix(".md"))
     elif rel.startswith("quantization/results/") and "methods" in tree:
-        from quantization.bench import plot, write_markdown
+        from quantization.reports import plot, write_markdown
         write_markdown(tree, path.with_suffix(".md"))
         plot(tree, out, path.stem)
 
@@ -165,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--translation-data", type=Path, default=ROOT.parent / "shared/data/translation",
                    help="the folder of the dev sets training.json was scored on (default: %(default)s)")
     args = p.parse_args(argv)
-    from shared_utils.data import load_parallel
+    from translation.data import load_parallel
 
     refs = {name: [q.tgt for q in load_parallel(args.translation_data / f"{name}.fi-en.tsv").records]
             for name in ("dev.tatoeba", "dev.newstest2018")}

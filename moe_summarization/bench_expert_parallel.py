@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.benchmark import Timer
 
-from moe_summarization.config import SPEED_LAYER, MoEConfig, with_balancer
+from moe_summarization.config import SPEED_LAYER, with_balancer
 from moe_summarization.expert_parallel import AllToAll, ExpertParallelMoE
 from moe_summarization.moe import MoELayer, _group, capacity_for
 from shared_utils.cli import Parser, positive_int
@@ -47,7 +48,7 @@ def summary(times: list[float]) -> dict:
 
 def measure(tokens: int, d: int, f: int, experts: int, steps: int) -> dict:
     seed_everything(0)
-    cfg = with_balancer(MoEConfig(**{**SPEED_LAYER, "d_model": d, "d_ff": f, "num_experts": experts}), "switch_aux")
+    cfg = with_balancer(replace(SPEED_LAYER, d_model=d, d_ff=f, num_experts=experts), "switch_aux")
     layer = ExpertParallelMoE(MoELayer(cfg).train())
     rank = dist.get_rank()
     x = torch.randn(tokens, d, generator=torch.Generator().manual_seed(rank))
@@ -90,10 +91,10 @@ def measure(tokens: int, d: int, f: int, experts: int, steps: int) -> dict:
 def main(argv: list[str] | None = None) -> None:
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tokens", type=positive_int, default=4096, help="tokens per rank")
-    p.add_argument("--d-model", type=positive_int, default=SPEED_LAYER["d_model"])
-    p.add_argument("--d-ff", type=positive_int, default=SPEED_LAYER["d_ff"])
+    p.add_argument("--d-model", type=positive_int, default=SPEED_LAYER.d_model)
+    p.add_argument("--d-ff", type=positive_int, default=SPEED_LAYER.d_ff)
     p.add_argument("--moe-num-experts", "--experts", dest="experts", type=positive_int,
-                   default=SPEED_LAYER["num_experts"], help="experts of the layer, as --moe-num-experts is in train.py "
+                   default=SPEED_LAYER.num_experts, help="experts of the layer, as --moe-num-experts is in train.py "
                    "(--experts, its old name, still works)")
     p.add_argument("--steps", type=positive_int, default=7)
     p.add_argument("--json", type=Path, required=True)

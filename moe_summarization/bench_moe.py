@@ -27,12 +27,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from moe_summarization.balance import DEFAULT_DATA, ExperimentConfig, late_summary, run
 from moe_summarization.config import BALANCERS, DISPATCHES, SPEED_LAYER, MoEConfig, with_balancer
-from moe_summarization.experiment import DEFAULT_DATA, ExperimentConfig, late_summary, run
 from moe_summarization.moe import FFN, MoELayer, capacity_for
+from moe_summarization.reports import plot_layer, write_layer_report
 from shared_utils.cli import Parser, add_results_flags, positive_int, results_folder
 from shared_utils.errors import UserError, cli_main
-from shared_utils.report import pyplot, save_figure
 from shared_utils.runtime import device_info, pick_device, seed_everything
 from shared_utils.timing import interleaved, ratio
 
@@ -207,97 +207,10 @@ def balance(cfg: ExperimentConfig, device: torch.device | str = "cpu") -> tuple[
     return summaries, histories
 
 
-def write_markdown(result: dict, path: Path) -> None:
-    s, b = result["speed"], result["balance"]
-    shape = s["shape"]
-    lines = [
-        f"# MoE layer benchmark ({result['device']['label']})",
-        "",
-        f"Reproduce: `{result['command']}`",
-        "",
-        f"## Speed: forward+backward, {shape['tokens']} tokens (batch {shape['batch']} x seq {shape['seq']}), "
-        f"d_model {shape['d_model']}, d_ff {shape['d_ff']}, {shape['experts']} experts",
-        "",
-        f"`torch.utils.benchmark`, every layer once per round in a shuffled order, "
-        f"{next(iter(s['fwd_bwd_ms'].values()))['repeats']} rounds; ms median [IQR].",
-        "",
-        "| layer | ms, median [IQR] |",
-        "| --- | ---: |",
-        *[f"| {name} | {t['median_ms']:.1f} [{t['iqr_ms'][0]:.1f}, {t['iqr_ms'][1]:.1f}] |"
-          for name, t in s["fwd_bwd_ms"].items()],
-        "",
-        f"| ratio (ours / theirs), median [95% CI], verdict | {' | '.join(s['ratios_by_dispatch'])} |",
-        "| --- |" + " ---: |" * len(s["ratios_by_dispatch"]),
-        *[f"| {k} | " + " | ".join(f"{r[k]['median']:.2f} [{r[k]['ci95'][0]:.2f}, {r[k]['ci95'][1]:.2f}] "
-                                   f"{r[k]['verdict']}" for r in s["ratios_by_dispatch"].values()) + " |"
-          for k in next(iter(s["ratios_by_dispatch"].values()))],
-        "",
-        f"Headline ratios use the default dispatch, `{s['dispatch']}`. Verdict: `lower` (faster) or `higher` "
-        "only when the 95% bootstrap interval of the median per-round ratio is on that side of 1.0, else "
-        "`tie`. HF Mixtral's fastest "
-        f"experts implementation here: `{s['hf_mixtral_fastest_experts']}`.",
-        "",
-        *expert_parallel_lines(result.get("expert_parallel")),
-        f"## Balance: tiny MoE LM, {result['experiment']['steps']} steps, top-{result['experiment']['moe']['k']}, "
-        f"capacity factor {result['experiment']['moe']['capacity_factor']}, "
-        f"{result['experiment']['moe']['num_experts']} experts",
-        "",
-        "Load over the last 10% of steps, for the worst MoE layer: max/mean and CV of the tokens each expert "
-        "received in that window, and the same per single step (which adds one batch's sampling noise).",
-        "",
-        "| balancer | max/mean load | CV | max/mean per step | CV per step | dropped fraction | final LM loss |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-        *[f"| {n} | {v['max_over_mean_load']:.2f} | {v['cv']:.2f} | {v['max_over_mean_load_per_step']:.2f} | "
-          f"{v['cv_per_step']:.2f} | {v['dropped_fraction']:.3f} | {v['final_lm_loss']:.3f} |" for n, v in b.items()],
-        "",
-    ]
-    path.write_text("\n".join(lines), encoding="utf-8")
 
 
-def expert_parallel_lines(ep: dict | None) -> list[str]:
-    if not ep:
-        return []
-    if "not_run" in ep:
-        return [f"Expert parallelism: not run ({ep['not_run']}).", ""]
-    t, c = ep["ms_fwd_bwd"], ep["ms_all_to_all"]
-    return [f"## Expert parallelism: the same top-1 layer, experts sharded over {ep['world_size']} processes "
-            f"({ep['backend']}), {ep['tokens_per_rank']} tokens per rank", "",
-            "| forward+backward ms, median [IQR] | all-to-all ms, median [IQR] | all-to-all share | "
-            "bytes sent per token (forward; x2 with backward) |",
-            "| ---: | ---: | ---: | ---: |",
-            f"| {t['median_ms']:.1f} [{t['iqr_ms'][0]:.1f}, {t['iqr_ms'][1]:.1f}] | {c['median_ms']:.1f} "
-            f"[{c['iqr_ms'][0]:.1f}, {c['iqr_ms'][1]:.1f}] | {ep['all_to_all_share']:.2f} | "
-            f"{ep['bytes_per_token']:.0f} |", ""]
 
 
-def plot(result: dict, histories: dict, out: Path) -> None:
-    plt = pyplot()
-
-    fig, axes = plt.subplots(2, len(histories), figsize=(4 * len(histories), 6.5), sharex=True)
-    for col, (name, history) in enumerate(histories.items()):
-        layer = max(history["layers"], key=lambda steps: sum(s["max_over_mean"] for s in steps[-10:]))
-        loads = torch.tensor([s["tokens_per_expert"] for s in layer], dtype=torch.float)  # (steps, E)
-        frac = (loads / loads.sum(1, keepdim=True)).numpy()
-        axes[0, col].stackplot(range(len(frac)), frac.T)
-        axes[0, col].set_title(f"{name}: share of tokens per expert")
-        axes[0, col].set_ylim(0, 1)
-        axes[1, col].plot([s["max_over_mean"] for s in layer], lw=0.8)
-        axes[1, col].axhline(1.25, color="grey", ls="--", lw=0.8)
-        axes[1, col].set_ylim(1.0, len(layer[0]["tokens_per_expert"]) + 0.2)  # 8 = all tokens on one expert
-        axes[1, col].set_title("max/mean load per step (worst layer)")
-        axes[1, col].set_xlabel("step")
-    save_figure(fig, out / "expert_load.png")
-
-    timings = result["speed"]["fwd_bwd_ms"]
-    med = [t["median_ms"] for t in timings.values()]
-    err = [[m - t["iqr_ms"][0] for m, t in zip(med, timings.values())],
-           [t["iqr_ms"][1] - m for m, t in zip(med, timings.values())]]
-    fig, ax = plt.subplots(figsize=(8, 5))
-    ax.barh(list(timings), med, xerr=err, capsize=2,
-            color=["grey" if n.startswith(("dense", "hf")) else "C0" for n in timings])
-    ax.set_xlabel("forward+backward ms (median, IQR bars)")
-    ax.invert_yaxis()
-    save_figure(fig, out / "moe_speed.png")
 
 
 @cli_main
@@ -320,8 +233,8 @@ def main(argv: list[str] | None = None) -> None:
         exp = ExperimentConfig(data=args.data, steps=min(args.steps, 20), documents=300, vocab_size=500,
                                moe=replace(ExperimentConfig().moe, d_model=32, d_ff=64), seq_len=32, batch_size=4)
     else:
-        sizes = dict(batch=8, seq=512, d=SPEED_LAYER["d_model"], f=SPEED_LAYER["d_ff"],
-                     experts=SPEED_LAYER["num_experts"], repeats=args.repeats)
+        sizes = dict(batch=8, seq=512, d=SPEED_LAYER.d_model, f=SPEED_LAYER.d_ff,
+                     experts=SPEED_LAYER.num_experts, repeats=args.repeats)
         exp = ExperimentConfig(data=args.data, steps=args.steps)
     result = {
         "device": device_info(device),
@@ -340,8 +253,8 @@ def main(argv: list[str] | None = None) -> None:
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "moe_layer.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
-        write_markdown(result, out / "moe_layer.md")
-        plot(result, histories, out)
+        write_layer_report(result, out / "moe_layer.md")
+        plot_layer(result, histories, out)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,9 @@ ROUTERS = ("topk", "hash", "expert_choice")
 DISPATCHES = ("padded", "grouped")
 ACTIVATIONS = ("gelu", "relu", "swiglu")
 SCHEDULES = ("cosine", "inverse_sqrt")
+# "ours": the summarizer of model.py (dense or MoE); the others are architecture peers (peers.py), dense,
+# randomly initialised, with the FFN width that matches our dense model's parameter count
+ARCHS = ("ours", "bart", "t5", "llama")
 
 
 @dataclass
@@ -84,26 +87,28 @@ def with_balancer(cfg: MoEConfig, name: str) -> MoEConfig:
 
 
 # the layer the speed benchmarks time (bench_moe.py's headline, bench_expert_parallel.py): Switch-base's width,
-# top-1 at capacity factor 1.25, bias-free experts as in T5/Switch; bench_moe varies k, capacity and activation
-SPEED_LAYER = dict(d_model=512, d_ff=2048, num_experts=8, k=1, capacity_factor=1.25, bias=False)
-# the layers of the balance experiment's tiny language model (experiment.py): Switch-style top-1 at cf 1.25
-BALANCE_LAYER = dict(d_model=128, d_ff=256, k=1)
+# top-1, bias-free experts as in T5/Switch, and the layer's own 8 experts at capacity factor 1.25; bench_moe varies
+# k, capacity and activation
+SPEED_LAYER = MoEConfig(d_model=512, d_ff=2048, k=1, bias=False)
+# the layers of the balance experiment's tiny language model (balance.py): Switch-style top-1, 8 experts, cf 1.25
+BALANCE_LAYER = MoEConfig(d_model=128, d_ff=256, k=1)
 
 
 # -- the summarizer ------------------------------------------------------------------------------------------
 
-# variant -> the MoE fields it fills ("dense": no MoE layer). Every variant has the same *active* FFN parameters
-# per token as the dense model: experts of d_ff / k, so top-2 runs two experts of d_ff / 2 (a test counts them).
-VARIANTS: dict[str, dict | None] = {
+# variant -> the MoE layer it puts in every moe_every-th FFN (None: dense), resolved once by summarizer_config.
+# d_model, d_ff and hash_vocab_size are the summarizer's own, filled there: experts of d_ff / k, so every variant
+# has the dense model's active FFN parameters (top-2 runs two experts of d_ff / 2; a test counts them). Every
+# variant is dropless while training too (capacity_factor None, where the layer's own default is Switch's 1.25):
+# the grouped dispatch needs no fixed buffer, and a dropped token loses that layer's FFN (3-8% of the encoder's
+# tokens at cf 1.25 in our runs, with the expert load still at 1.4-1.7x the mean).
+VARIANTS: dict[str, MoEConfig | None] = {
     "dense": None,
-    "moe_top2": dict(router="topk", k=2, balancer="own"),
-    "moe_top1": dict(router="topk", k=1, balancer="own"),
-    "moe_hash": dict(router="hash", k=1, balancer="none"),  # a fixed hash table has nothing to balance
+    "moe_top2": MoEConfig(router="topk", k=2, capacity_factor=None, **balancer_fields("own")),
+    "moe_top1": MoEConfig(router="topk", k=1, capacity_factor=None, **balancer_fields("own")),
+    # a fixed hash table has nothing to balance; its table covers the model's vocabulary (filled per model)
+    "moe_hash": MoEConfig(router="hash", k=1, capacity_factor=None, hash_vocab_size=1),
 }
-# what the summarizer changes from the layer's defaults, for every variant: dropless while training too (the
-# grouped dispatch needs no fixed buffer, and a dropped token loses that layer's FFN: 3-8% of the encoder's
-# tokens at cf 1.25 in our runs, with the expert load still at 1.4-1.7x the mean)
-SUMMARIZER_MOE = dict(capacity_factor=None)
 
 
 @dataclass
@@ -129,10 +134,17 @@ class SummarizerConfig:
     lowercase: bool = False  # the tokenizer lowercases: pays where summaries differ in case from documents
     # (ALL-CAPS headlines); ROUGE and the offline MiniLM BERTScore ignore case anyway
     moe: MoEConfig | None = None  # the sparse FFN; None = the dense model
+    variant: str = "dense"  # the VARIANTS preset ``moe`` was made from; "custom" where flags changed its router or k
+    arch: str = field(default="ours", metadata={"choices": ARCHS, "help": "ours, or an architecture peer with "
+                      "its FFN width matched to our dense model's parameters (llama: decoder-only)"})
 
     def __post_init__(self) -> None:
         if isinstance(self.moe, dict):  # read back from a checkpoint's config.json
             self.moe = MoEConfig(**self.moe)
+        if self.arch not in ARCHS:
+            raise UserError(f"--arch must be one of {', '.join(ARCHS)}, got '{self.arch}'")
+        if self.arch != "ours" and (self.moe is not None or self.copy):
+            raise UserError(f"--arch {self.arch} is a dense peer without a copy head: use --variant dense --no-copy")
         if self.d_model % self.num_heads:
             raise UserError(f"d_model {self.d_model} must be divisible by num_heads {self.num_heads}")
         if self.moe_every < 1 or self.d_ff % 2:
@@ -141,14 +153,14 @@ class SummarizerConfig:
             raise UserError("max_source_len and max_target_len must be at least 4 tokens")
         if self.moe is not None and self.moe.d_model != self.d_model:
             raise UserError(f"the MoE layer's d_model {self.moe.d_model} differs from the model's {self.d_model}")
+        if (self.moe is None) != (VARIANTS.get(self.variant, self.moe) is None):
+            raise UserError(f"variant '{self.variant}' does not describe this model (MoE layer: "
+                            f"{'none' if self.moe is None else self.moe.router}); build it with summarizer_config")
 
     @property
-    def variant(self) -> str:
-        """The variant name these fields match (for reports), or "custom"."""
-        if self.moe is None:
-            return "dense"
-        return next((name for name, fill in VARIANTS.items() if fill and self.moe.router == fill["router"]
-                     and self.moe.k == fill["k"]), "custom")
+    def label(self) -> str:
+        """The model's name in logs and reports: the peer's architecture, else the variant."""
+        return self.variant if self.arch == "ours" else self.arch
 
     def is_moe_layer(self, index: int) -> bool:
         """0-based layer index -> whether its FFN is sparse."""
@@ -214,25 +226,52 @@ def summarizer_config(size: str, variant: str, *, balancer: str | None = None, m
         raise UserError(f"--variant must be one of {', '.join(VARIANTS)}, got '{variant}'")
     fields = {**SIZES[size], **overrides}
     size_moe = fields.pop("moe", {})
-    fill = VARIANTS[variant]
-    if fill is None:
+    preset = VARIANTS[variant]
+    if preset is None:
         if moe or balancer:
             raise UserError("--moe-* and --balancer flags need an MoE --variant; 'dense' has no MoE layer")
+        if fields.get("arch", "ours") != "ours":
+            return peer_config(SummarizerConfig(**{**fields, "arch": "ours"}), fields["arch"])
         return SummarizerConfig(**fields)
-    fill = {**fill, **SUMMARIZER_MOE, **size_moe}
-    fill.update(balancer_fields(balancer or fill.pop("balancer")), **(moe or {}))
-    fill.pop("balancer", None)
+    if fields.get("arch", "ours") != "ours":
+        raise UserError(f"--arch {fields['arch']} is a dense peer: it takes --variant dense, not '{variant}'")
+    layer = {**size_moe, **(balancer_fields(balancer) if balancer else {}), **(moe or {})}
     defaults = SummarizerConfig()
     vocab = fields.get("vocab_size", defaults.vocab_size)
-    layer = {"d_model": fields.get("d_model", defaults.d_model), "d_ff": fields.get("d_ff", defaults.d_ff) // fill["k"],
-             "hash_vocab_size": vocab if fill["router"] == "hash" else 0, **fill}
-    return SummarizerConfig(**fields, moe=MoEConfig(**layer))
+    k = layer.get("k", preset.k)
+    layer.update(d_model=fields.get("d_model", defaults.d_model), d_ff=fields.get("d_ff", defaults.d_ff) // k,
+                 hash_vocab_size=vocab if layer.get("router", preset.router) == "hash" else 0)
+    layer = replace(preset, **layer)
+    same = (layer.router, layer.k) == (preset.router, preset.k)
+    return SummarizerConfig(**fields, variant=variant if same else "custom", moe=layer)
+
+
+def peer_config(dense: SummarizerConfig, arch: str) -> SummarizerConfig:
+    """Peer ``arch`` at the sizes of our ``dense`` model, its FFN width solved to match ``dense``'s parameters."""
+    from .model import build_model
+    from .peers import PARAM_TOLERANCE, matched_ffn, parameter_count
+
+    target = parameter_count(build_model, dense)
+    peer = replace(dense, arch=arch, copy=False)
+    peer = replace(peer, d_ff=matched_ffn(peer, target))
+    count = parameter_count(build_model, peer)
+    if abs(count / target - 1) > PARAM_TOLERANCE:
+        raise UserError(f"--arch {arch} cannot match our dense model's {target:,} parameters within "
+                        f"{PARAM_TOLERANCE:.0%} at these sizes (its FFN width {peer.d_ff} gives {count:,}): "
+                        "raise --d-model or --d-ff, or lower --max-source-len")
+    return peer
 
 
 # what each data source's benchmark trains (bench_summarization.py, ``make moe-xsum``): a size preset plus the
-# training settings that differ from SumTrainConfig's. Offline, the Reuters headlines are ALL CAPS over
-# mixed-case articles, hence the lowercasing tokenizer.
+# settings that differ from the configs' defaults.
+# - local: the xsum-style pairs (intro sentence <- rest of the article), documents kept to 384 tokens; size and
+#   steps chosen on the selection split (README: "How the local preset was chosen");
+# - headlines: the headline mix of ../shared/data/summarization (documents cut to 64 tokens; its Reuters
+#   headlines are ALL CAPS over mixed-case articles, hence the lowercasing tokenizer);
+# - hub: XSum itself, at the base size, on a GPU.
 BENCH_PRESETS: dict[str, dict] = {
-    "local": dict(size="mini", steps=3000, lr=2e-3, warmup=100, max_source_len=64, lowercase=True),
+    "local": dict(size="mini", vocab_size=8000, steps=2400, lr=2e-3, warmup=200, max_source_len=384,
+                  max_target_len=48, select_size=300, dev_limit=100, eval_every=600),
+    "headlines": dict(size="mini", steps=3000, lr=2e-3, warmup=100, max_source_len=64, lowercase=True),
     "hub": dict(size="base", steps=20000, lr=2e-3, warmup=100, max_source_len=512, lowercase=False),
 }

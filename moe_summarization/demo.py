@@ -15,13 +15,13 @@ from pathlib import Path
 import torch
 
 from moe_summarization.config import MoEConfig, SumTrainConfig, summarizer_config
+from moe_summarization.data import load_documents
 from moe_summarization.inference import lead1, load_summarizer, summarize
+from moe_summarization.metrics import rouge_scores
 from moe_summarization.moe import MoELayer, capacity_for, moe_reference
-from moe_summarization.train import train
+from moe_summarization.training import train
 from shared_utils.cli import Parser
-from shared_utils.data import load_documents
 from shared_utils.errors import cli_main
-from shared_utils.metrics import rouge_scores
 from shared_utils.runtime import pick_device
 
 SAMPLES = Path(__file__).resolve().parent / "samples"

@@ -1,7 +1,7 @@
 """Summarize documents with a trained checkpoint; score ROUGE-1/2/L/Lsum (stemmed) and BERTScore F1, next to
 the lead-1 baseline (the document's first sentence) on the same documents.
 
-    python moe_summarization/eval.py --checkpoint runs/sum-moe --data ../shared/data/summarization/dev.jsonl \\
+    python moe_summarization/eval.py --checkpoint runs/sum-moe --data ../shared/data/xsum-style/dev.jsonl \\
         --out-dir runs/sum-moe/eval-dev
 
 Writes ``predictions.jsonl`` (id, source, document head, reference, prediction, lead-1) and ``metrics.json``.
@@ -15,9 +15,9 @@ import argparse
 import json
 from pathlib import Path
 
+from moe_summarization.data import Doc, load_documents
 from moe_summarization.inference import default_bertscore_model, lead1, load_summarizer, summarize, summary_metrics
 from shared_utils.cli import Parser, data_source, nonnegative_int, output_dir, user_path
-from shared_utils.data import Doc, load_documents
 from shared_utils.errors import UserError, cli_main
 from shared_utils.runtime import pick_device
 

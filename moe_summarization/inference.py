@@ -9,16 +9,15 @@ from pathlib import Path
 import torch
 
 from moe_summarization.config import SummarizerConfig
-from moe_summarization.data import encode_documents
+from moe_summarization.data import Doc, encode_documents
 from moe_summarization.decoding import beam_search
+from moe_summarization.metrics import bertscore_per_item, rouge_per_item, split_sentences
 from moe_summarization.model import restore_model
 from moe_summarization.tokenizer import decode, load_tokenizer
 from shared_utils.batching import collate, token_batches
 from shared_utils.checkpoint import load_best
-from shared_utils.data import Doc
 from shared_utils.errors import UserError
 from shared_utils.hub import hub_reachable, offline_requested
-from shared_utils.metrics import bertscore_per_item, rouge_per_item, split_sentences
 
 
 def default_bertscore_model() -> str:

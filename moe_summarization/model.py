@@ -217,7 +217,12 @@ class Summarizer(nn.Module):
                 module.router.table.copy_(table)
 
 
-def build_model(cfg: SummarizerConfig) -> Summarizer:
+def build_model(cfg: SummarizerConfig) -> nn.Module:
+    """Our summarizer, or the architecture peer ``cfg.arch`` names (peers.py)."""
+    if cfg.arch != "ours":
+        from .peers import build_peer
+
+        return build_peer(cfg)
     return Summarizer(cfg)
 
 

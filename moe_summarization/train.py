@@ -1,29 +1,18 @@
-"""Train the MoE (or dense) summarizer with teacher forcing.
+"""Train the summarizer (ours, dense or MoE, or an architecture peer) with teacher forcing.
 
     python moe_summarization/train.py --out runs/sum-moe --variant moe_top2            # hub XSum (users' default)
     python moe_summarization/train.py --out runs/sum-moe --variant moe_top2 \\
-        --train ../shared/data/summarization/train.jsonl --dev ../shared/data/summarization/dev.jsonl
+        --train ../shared/data/xsum-style/train.jsonl --dev ../shared/data/xsum-style/dev.jsonl
+    python moe_summarization/train.py --out runs/sum-t5 --arch t5 ...   # the T5 peer (dense, no copy head)
     torchrun --nproc_per_node=2 moe_summarization/train.py --out runs/sum-ddp ...   # DDP (gloo on CPU)
 
-One loop: label-smoothed cross-entropy plus the MoE layers' weighted aux losses, AdamW, warmup then
-cosine (or inverse-square-root) decay, clipping, token-budget batches, gradient accumulation, bf16 autocast on CUDA,
-validation (loss and greedy ROUGE on a selection split carved from ``--train``, which chooses the best
-checkpoint, and on a dev subset, logged only) every ``--eval-every`` steps, per-expert load of every MoE layer
-in ``metrics.jsonl``, atomic best/last checkpoints and exact resume from ``--out``. ``--expert-parallel N``
-under ``torchrun`` shards the experts over the N processes (``expert_parallel.py``).
+The loop itself is ``training.py``; every model and training field is a flag (``--help``).
 """
 
 from __future__ import annotations
 
 import argparse
-import io
-import time
-from contextlib import nullcontext
-from dataclasses import asdict
 from pathlib import Path
-
-import torch
-import torch.distributed as dist
 
 from moe_summarization.config import (
     BALANCERS,
@@ -34,184 +23,10 @@ from moe_summarization.config import (
     SumTrainConfig,
     summarizer_config,
 )
-from moe_summarization.data import Encoded, encode_documents, token_counts
-from moe_summarization.decoding import beam_search
-from moe_summarization.expert_parallel import full_state_dict, shard_experts, sync_and_clip
-from moe_summarization.model import build_model, label_smoothed_loss, restore_model
-from moe_summarization.routing import balanced_hash_table
-from moe_summarization.tokenizer import PAD, decode, load_tokenizer, train_tokenizer
-from shared_utils.batching import EpochBatches, collate, micro_batches
-from shared_utils.checkpoint import check_resume_config, load_resumable
+from moe_summarization.training import train
 from shared_utils.cli import NO_DEV_NOTE, Parser, add_dataclass_flags, no_hub_dev_for_local_train, output_dir, pick
-from shared_utils.data import load_documents, selection_note, selection_split
-from shared_utils.errors import UserError, cli_main
-from shared_utils.loop import TrainingRun, dev_pass, start_training
-from shared_utils.metrics import rouge_scores
-from shared_utils.runtime import (
-    cosine_lr,
-    inverse_sqrt_lr,
-    print_on_rank0,
-    rng_state,
-    set_rng_state,
-)
-
-DATA_HINT = ("use --train ../shared/data/summarization/train.jsonl --dev ../shared/data/summarization/dev.jsonl "
-             "(make moe-xsum MOE_DATA=local)")
-SCHEDULE_FIELDS = ("steps", "lr", "warmup", "schedule", "time_budget_min", "eval_every")  # may change on resume
-
-
-def validate(model, tok, data: Encoded, refs: list[str], device, batch_tokens: int, max_target_len: int) -> dict:
-    """Dev loss (no smoothing) and greedy ROUGE on the dev subset."""
-    loss, hyps = dev_pass(model, data, batch_tokens, device, pad_id=PAD,
-                          loss=lambda src, tgt: label_smoothed_loss(model(src, tgt[:, :-1])[0], tgt[:, 1:], 0.0),
-                          hypotheses=lambda src: [decode(tok, best[0].tokens) for best in beam_search(
-                              model, src, beam_size=1, max_len=max_target_len, no_repeat_ngram=3)])
-    scores = rouge_scores(hyps, refs)
-    return {"loss": loss, **{k: scores[k] for k in ("rouge1", "rouge2", "rougeL")}}
-
-
-def load_summary(stats: list[dict]) -> dict:
-    """The per-step MoE record for metrics.jsonl: each layer's tokens per expert, max/mean and drops."""
-    return {"moe": [{k: s[k] for k in ("tokens_per_expert", "max_over_mean", "cv", "dropped_fraction")}
-                    for s in stats]} if stats else {}
-
-
-def check_expert_parallel(size: int, world: int, mcfg: SummarizerConfig) -> None:
-    """Expert parallelism over every process (P = world); P = 1 is plain DDP."""
-    if size != world:
-        raise UserError(f"--expert-parallel {size} needs {size} processes (torchrun --nproc_per_node={size}); "
-                        f"this run has {world}")
-    if mcfg.moe is None:
-        raise UserError("--expert-parallel needs an MoE variant; a dense model has no experts to shard")
-    if mcfg.moe.num_experts % size:
-        raise UserError(f"--moe-num-experts {mcfg.moe.num_experts} cannot be split evenly over --expert-parallel "
-                        f"{size}")
-
-
-def train(mcfg: SummarizerConfig, cfg: SumTrainConfig, out: Path, device_pref: str = "auto") -> dict:
-    rank, world, device, log = start_training(out, cfg.seed, device_pref, "moe_summarization")
-    main_proc = rank == 0
-
-    train_set = load_documents(cfg.train, local_hint=DATA_HINT).require("--train")
-    dev_set = load_documents(cfg.dev, local_hint=DATA_HINT).require("--dev") if cfg.dev else None
-    log(" | ".join(d.summary() for d in (train_set, dev_set) if d))
-    train_docs, select_docs = selection_split(train_set.records, cfg.select_size, seed=cfg.select_seed,
-                                              key=lambda d: d.document, stratify=lambda d: d.source)
-    if select_docs:
-        log(selection_note(len(select_docs), len(train_docs), "documents", cfg.select_size))
-    # the requested vocabulary size is kept beside the one the tokenizer reached, to compare flags on resume
-    config = {"project": "moe_summarization", "variant": mcfg.variant, "model": asdict(mcfg), "train": asdict(cfg),
-              "requested_vocab_size": mcfg.vocab_size}
-    resume = load_resumable(out, log)
-    if resume is not None:
-        model, mcfg = restore_model(resume, hint=f"{out} holds another project's run: pass a new --out")
-        check_resume_config(out, resume.config, config, may_change=SCHEDULE_FIELDS,
-                            ignore=("vocab_size", "moe.hash_vocab_size"), log=log)
-        tok = load_tokenizer(resume.read_text("tokenizer.json"))
-    else:
-        tok = train_tokenizer((t for d in train_docs for t in (d.document, d.summary)), mcfg.vocab_size,
-                              mcfg.lowercase)
-        mcfg = mcfg.with_vocab_size(tok.get_vocab_size())
-        model = build_model(mcfg)
-    config["model"] = asdict(mcfg)
-    data = encode_documents(tok, train_docs, mcfg.max_source_len, mcfg.max_target_len)
-    log(f"train: {data.truncated} of {len(data.src)} documents truncated to {mcfg.max_source_len} tokens")
-    dev_rows = (dev_set.records[: cfg.dev_limit or None]) if dev_set else []
-    evaluated = {name: (encode_documents(tok, rows, mcfg.max_source_len, mcfg.max_target_len),
-                        [d.summary for d in rows])
-                 for name, rows in (("select", select_docs), ("dev", dev_rows)) if rows}
-
-    model = model.to(device)
-    if mcfg.moe is not None and mcfg.moe.router == "hash" and resume is None:  # balanced on this corpus's tokens
-        model.set_hash_table(balanced_hash_table(mcfg.vocab_size, mcfg.moe.num_experts,
-                                                 counts=token_counts(data, mcfg.vocab_size)).to(device))
-    sharded = cfg.expert_parallel > 1
-    if sharded:  # experts split over the ranks; the rest replicated and averaged by sync_and_clip, not DDP
-        check_expert_parallel(cfg.expert_parallel, world, mcfg)
-        full = build_model(mcfg)  # the single-process layout every checkpoint is saved in
-        model = shard_experts(model)
-    # an expert that received no token in a step has no gradient: DDP must not wait for it
-    ddp = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=mcfg.variant != "dense") \
-        if world > 1 and not sharded else model
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-9)
-    run = TrainingRun(out, config, optimizer=opt, resume=resume, best_key="rougeL", selecting=bool(select_docs),
-                      total=cfg.steps, eval_every=cfg.eval_every, time_budget_min=cfg.time_budget_min, world=world,
-                      main_proc=main_proc, device=device, desc=f"train {mcfg.variant}")
-    progress = run.progress
-    if resume is not None and sharded:  # each rank's own optimizer moments and RNG, saved beside the checkpoint
-        shard = resume.path / f"rank{rank}.pt"
-        if not shard.is_file():
-            raise UserError(f"{shard} is missing, so rank {rank} cannot resume its experts' optimizer state; "
-                            "resume from a complete checkpoint, or pass a new --out")
-        own = torch.load(io.BytesIO(shard.read_bytes()), weights_only=False)
-        opt.load_state_dict(own["optimizer"])
-        set_rng_state(own["rng"])
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-
-    def checkpoint(select: dict | None) -> None:
-        """Save; sharded, first gather the experts into the single-process layout and every rank's optimizer
-        state (every rank takes part)."""
-        extra = {"tokenizer.json": tok.to_str()}
-        saved = model
-        if sharded:
-            full.load_state_dict(full_state_dict(model))
-            saved = full
-            mine = io.BytesIO()
-            torch.save({"optimizer": opt.state_dict(), "rng": rng_state()}, mine)
-            shards = [None] * world
-            dist.all_gather_object(shards, mine.getvalue())
-            extra.update({f"rank{r}.pt": blob for r, blob in enumerate(shards)})
-        run.checkpoint(select, saved, extra_files=extra)
-
-    batches = EpochBatches(data, cfg.batch_tokens, cfg.seed, progress.epoch, world)
-    while progress.step < cfg.steps:
-        idx = batches.take(progress, rank)  # each rank takes its own batch of the same step
-        model.train()
-        lr = (cosine_lr(progress.step, cfg.lr, cfg.warmup, cfg.steps) if cfg.schedule == "cosine"
-              else inverse_sqrt_lr(progress.step, cfg.lr, cfg.warmup))
-        run.begin_step(lr)
-        micro = micro_batches(idx, cfg.grad_accum)
-        loss_sum, aux_sum, tgt_tokens, stats = 0.0, 0.0, 0, []
-        for j, part in enumerate(micro):
-            src, tgt = collate(data, part, device)
-            sync = ddp.no_sync() if world > 1 and not sharded and j < len(micro) - 1 else nullcontext()
-            with sync, autocast:
-                logits, aux, stats = ddp(src, tgt[:, :-1])
-                loss = label_smoothed_loss(logits, tgt[:, 1:], cfg.label_smoothing)
-                total = (loss + aux) / len(micro)
-            run.check_finite(total)
-            total.backward()
-            loss_sum += loss.item() / len(micro)
-            aux_sum += float(aux.detach()) / len(micro)
-            tgt_tokens += int((tgt[:, 1:] != PAD).sum())
-        if sharded:
-            sync_and_clip(model, cfg.clip)
-        else:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        due = run.step_done(loss_sum, tgt_tokens)
-        record = {"step": progress.step, "loss": loss_sum, "aux_loss": aux_sum, "lr": lr, "ms_per_step": run.step_ms,
-                  "target_tokens": tgt_tokens, **load_summary(stats)}
-        if due:
-            select = None
-            if main_proc or sharded:  # a sharded model needs every rank in every forward pass
-                results = {name: validate(model, tok, d, refs, device, cfg.batch_tokens, mcfg.max_target_len)
-                           for name, (d, refs) in evaluated.items()}
-                for name, r in results.items():
-                    record.update({f"{name}/{k}": v for k, v in r.items()})
-                # without a split, only "every save" reads it
-                select = results.get("select") or results.get("dev") or {"rougeL": 0.0}
-                run.say(f"step {progress.step} | loss {loss_sum:.2f} | lr {lr:.1e} | {run.step_ms:.0f} ms/step | "
-                        f"{run.tokens_per_s / 1e3:.1f}k tok/s | " +
-                        " | ".join(f"{n} loss {r['loss']:.2f} rouge1 {r['rouge1']:.1f} rougeL {r['rougeL']:.1f}"
-                                   for n, r in results.items()))
-            checkpoint(select)
-        if run.log(record):
-            break
-    run.close()
-    return {"best": progress.best, "step": progress.step, "seconds": time.perf_counter() - run.start,
-            "target_tokens_per_s": run.tokens_per_s}
+from shared_utils.errors import cli_main
+from shared_utils.runtime import print_on_rank0
 
 
 def parse_args(argv: list[str] | None) -> tuple[SummarizerConfig, SumTrainConfig, Path, str]:
@@ -221,18 +36,20 @@ def parse_args(argv: list[str] | None) -> tuple[SummarizerConfig, SumTrainConfig
     p.add_argument("--preset", "--size", dest="size", default="small", choices=tuple(SIZES),
                    help="model sizes (d_model, layers, vocabulary), as --preset is in the other projects (--size, "
                         "its old name, still works); flags override them (default: %(default)s)")
-    p.add_argument("--variant", default="moe_top2", choices=tuple(VARIANTS),
-                   help="fills the --moe-* router, k and balancer fields (dense: no MoE layer)")
+    p.add_argument("--variant", default=None, choices=tuple(VARIANTS),
+                   help="fills the --moe-* router, k and balancer fields (dense: no MoE layer; default: moe_top2, "
+                        "and dense for an --arch peer)")
     p.add_argument("--balancer", choices=tuple(BALANCERS), default=None,
                    help="a named setting of --moe-aux-loss-weight, --moe-z-loss-weight, --moe-bias-update-rate "
                         "(default: the variant's)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
-    add_dataclass_flags(p, SummarizerConfig, SumTrainConfig, skip=("moe",))
+    add_dataclass_flags(p, SummarizerConfig, SumTrainConfig, skip=("moe", "variant"))
     add_dataclass_flags(p, MoEConfig, prefix="moe", skip=("d_model", "hash_vocab_size"))  # the model's own
     args = vars(p.parse_args(argv))
     if no_hub_dev_for_local_train(args, ""):
         print(NO_DEV_NOTE)
     out, size, variant, device = args.pop("out"), args.pop("size"), args.pop("variant"), args.pop("device")
+    variant = variant or ("dense" if args.get("arch", "ours") != "ours" else "moe_top2")
     mcfg = summarizer_config(size, variant, balancer=args.pop("balancer"), moe=pick(args, MoEConfig, "moe"),
                              **pick(args, SummarizerConfig))
     return mcfg, SumTrainConfig(**pick(args, SumTrainConfig)), out, device

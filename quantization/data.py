@@ -3,10 +3,16 @@ share."""
 
 from __future__ import annotations
 
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
 import torch
 
 from quantization.config import LABELS
-from shared_utils.metrics import accuracy, macro_f1
+from quantization.metrics import accuracy, macro_f1
+from shared_utils.data import HUB_PREFIX, Collector, Loaded, check_text, file_lines, hub_rows
+from shared_utils.errors import DataError
 
 
 def encode(tok, texts: list[str], max_len: int) -> list[list[int]]:
@@ -42,3 +48,70 @@ def predict(model, ids: list[list[int]], pad_id: int, device: torch.device, batc
 def evaluate(model, ids, labels, pad_id, device) -> dict[str, float]:
     preds = predict(model, ids, pad_id, device)
     return {"accuracy": accuracy(preds, labels), "macro_f1": macro_f1(preds, labels, len(LABELS))}
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled text (class id in ``range(num_labels)``)."""
+
+    label: int
+    text: str
+
+
+
+# ---------------------------------------------------------------------------------------------- labelled
+def load_labelled(
+    source: str | Path,
+    *,
+    num_labels: int,
+    skip_bad: bool = False,
+    local_hint: str = "pass a local CSV file (header label,text) instead",
+) -> Loaded[Example]:
+    """Read labelled texts from a ``label,text`` CSV (header required) or ``hf:...`` dataset."""
+    source = str(source)
+    col: Collector[Example] = Collector(source, skip_bad)
+
+    def add(line: int, label: object, text: object) -> None:
+        try:
+            value = int(str(label).strip())
+        except ValueError:
+            value = None
+        if value is None or not 0 <= value < num_labels:
+            col.bad(line, f"bad label {label!r}: expected an integer in 0..{num_labels - 1}", kind="bad label")
+            return
+        clean = check_text(col, line, "text", text)
+        if clean is not None:
+            col.loaded.records.append(Example(value, clean))
+
+    if source.startswith(HUB_PREFIX):
+        for i, row in enumerate(hub_rows(source, local_hint), start=1):
+            add(i, row.get("label"), row.get("text"))
+        return col.loaded
+
+    numbered = list(file_lines(Path(source)))
+    if not numbered:
+        raise DataError(source, 1, "empty file (expected the header 'label,text')")
+    try:
+        header = [c.strip() for c in next(csv.reader([numbered[0][1]]), [])]
+    except csv.Error:
+        header = []
+    if header != ["label", "text"]:
+        raise DataError(source, 1, "expected the header 'label,text'")
+    reader = csv.reader(text + "\n" for _, text in numbered[1:])
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # a NUL byte, a field past the size limit, a quote left open at the end
+            col.bad(reader.line_num + 1, f"unreadable CSV ({exc})", kind="unreadable CSV")
+            continue
+        line = reader.line_num + 1  # +1 for the header; line_num counts the physical lines consumed
+        if not cells or all(not c.strip() for c in cells):
+            col.empty()
+            continue
+        if len(cells) != 2:
+            col.bad(line, f"expected 2 columns (label,text), found {len(cells)}", kind="wrong column count")
+            continue
+        add(line, cells[0], cells[1])
+    return col.loaded

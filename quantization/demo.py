@@ -14,21 +14,22 @@ from pathlib import Path
 
 from quantization.config import make_config
 from quantization.measure import run_method
-from quantization.train import train
+from quantization.quantize import METHODS
+from quantization.training import train
 from shared_utils.cli import Parser
 from shared_utils.errors import cli_main
 from shared_utils.runtime import pick_device
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
-METHODS = ("fp32", "int8_weight_per_tensor", "int8_weight_per_channel", "w8a8", "bnb_int8", "bnb_nf4", "bnb_fp4")
+SHOWN = ("fp32", "int8_weight_per_tensor", "int8_weight_per_channel", "w8a8", "bnb_int8", "bnb_nf4", "bnb_fp4")
 
 
-def run(out: Path, epochs: float, methods=METHODS, device: str = "cpu") -> list[dict]:
+def run(out: Path, epochs: float, methods=SHOWN, device: str = "cpu") -> list[dict]:
     train_file, dev_file = str(SAMPLES / "train.csv"), str(SAMPLES / "dev.csv")
     cfg = make_config("tiny", train=train_file, dev=dev_file, tiny_vocab=400, tiny_layers=2, tiny_d_model=64,
                       tiny_heads=2, max_len=32, batch_size=16, epochs=epochs, lr=2e-3, eval_every=1000, select_size=0)
     train(cfg, out, pick_device(device))
-    return [run_method(str(out), m, dev_file, train_file, calib_batches=2, latency_blocks=1,
+    return [run_method(str(out), METHODS[m], dev_file, train_file, calib_batches=2, latency_blocks=1,
                        device=device) for m in methods]
 
 

@@ -16,10 +16,8 @@ import argparse
 import json
 import sys
 
-import torch
-
 from quantization.measure import CALIB_BATCHES, run_method
-from quantization.quantize import METHODS
+from quantization.quantize import METHODS, get_method
 from shared_utils.cli import (
     Parser,
     data_source,
@@ -57,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, type=user_path,
                    help="run folder (uses its best checkpoint) or checkpoint folder")
-    p.add_argument("--method", default=argparse.SUPPRESS, choices=tuple(METHODS), metavar="METHOD",
+    p.add_argument("--method", default=argparse.SUPPRESS, type=get_method, metavar="METHOD",
                    help=f"default: fp32; choices: {', '.join(METHODS)}")
     p.add_argument("--dev", required=True, type=data_source, help="CSV label,text (or hf:fancyzhx/ag_news::test)")
     p.add_argument("--train", default=None, type=data_source, help="CSV for W8A8 calibration")
@@ -81,8 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.load_quantized is not None and "method" in args:
         raise UserError("--method does nothing with --load-quantized (the saved model's own method is used): "
                         "drop one of them")
-    method = getattr(args, "method", "fp32")
-    if METHODS[method].dtype == torch.float16 and pick_device(args.device).type == "cpu":
+    method = getattr(args, "method", METHODS["fp32"])
+    if method.slow_on_cpu and pick_device(args.device).type == "cpu":
         print("warning: fp16 on a CPU has no native matrix products here: it runs many times slower than fp32 "
               "(use bf16, or a GPU)", file=sys.stderr)
     result = run_method(args.checkpoint, method, args.dev, args.train, limit=args.limit,

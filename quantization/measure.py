@@ -12,9 +12,11 @@ from pathlib import Path
 import torch
 
 from quantization.config import LABELS
-from quantization.data import collate, encode, predict
+from quantization.data import collate, encode, load_labelled, predict
+from quantization.metrics import accuracy, macro_f1
 from quantization.model import classifier_from_checkpoint
 from quantization.quantize import (
+    Method,
     get_method,
     load_quantized,
     quantize_model,
@@ -23,9 +25,7 @@ from quantization.quantize import (
     target_layers,
 )
 from shared_utils.checkpoint import load_best
-from shared_utils.data import load_labelled
 from shared_utils.errors import UserError
-from shared_utils.metrics import accuracy, macro_f1
 from shared_utils.runtime import device_info, peak_memory, pick_device, reset_peak_memory, seed_everything
 from shared_utils.timing import interleaved
 
@@ -48,11 +48,11 @@ def calibration_batches(tok, train: str, *, batches: int, seed: int, max_len: in
     return [collate(ids[i: i + 32], tok.pad_token_id, device) for i in range(0, len(ids), 32)]
 
 
-def run_method(checkpoint: str, method: str, dev: str, train: str | None, *, limit: int = 0,
+def run_method(checkpoint: str, spec: Method, dev: str, train: str | None, *, limit: int = 0,
                calib_batches: int = CALIB_BATCHES, calib_seed: int = 0, latency_blocks: int = 3, device: str = "auto",
                accuracy_too: bool = True, latency: bool = True, save_dir: Path | None = None,
                load_dir: Path | None = None) -> dict:
-    """Load the checkpoint, quantize it with ``method`` on ``device`` and measure it.
+    """Load the checkpoint, quantize it with ``spec`` on ``device`` and measure it.
 
     Latency is the whole model at batch 1 and 32 x ``min(128, max_len)`` tokens: ``latency_blocks``
     ``Timer.blocked_autorange`` blocks each (CUDA synchronised), after a warm-up call. ``accuracy_too=False``
@@ -60,7 +60,6 @@ def run_method(checkpoint: str, method: str, dev: str, train: str | None, *, lim
     the quantized model (scratch methods: ``quantize.save_quantized``); ``load_dir`` rebuilds one from such a
     folder instead of quantizing (its method is the one saved), so a calibration can be reused exactly."""
     seed_everything(0)
-    spec = get_method(method)
     target = pick_device(device)
     reset_peak_memory(target)
     ckpt = load_best(checkpoint)
@@ -75,20 +74,20 @@ def run_method(checkpoint: str, method: str, dev: str, train: str | None, *, lim
     fp32_layer_bytes, fp32_model_bytes = quantized_bytes(model, names)
     if load_dir is not None:
         model = load_quantized(model, load_dir)
-        method = json.loads((Path(load_dir) / "quantization.json").read_text())["method"]
+        spec = get_method(json.loads((Path(load_dir) / "quantization.json").read_text())["method"])
     else:
         calibration = None
-        if spec.kind == "w8a8":
+        if spec.calibrated:
             if train is None:
-                raise UserError("--method w8a8 needs --train (calibration batches from the training set)")
+                raise UserError(f"--method {spec.name} needs --train (calibration batches from the training set)")
             calibration = calibration_batches(tok, train, batches=calib_batches, seed=calib_seed, max_len=max_len,
                                               device=target)
-        model = quantize_model(model, method, calibration=calibration)
+        model = quantize_model(model, spec, calibration=calibration)
     if save_dir is not None:
-        save_quantized(model, method, save_dir)
+        save_quantized(model, spec, save_dir)
     gc.collect()
     layer_bytes, model_bytes = quantized_bytes(model, names)
-    result = {"method": method, "device": device_info(target)["label"], "calib_seed": calib_seed,
+    result = {"method": spec.name, "device": device_info(target)["label"], "calib_seed": calib_seed,
               "quantized_layer_bytes": layer_bytes, "fp32_layer_bytes": fp32_layer_bytes,
               "quantized_layer_bytes_ratio": layer_bytes / fp32_layer_bytes, "model_bytes": model_bytes,
               "fp32_model_bytes": fp32_model_bytes, "dev_rows": len(rows)}

@@ -15,8 +15,7 @@ from pathlib import Path
 from quantization.config import LABELS, TrainConfig
 from shared_utils.checkpoint import restore_model
 from shared_utils.errors import UserError
-from shared_utils.hub import from_pretrained
-from shared_utils.metrics import minilm_model_dir
+from shared_utils.hub import from_pretrained, minilm_model_dir
 
 MODEL_HINT = "pass --model PATH to a local Hugging Face model folder, or --preset minilm / --preset tiny offline"
 

@@ -22,6 +22,7 @@ from torch import nn
 
 from shared_utils.errors import UserError
 
+from . import int8_kernels
 from .observers import OBSERVERS
 from .qlinear import Int8WeightOnlyLinear, W8A8Linear, is_linear, linear_weight
 
@@ -30,6 +31,9 @@ HEAD_NAMES = ("score", "classifier")
 
 @dataclass(frozen=True)
 class Method:
+    """One precision: what ``quantize_model`` does, resolved once from its name at the command line."""
+
+    name: str
     # "float" | "weight_only" | "w8a8" | "bnb_int8" | "bnb_4bit" | "torch_dynamic" | "torchao" | "onnxruntime"
     kind: str
     dtype: torch.dtype = torch.float32  # "float": the dtype of the whole model
@@ -41,41 +45,62 @@ class Method:
     double_quant: bool = False
     compiled: bool = False  # torchao: the model compiled after quantizing (torch.compile), torchao's CPU recipe
     int8: bool = False  # onnxruntime: its dynamic int8 quantization of the exported model
+    cpu_only: bool = False  # torch's quantize_dynamic (fbgemm) and onnxruntime run on the CPU only
+    # its int8 matmul is torch._int_mm, a scalar loop on CPUs without AVX-512 VNNI (torchao: on an AVX2 EPYC its
+    # dev-set pass had not finished after 13 minutes; fp32's whole run took under 2)
+    needs_fast_int_mm: bool = False
+    slow_on_cpu: bool = False  # no native CPU matrix products (fp16: ~30x slower than fp32 here)
+
+    @property
+    def calibrated(self) -> bool:
+        """W8A8 with a static activation scale, which calibration batches set (the dynamic mode needs none)."""
+        return self.kind == "w8a8" and bool(self.observer)
 
 
-METHODS: dict[str, Method] = {
-    "fp32": Method("float"),
-    "fp16": Method("float", dtype=torch.float16),
-    "bf16": Method("float", dtype=torch.bfloat16),
-    "int8_weight_per_tensor": Method("weight_only", per_channel=False),
-    "int8_weight_per_tensor_asym": Method("weight_only", per_channel=False, symmetric=False),
-    "int8_weight_per_channel": Method("weight_only"),
-    "int8_weight_per_channel_asym": Method("weight_only", symmetric=False),
-    "w8a8": Method("w8a8", observer="minmax"),
-    "w8a8_percentile": Method("w8a8", observer="percentile"),
-    "w8a8_dynamic": Method("w8a8", observer=""),  # a scale per token at run time, like the libraries below
-    "bnb_int8": Method("bnb_int8", threshold=6.0),
-    "bnb_int8_t0": Method("bnb_int8", threshold=0.0),
-    "bnb_nf4": Method("bnb_4bit", quant_type="nf4"),
-    "bnb_nf4_dq": Method("bnb_4bit", quant_type="nf4", double_quant=True),
-    "bnb_fp4": Method("bnb_4bit", quant_type="fp4"),
-    "bnb_fp4_dq": Method("bnb_4bit", quant_type="fp4", double_quant=True),
+# every precision, in the order the tables list them
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("fp32", "float"),
+    Method("bf16", "float", dtype=torch.bfloat16),
+    Method("fp16", "float", dtype=torch.float16, slow_on_cpu=True),
+    Method("int8_weight_per_tensor", "weight_only", per_channel=False),
+    Method("int8_weight_per_tensor_asym", "weight_only", per_channel=False, symmetric=False),
+    Method("int8_weight_per_channel", "weight_only"),
+    Method("int8_weight_per_channel_asym", "weight_only", symmetric=False),
+    Method("w8a8", "w8a8", observer="minmax"),
+    Method("w8a8_percentile", "w8a8", observer="percentile"),
+    Method("w8a8_dynamic", "w8a8", observer=""),  # a scale per token at run time, like the libraries below
     # what a CPU user would pick instead of our W8A8: int8 weights, int8 activations with a scale per token
     # computed at run time (no calibration). torch's own (fbgemm, deprecated but present) and torchao's.
-    "torch_dynamic_int8": Method("torch_dynamic"),
-    "torchao_int8_dynamic": Method("torchao"),
-    "torchao_int8_dynamic_compiled": Method("torchao", compiled=True),
+    Method("torch_dynamic_int8", "torch_dynamic", cpu_only=True),
+    Method("torchao_int8_dynamic", "torchao", needs_fast_int_mm=True),
+    Method("torchao_int8_dynamic_compiled", "torchao", compiled=True, needs_fast_int_mm=True),
     # ONNX Runtime on the CPU (onnx_runtime.py): the exported fp32 model, and its own dynamic int8
-    "onnxruntime_fp32": Method("onnxruntime"),
-    "onnxruntime_int8": Method("onnxruntime", int8=True),
-}
+    Method("onnxruntime_fp32", "onnxruntime", cpu_only=True),
+    Method("onnxruntime_int8", "onnxruntime", int8=True, cpu_only=True),
+    Method("bnb_int8", "bnb_int8", threshold=6.0),
+    Method("bnb_int8_t0", "bnb_int8", threshold=0.0),
+    Method("bnb_nf4", "bnb_4bit", quant_type="nf4"),
+    Method("bnb_nf4_dq", "bnb_4bit", quant_type="nf4", double_quant=True),
+    Method("bnb_fp4", "bnb_4bit", quant_type="fp4"),
+    Method("bnb_fp4_dq", "bnb_4bit", quant_type="fp4", double_quant=True),
+)}
 LIBRARY_KINDS = ("torch_dynamic", "torchao")
 
 
 def get_method(name: str) -> Method:
+    """The method a command line names; every later step takes the :class:`Method` itself."""
     if name not in METHODS:
         raise UserError(f"--method: unknown method '{name}'; choose from {', '.join(METHODS)}")
     return METHODS[name]
+
+
+def default_methods(device: torch.device) -> list[Method]:
+    """Every method that runs well here: on a GPU all but the CPU-only ones; on a CPU all but fp16 (no native
+    fp16 matmuls: pass it explicitly) and, without AVX-512 VNNI, those whose int8 matmul is torch._int_mm."""
+    if device.type == "cuda":
+        return [m for m in METHODS.values() if not m.cpu_only]
+    slow_int_mm = not int8_kernels.torch_int_mm_is_fast()
+    return [m for m in METHODS.values() if not m.slow_on_cpu and not (slow_int_mm and m.needs_fast_int_mm)]
 
 
 def target_layers(model: nn.Module) -> dict[str, nn.Module]:
@@ -104,14 +129,13 @@ def calibrate(model: nn.Module, batches: Iterable[dict], observer: str) -> dict[
     return {name: obs.bound() for name, obs in observers.items()}
 
 
-def quantize_model(model: nn.Module, method: str, *, calibration: Iterable[dict] | None = None,
+def quantize_model(model: nn.Module, spec: Method, *, calibration: Iterable[dict] | None = None,
                    act_bounds: dict[str, torch.Tensor] | None = None) -> nn.Module:
-    """Quantize ``model`` in place with ``method`` (a key of :data:`METHODS`) and return it.
+    """Quantize ``model`` in place with ``spec`` (one of :data:`METHODS`) and return it.
 
     W8A8 needs activation ranges: either ``calibration`` batches (model kwargs) or precomputed ``act_bounds``
     (e.g. when loading a saved checkpoint).
     """
-    spec = get_method(method)
     model.eval()
     if spec.kind == "float":
         return model.to(spec.dtype)
@@ -247,21 +271,21 @@ def quantized_bytes(model: nn.Module, layer_names: Iterable[str]) -> tuple[int, 
 SCRATCH_KINDS = ("float", "weight_only", "w8a8")
 
 
-def save_quantized(model: nn.Module, method: str, directory: str | Path) -> Path:
+def save_quantized(model: nn.Module, spec: Method, directory: str | Path) -> Path:
     """Save a scratch-quantized model: ``quantized.safetensors`` + ``quantization.json``."""
     from safetensors.torch import save_file
 
     from shared_utils.checkpoint import atomic_write
 
-    if get_method(method).kind not in SCRATCH_KINDS:
-        raise UserError(f"saving is supported for the scratch methods, not '{method}' (bitsandbytes)")
+    if spec.kind not in SCRATCH_KINDS:
+        raise UserError(f"saving is supported for the scratch methods, not '{spec.name}'")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
-    bounds = {} if not get_method(method).observer else {
+    bounds = {} if not spec.calibrated else {
         k.removesuffix(".act_scale"): float(v) * 127 for k, v in tensors.items() if k.endswith(".act_scale")}
     save_file(tensors, str(directory / "quantized.safetensors"))
-    atomic_write(directory / "quantization.json", json.dumps({"method": method, "act_bounds": bounds}, indent=2))
+    atomic_write(directory / "quantization.json", json.dumps({"method": spec.name, "act_bounds": bounds}, indent=2))
     return directory
 
 
@@ -275,6 +299,6 @@ def load_quantized(model: nn.Module, directory: str | Path) -> nn.Module:
         raise UserError(f"{directory} is not a quantized checkpoint (missing quantization.json)")
     meta = json.loads(meta_file.read_text())
     bounds = {k: torch.tensor(v) for k, v in meta["act_bounds"].items()}
-    quantize_model(model, meta["method"], act_bounds=bounds if bounds else None)
+    quantize_model(model, get_method(meta["method"]), act_bounds=bounds if bounds else None)
     model.load_state_dict(load_file(str(directory / "quantized.safetensors")))
     return model

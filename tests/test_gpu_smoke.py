@@ -6,7 +6,7 @@ import json
 import torch
 
 import gpu_smoke
-from quantization.bench import default_methods
+from quantization.quantize import default_methods
 from shared_utils.testing import assert_one_line_error, run_cli
 
 
@@ -30,7 +30,7 @@ def test_the_cpu_dry_run_passes_every_step(tmp_path, capsys):
     assert result["device"]["device"] == "cpu" and result["versions"]["torch"]
     methods = result["steps"]["quant_methods"]["details"]
     # every default method of the device: torchao's int8 config only where torch._int_mm is fast (AVX-512 VNNI)
-    assert set(methods) == set(default_methods(torch.device("cpu")))
+    assert set(methods) == {m.name for m in default_methods(torch.device("cpu"))}
     assert {"fp32", "w8a8", "bnb_int8", "bnb_nf4", "bnb_fp4"} <= set(methods)
     assert result["steps"]["translation_train"]["details"]["steps"] == 5
     assert set(result["steps"]["moe_baselines"]["details"]) == {"bart", "t5", "llama3"}

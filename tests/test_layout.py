@@ -42,6 +42,32 @@ def test_no_project_module_shadows_an_installed_or_standard_module():
     assert not clashes, f"named like an importable module: {clashes}"
 
 
+def test_no_script_imports_a_script():
+    """Library apart from scripts (CONVENTIONS 14): a module with a ``__main__`` block is an entry point, and what
+    two entry points share lives in a library module, never in one of them. Imports inside functions count too.
+    ``gpu_smoke.py`` is exempt: like the tests, it runs the command lines themselves."""
+    import ast
+
+    modules = {p: p.relative_to(ROOT).with_suffix("").as_posix().replace("/", ".") for p in ROOT.glob("*.py")}
+    modules |= {p: p.relative_to(ROOT).with_suffix("").as_posix().replace("/", ".") for p in ROOT.glob("*/*.py")
+                if p.parent.name != "shared_utils"}
+    trees = {name: ast.parse(path.read_text(encoding="utf-8")) for path, name in modules.items()}
+    scripts = {name for name, tree in trees.items() if any(
+        isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) for node in tree.body)}
+    found = []
+    for name, tree in trees.items():
+        if name not in scripts or name == "gpu_smoke":
+            continue
+        for node in ast.walk(tree):
+            targets = [node.module] if isinstance(node, ast.ImportFrom) and node.module else []
+            targets += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                targets += [f"{node.module}.{a.name}" for a in node.names]
+            found += [f"{name} imports {t}" for t in targets if t in scripts and t != name]
+    assert not found
+    assert {"translation.train", "moe_summarization.bench_summarization", "quantization.bench"} <= scripts
+
+
 @pytest.mark.parametrize("bench", ["quantization.bench", "translation.bench_training", "translation.bench_recipe",
                                    "translation.bench_decoding", "moe_summarization.bench_moe",
                                    "moe_summarization.bench_summarization"])

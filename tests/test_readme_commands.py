@@ -30,6 +30,8 @@ SAMPLES = {
     "agnews/dev.csv": "quantization/samples/dev.csv",
     "summarization/train.jsonl": "moe_summarization/samples/train.jsonl",
     "summarization/dev.jsonl": "moe_summarization/samples/dev.jsonl",
+    "xsum-style/train.jsonl": "moe_summarization/samples/train.jsonl",
+    "xsum-style/dev.jsonl": "moe_summarization/samples/dev.jsonl",
     "xsum/test-sample.jsonl": "moe_summarization/samples/dev.jsonl",
 }
 PLACEHOLDERS = {

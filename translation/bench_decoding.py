@@ -32,19 +32,21 @@ import torch
 
 from shared_utils.checkpoint import load_best
 from shared_utils.cli import Parser, add_results_flags, nonnegative_int, positive_int, results_folder
-from shared_utils.data import load_parallel, shared_data
+from shared_utils.data import shared_data
 from shared_utils.errors import UserError, cli_main
-from shared_utils.metrics import translation_scores
-from shared_utils.report import diff_cell, op_family_lines, pyplot, save_figure
 from shared_utils.runtime import device_info, pick_device, seed_everything
 from shared_utils.stats import bootstrap_corpus, comparison
-from shared_utils.timing import interleaved, matmul_ceiling, ratio, time_by_op_family
+from shared_utils.timing import interleaved, ratio, time_by_op_family
 from translation.config import PRESETS, ModelConfig, TrainConfig, model_config
+from translation.data import load_parallel
 from translation.decoding import Strategy, beam_search, greedy
 from translation.inference import hypotheses, load_translator
+from translation.metrics import translation_scores
 from translation.model import BOS, EOS, PAD, build_model
+from translation.reports import write_decoding_report, write_speed_report
+from translation.study import matmul_ceiling
 from translation.tokenizer import decode
-from translation.train import select_pairs_from
+from translation.training import select_pairs_from
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LOCAL = shared_data("translation")
@@ -158,78 +160,10 @@ def selection_split(train: dict) -> list:
     return select
 
 
-def write_report(result: dict, out: Path) -> None:
-    plt = pyplot()
-
-    sets = result["eval_sets"]
-    lines = [f"# Decoding study ({result['device_info']['label']})", "",
-             f"Checkpoint: `{result['checkpoint']}`; "
-             f"{', '.join(f'{d}: {n} sentences' for d, n in sets.items())}; batched by a 4,000-token budget "
-             "(beam search: 4,000 / beam size); sampling scores the first sample (seed 0). The best deterministic "
-             f"strategy is chosen on `select` (the selection split): **{result['best_strategy']}**.", "",
-             "| strategy | " + " | ".join(f"{d} BLEU | {d} chrF++ | {d} ms/sent" for d in sets)
-             + " | distinct-1 | distinct-2 |", "| --- |" + " ---: |" * (3 * len(sets) + 2)]
-    for name, r in result["strategies"].items():
-        cells = " | ".join(f"{r[d]['bleu']:.2f} | {r[d]['chrf']:.2f} | {r[d]['ms_per_sentence']:.1f}" for d in sets)
-        div = r.get("diversity")
-        lines.append(f"| {name} | {cells} | " + (f"{div['distinct1']:.3f} | {div['distinct2']:.3f} |" if div
-                                                    else "– | – |"))
-    lines += ["", "Beam 4 minus greedy (paired bootstrap over sentences, 95% interval):", "",
-              "| set | BLEU diff [95% CI] | verdict | chrF++ diff [95% CI] | verdict |",
-              "| --- | ---: | --- | ---: | --- |"]
-    for d, c in result["beam4_vs_greedy"].items():
-        b, f = c["bleu"], c["chrf"]
-        lines.append(f"| {d} | {diff_cell(b)} | {b['verdict']} | {diff_cell(f)} | {f['verdict']} |")
-    lines += side_lines(result["side_by_side"])
-    (out / "decoding.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-    fig, axes = plt.subplots(1, len(sets), figsize=(5 * len(sets), 4), squeeze=False)
-    for ax, d in zip(axes[0], sets):
-        for name, r in result["strategies"].items():
-            ax.scatter(r[d]["ms_per_sentence"], r[d]["bleu"], label=name)
-            ax.annotate(name, (r[d]["ms_per_sentence"], r[d]["bleu"]), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")
-        ax.set_xscale("log")
-        ax.set_xlabel("ms per sentence (batched)")
-        ax.set_ylabel("BLEU")
-        ax.set_title(d)
-    save_figure(fig, out / "decoding_quality_vs_latency.png")
 
 
-def speed_plot(side: dict, out: Path) -> None:
-    """decoding_speed.png: sentences per second of every side-by-side candidate, median with IQR bars."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    names = list(side["timings"])
-    med = [side["timings"][n]["sentences_per_s"] for n in names]
-    n_sent = side["batch"]
-    err = [[m - n_sent / (side["timings"][k]["iqr_ms"][1] / 1e3) for k, m in zip(names, med)],
-           [n_sent / (side["timings"][k]["iqr_ms"][0] / 1e3) - m for k, m in zip(names, med)]]
-    ax.bar(names, med, yerr=err, capsize=4, color=["grey" if n.startswith("hf") else "C0" for n in names])
-    ax.set_ylabel("sentences per second (median, IQR)")
-    ax.set_title("side-by-side decoding speed")
-    ax.tick_params(axis="x", rotation=20)
-    save_figure(fig, out / "decoding_speed.png")
 
 
-def side_lines(side: dict) -> list[str]:
-    """Markdown: the side-by-side ratios, timings and where the time goes."""
-    lines = ["", f"Side by side (batch {side['batch']}, exactly {side['new_tokens']} new tokens per sentence, "
-              f"{side['kv_cache_speedup']['repeats']} interleaved rounds of `torch.utils.benchmark`):", "",
-              "| ratio | median | IQR | 95% CI of the median | verdict |", "| --- | ---: | --- | --- | --- |"]
-    for key in ("kv_cache_speedup", "greedy_throughput_ratio_vs_hf_generate", "beam_throughput_ratio_vs_hf_generate"):
-        r = side[key]
-        lines.append(f"| {key} | {r['median']:.2f} | {r['iqr'][0]:.2f}–{r['iqr'][1]:.2f} | "
-                     f"{r['ci95'][0]:.2f}–{r['ci95'][1]:.2f} | {r['verdict']} |")
-    lines += ["", "| candidate | median ms | IQR ms | sentences/s |", "| --- | ---: | --- | ---: |"]
-    for name, t in side["timings"].items():
-        lines.append(f"| {name} | {t['median_ms']:.0f} | {t['iqr_ms'][0]:.0f}–{t['iqr_ms'][1]:.0f} | "
-                     f"{t['sentences_per_s']:.1f} |")
-    lines += op_family_lines(side["time_by_op_family"])
-    lines += ["", "Ceiling against `generate()` (HF's median time over our matmul + attention time, the part no "
-              "cut in overhead removes): " + ", ".join(f"{k} {v:.2f}x" for k, v in
-                                                      side["ceiling_vs_hf_generate"].items()) + "."]
-    return lines
 
 
 SPEED_KEYS = ("kv_cache_speedup", "greedy_throughput_ratio_vs_hf_generate", "beam_throughput_ratio_vs_hf_generate")
@@ -246,14 +180,6 @@ def write_speed(side: dict, command: str, model: dict, device, out: Path) -> dic
     return result
 
 
-def write_speed_report(result: dict, out: Path) -> None:
-    """decoding_speed.md and .png from a decoding_speed.json result."""
-    model = result["model"]
-    lines = [f"# Decoding speed ({result['device_info']['label']})", "",
-             f"Reproduce: `{result['command']}` (model: {'; '.join(f'{k} {v}' for k, v in model.items())})",
-             *side_lines(result["side_by_side"])]
-    (out / "decoding_speed.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    speed_plot(result["side_by_side"], out)
 
 
 def speed_only(preset: str, repeats: int, out: Path, device) -> None:
@@ -351,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
             entry[d].pop("hyps")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "decoding.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
-    write_report(result, args.out)
+    write_decoding_report(result, args.out)
     write_speed(side, "python translation/bench_decoding.py", {"checkpoint": checkpoint,
                                                                 "sources": f"the first 32 of {dev_names[0]}"},
                 device, args.out)

@@ -29,14 +29,15 @@ from pathlib import Path
 
 from shared_utils.checkpoint import metric_rows, store_result, stored_result
 from shared_utils.cli import Parser, add_dataclass_flags, add_results_flags, pick, results_folder
-from shared_utils.data import load_parallel
 from shared_utils.errors import UserError, cli_main
-from shared_utils.report import diff_cell, pyplot, save_figure, verdict_cell
 from shared_utils.runtime import device_info, pick_device
 from shared_utils.stats import bootstrap_corpus, comparison
-from translation.bench_training import (
+from translation.config import ABLATIONS, BENCH_TRAIN, PRESETS, RECIPES, TrainConfig, model_config, recipe_fields
+from translation.data import load_parallel
+from translation.reports import plot_recipe_curves, recipe_report
+from translation.study import (
     LOCAL,
-    RESULTS,
+    RECIPE_SYSTEMS,
     SYSTEMS,
     greedy_select,
     parameters,
@@ -44,11 +45,11 @@ from translation.bench_training import (
     settings,
     stale_run,
 )
-from translation.config import ABLATIONS, BENCH_TRAIN, PRESETS, RECIPES, TrainConfig, model_config, recipe_fields
-from translation.train import select_pairs_from, train
+from translation.training import select_pairs_from, train
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 KEEP = 5  # checkpoints every run keeps (steps 400..2000), so any of them can be averaged
-RECIPE_SYSTEMS = ("rope", "marian_peer")
 
 
 def selection_run(run: Path, model_fields: dict, cfg: TrainConfig, preset: str, select: list, device,
@@ -87,65 +88,16 @@ def selection_curve(run: Path) -> list[dict]:
             for r in metric_rows(run) if "select/bleu" in r]
 
 
-def trained_curves(result: dict) -> dict[str, list[dict]]:
-    """Label -> selection curve of every run the stage trained (an averaging recipe's runs are its base's)."""
-    if "grid" in result:
-        return {f"{r} ({s})": row[s]["curve"] for r, row in result["grid"].items() for s in RECIPE_SYSTEMS
-                if recipe_fields(r)[1] == 1}
-    return {a: e["curve"] for a, e in result["ablations"].items()}
 
 
 def drop_hyps(entries: dict) -> dict:
     return {k: {f: v for f, v in e.items() if f != "hyps"} for k, e in entries.items()}
 
 
-def report(result: dict) -> list[str]:
-    """recipe.md or ablations.md: every entry tried, the rule and what it chose."""
-    head = [f"Greedy BLEU / chrF++ on the selection split ({result['select_size']} pairs carved from the training "
-            f"data; the dev sets are never decoded here), {result['steps']} steps, seed {result['seed']}, preset "
-            f"{result['preset']} ({result['device_info']['label']}). Rule: {result['rule']}.", ""]
-    if "grid" in result:
-        lines = ["# Recipe sweep: the same grid for ours (RoPE) and the Marian peer", "", *head,
-                 "| recipe | fields | ours BLEU | ours chrF++ | peer BLEU | peer chrF++ | mean BLEU |",
-                 "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
-        for r, row in result["grid"].items():
-            ours, peer = row["rope"]["select"], row["marian_peer"]["select"]
-            lines.append(f"| {r} | `{json.dumps(row['fields'])}` | {ours['bleu']:.2f} | {ours['chrf']:.2f} | "
-                         f"{peer['bleu']:.2f} | {peer['chrf']:.2f} | {row['mean_select_bleu']:.2f} |")
-        return lines + ["", f"Chosen: **{result['chosen']}**.", *curve_lines(result)]
-    lines = [f"# Architecture ablations of ours under the recipe `{result['recipe']}`", "", *head,
-             "| ablation | fields | parameters (x peer) | BLEU | chrF++ | BLEU vs baseline [95% CI] | verdict |",
-             "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
-    for a, e in result["ablations"].items():
-        vs = e.get("vs_baseline")
-        lines.append(f"| {a} | `{json.dumps(e['fields'])}` | {e['parameters']:,} ({e['parameters_vs_peer']:.3f}) | "
-                     f"{e['select']['bleu']:.2f} | {e['select']['chrf']:.2f} | "
-                     f"{diff_cell(vs) if vs else '–'} | {verdict_cell(vs) if vs else '–'} |")
-    return lines + ["", f"Kept: {', '.join(f'**{a}**' for a in result['kept']) or 'none'}.", *curve_lines(result)]
 
 
-def curve_lines(result: dict) -> list[str]:
-    """The selection BLEU of every trained run at each checkpoint (a table; the plot is ``*_curves.png``)."""
-    curves = trained_curves(result)
-    steps = sorted({p["step"] for c in curves.values() for p in c})
-    lines = ["", "Selection BLEU at each checkpoint (is the run still improving when the budget ends?):", "",
-             "| run | " + " | ".join(f"step {s}" for s in steps) + " |", "| --- |" + " ---: |" * len(steps)]
-    for label, curve in curves.items():
-        at = {p["step"]: p["bleu"] for p in curve}
-        lines.append(f"| {label} | " + " | ".join(f"{at[s]:.2f}" if s in at else "–" for s in steps) + " |")
-    return lines
 
 
-def plot_curves(result: dict, path: Path) -> None:
-    """Selection BLEU against training step, one line per trained run."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for label, curve in trained_curves(result).items():
-        ax.plot([p["step"] for p in curve], [p["bleu"] for p in curve], marker="o", ms=3, label=label)
-    ax.set_xlabel("training step")
-    ax.set_ylabel("selection-split BLEU (greedy)")
-    ax.legend(fontsize=7)
-    save_figure(fig, path)
 
 
 @cli_main
@@ -242,8 +194,8 @@ def main(argv: list[str] | None = None) -> None:
         name = "ablations.json"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / name).write_text(json.dumps(result, indent=2), encoding="utf-8")
-    (args.out / name.replace(".json", ".md")).write_text("\n".join(report(result)) + "\n", encoding="utf-8")
-    plot_curves(result, args.out / name.replace(".json", "_curves.png"))
+    (args.out / name.replace(".json", ".md")).write_text("\n".join(recipe_report(result)) + "\n", encoding="utf-8")
+    plot_recipe_curves(result, args.out / name.replace(".json", "_curves.png"))
     print(json.dumps({k: result[k] for k in ("chosen", "kept") if k in result}))
 
 

@@ -49,33 +49,33 @@ import numpy as np
 import torch
 
 from shared_utils.batching import collate, token_batches
-from shared_utils.checkpoint import metric_rows, save_average, store_result, stored_result
+from shared_utils.checkpoint import metric_rows, store_result, stored_result
 from shared_utils.cli import Parser, add_dataclass_flags, add_results_flags, pick, positive_int, results_folder
-from shared_utils.data import load_parallel, shared_data
 from shared_utils.errors import UserError, cli_main
-from shared_utils.metrics import translation_scores
-from shared_utils.report import VERDICT_RULE, diff_cell, op_family_lines, pyplot, ratio_cell, save_figure, verdict_cell
 from shared_utils.runtime import device_info, peak_memory, pick_device, reset_peak_memory, seed_everything
 from shared_utils.stats import bootstrap_corpus, comparison
-from shared_utils.timing import interleaved, matmul_ceiling, ratio, time_by_op_family
+from shared_utils.timing import interleaved, ratio, time_by_op_family
 from translation.config import ABLATIONS, BENCH_TRAIN, PRESETS, RECIPES, TrainConfig, model_config, recipe_fields
-from translation.data import encode_pairs
+from translation.data import encode_pairs, load_parallel
 from translation.decoding import Strategy
 from translation.inference import load_translator, translate
 from translation.model import build_model
-from translation.train import fresh_tokenizer, loss_fn, optimizer, select_pairs_from, train, training_loss
+from translation.reports import write_training_report
+from translation.study import (
+    LOCAL,
+    SYSTEMS,
+    greedy_select,
+    matmul_ceiling,
+    parameters,
+    score,
+    scored_model,
+    settings,
+    stale_run,
+)
+from translation.training import fresh_tokenizer, loss_fn, optimizer, select_pairs_from, train, training_loss
 
 RESULTS = Path(__file__).resolve().parent / "results"
-LOCAL = shared_data("translation")
-SYSTEMS: dict[str, dict] = {  # name -> the ModelConfig fields it sets over the preset
-    "rope": dict(positional="rope"),
-    "relative_bias": dict(positional="relative_bias"),
-    "sinusoidal": dict(positional="sinusoidal"),
-    "marian_peer": dict(arch="marian"),
-}
 ONE_SEED = ("sinusoidal",)  # the baseline scheme keeps one seed (the protocol allows it)
-SPEED_WORDS = {"higher": "ours is faster", "lower": "ours is slower",
-               "tie": "a tie (the 95% interval of the median spans 1.0)"}
 
 
 def decisions(folder: Path, recipe: str | None, ablations: list[str] | None) -> tuple[str, list[str]]:
@@ -116,11 +116,6 @@ def best_system(summaries: dict) -> str:
     return max(candidates, key=lambda n: summaries[n]["select_bleu"]["mean"])
 
 
-def parameters(model: torch.nn.Module) -> int:
-    """Distinct trainable parameters (a tied matrix counts once; Marian's fixed sinusoidal table not at all)."""
-    return sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
-
-
 def run_system(name: str, fields: dict, seed: int, preset: str, cfg: TrainConfig, runs: Path, dev_sets: dict,
                device, strategy: Strategy, select: list, kept: Path, average: int = 1) -> dict:
     """Train (or resume) one system with one seed, decode the dev sets with its best checkpoint (chosen on the
@@ -151,38 +146,6 @@ def run_system(name: str, fields: dict, seed: int, preset: str, cfg: TrainConfig
     store_result(run / "bench_entry.json", key, entry)
     store_result(copy, key, entry)
     return entry
-
-
-def scored_model(run: Path, average: int, device) -> tuple:
-    """The weights a run is scored by, and their checkpoint folder: its best checkpoint (chosen on the selection
-    split while training) or, under an averaging recipe, the mean of its last ``average`` checkpoints, published as
-    the run's ``average_last<n>`` checkpoint so that bench_decoding, eval.py and translate.py load the same weights."""
-    model, tok, mcfg = load_translator(run, device)
-    checkpoint = run if average == 1 else save_average(run, average, model)
-    return model, tok, mcfg, checkpoint
-
-
-def greedy_select(model, tok, mcfg, select: list, device) -> tuple[dict, list[str]]:
-    """Greedy BLEU / chrF++ on the selection split, and the translations (for a paired bootstrap)."""
-    hyps = translate(model, tok, mcfg, [p.src for p in select], device, Strategy("greedy"))
-    return score(hyps, [p.tgt for p in select]), hyps
-
-
-def stale_run(run: Path) -> str:
-    """The error for a run scored under other settings: train.py would resume it (a changed schedule is
-    accepted), so its old weights would be reported under the new settings."""
-    return (f"{run} was trained and scored with other settings than this command's; pass a new --runs folder "
-            "(or move that run away) to train it afresh")
-
-
-def settings(cfg: TrainConfig) -> dict:
-    """What a run's scores depend on: every training field but the data paths (the same for every run)."""
-    return {k: v for k, v in asdict(cfg).items() if k not in ("train", "dev")}
-
-
-def score(hyps: list[str], refs: list[str]) -> dict[str, float]:
-    s = translation_scores(hyps, refs)
-    return {"bleu": s["bleu"].score, "chrf": s["chrf"].score}
 
 
 def compare(a: str, b: str, entries: dict, dev_sets: dict) -> dict:
@@ -278,77 +241,6 @@ def throughput(best: str, systems: dict, preset: str, vocab_size: int, cfg: Trai
             "throughput_ratio_padded_vs_marian": ratio(timings["marian_peer"], timings[f"{best}_padded"])}
 
 
-def write_report(result: dict, out: Path) -> None:
-    """training.md (per-seed table and comparisons) and training_bleu.png (means with seed std error bars)."""
-    plt = pyplot()
-
-    devs = result["dev_sets"]
-    lines = [f"# Training benchmark ({result['device_info']['label']})", "",
-             f"{result['steps']} steps of ~{result['batch_tokens']} tokens per run; the same data, tokenizer recipe, "
-             f"batches, schedule and selection split for every system; checkpoint chosen on the selection split "
-             f"({result['select_size']} pairs carved from the training data); {result['strategy']} decoding of the "
-             "full dev sets. Mean ± seed std, every seed listed.", "",
-             f"Shared recipe, chosen on the selection split: `{result['recipe']}`; ablations of ours kept there: "
-             f"{', '.join(f'`{a}`' for a in result['ablations_kept']) or 'none'}.", "",
-             "| system | seeds | checkpoint step | parameters | selection BLEU | "
-             + " | ".join(f"{d} BLEU | {d} chrF++" for d in devs) + " |",
-             "| --- | --- | --- | ---: | ---: |" + " ---: |" * (2 * len(devs))]
-    for name, s in result["systems"].items():
-        cells = " | ".join(f"{s[d]['bleu']['mean']:.2f} ± {s[d]['bleu']['std']:.2f} | "
-                           f"{s[d]['chrf']['mean']:.2f} ± {s[d]['chrf']['std']:.2f}" for d in devs)
-        lines.append(f"| {name} | {', '.join(map(str, s['seeds']))} | "
-                     f"{', '.join(map(str, s.get('checkpoint_step', ['?'])))} | {s['parameters']:,} | "
-                     f"{s['select_bleu']['mean']:.2f} | {cells} |")
-    lines += ["", f"Paired comparisons (seed-averaged difference; {VERDICT_RULE}):", "",
-              "| comparison | dev set | BLEU diff [95% CI] | verdict | chrF++ diff [95% CI] | verdict |",
-              "| --- | --- | ---: | --- | ---: | --- |"]
-    for key, per_dev in result["comparisons"].items():
-        for d in devs:
-            b, c = per_dev[d]["bleu"], per_dev[d]["chrf"]
-            lines.append(f"| {key} | {d} | {diff_cell(b)} | {verdict_cell(b)} | {diff_cell(c)} | {verdict_cell(c)} |")
-    tp = result["throughput"]
-    r = tp["throughput_ratio_vs_marian"]
-    where = result.get("throughput_device_info", result["device_info"])["label"]
-    lines += ["", f"Training throughput, side by side ({where}; {tp['scheme']} vs the Marian peer, the same "
-              f"{tp['batches']} batches, {r['repeats']} interleaved rounds): ours (padding-free, as `train.py` "
-              f"trains) / peer {ratio_cell(r)}: {SPEED_WORDS[r['verdict']]}."]
-    padded = tp.get("throughput_ratio_padded_vs_marian")
-    if padded:
-        lines += ["", f"Like for like, ours on the padded step (every pad position through every layer, as the "
-                  f"peer runs) / peer {ratio_cell(padded)}: {SPEED_WORDS[padded['verdict']]}."]
-    lines += ["", "| model | median ms per step | IQR | target tok/s | peak memory (MB) | RSS before the model (MB) |",
-              "| --- | ---: | --- | ---: | ---: | ---: |"]
-    for name, m in tp["models"].items():
-        memory = f"{m['peak_memory_mb']:.0f} ({m['memory_kind']})" if "peak_memory_mb" in m else "as above"
-        baseline = f"{m['baseline_mb']:.0f}" if "baseline_mb" in m else "–"
-        lines.append(f"| {name} | {m['median_ms']:.0f} | {m['iqr_ms'][0]:.0f}–{m['iqr_ms'][1]:.0f} | "
-                     f"{m['target_tokens_per_s']:.0f} | {memory} | {baseline} |")
-    lines += op_family_lines(tp["time_by_op_family"])
-    lines += ["", f"Ceiling against the peer (its median step time over our matmul + attention time, the part no "
-              f"other cut removes): {tp['ceiling_vs_marian']:.2f}x."]
-    (out / "training.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-    fig, ax = plt.subplots(figsize=(5, 4))
-    models = list(tp["models"].values())
-    medians = [m["target_tokens_per_s"] for m in models]
-    # tokens/s at the IQR's ends of the step time (a longer step is fewer tokens per second)
-    low = [med - tp["target_tokens"] / (m["iqr_ms"][1] / 1e3) for med, m in zip(medians, models)]
-    high = [tp["target_tokens"] / (m["iqr_ms"][0] / 1e3) - med for med, m in zip(medians, models)]
-    ax.bar(list(tp["models"]), medians, yerr=[low, high], capsize=4, color=[f"C{i}" for i in range(len(models))])
-    ax.set_ylabel("target tokens / s (median, IQR bars)")
-    ax.set_title(f"training throughput: ours / peer {ratio_cell(r)}", fontsize=9)
-    save_figure(fig, out / "training_throughput.png")
-
-    fig, axes = plt.subplots(1, len(devs), figsize=(5 * len(devs), 4), squeeze=False)
-    names = list(result["systems"])
-    for ax, d in zip(axes[0], devs):
-        means = [result["systems"][n][d]["bleu"]["mean"] for n in names]
-        stds = [result["systems"][n][d]["bleu"]["std"] for n in names]
-        ax.bar(names, means, yerr=stds, capsize=4, color=["C0" if n != "marian_peer" else "C1" for n in names])
-        ax.set_title(f"{d} (mean ± seed std)")
-        ax.set_ylabel(f"BLEU ({result['strategy']})")
-        ax.tick_params(axis="x", rotation=20)
-    save_figure(fig, out / "training_bleu.png")
 
 
 def summarise(name: str, entries: dict, dev_sets: dict) -> dict:
@@ -382,7 +274,7 @@ def remeasure_throughput(args, systems: dict, cfg: TrainConfig, train_pairs: lis
                   throughput_ratio_padded_vs_marian=tp["throughput_ratio_padded_vs_marian"],
                   peak_memory=peak_memory_summary(tp), throughput_device_info=device_info(device))
     path.write_text(json.dumps(result, indent=2), encoding="utf-8")
-    write_report(result, args.out)
+    write_training_report(result, args.out)
     print(json.dumps({k: result[k] for k in ("throughput_ratio_vs_marian", "throughput_ratio_padded_vs_marian")},
                      indent=2))
 
@@ -476,7 +368,7 @@ def main(argv: list[str] | None = None) -> None:
               "curves": {f"{n}_seed{s}": e["curve"] for (n, s), e in entries.items()}}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "training.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
-    write_report(result, args.out)
+    write_training_report(result, args.out)
     print(json.dumps({"best_vs_marian": {d: {m: v["verdict"] for m, v in c.items()}
                                          for d, c in comparisons["best_vs_marian"].items()},
                       "throughput_ratio_vs_marian": tp["throughput_ratio_vs_marian"]}, indent=2))

@@ -14,14 +14,14 @@ import time
 from pathlib import Path
 
 from shared_utils.cli import Parser
-from shared_utils.data import load_parallel
 from shared_utils.errors import cli_main
-from shared_utils.metrics import translation_scores
 from shared_utils.runtime import pick_device
 from translation.config import POSITIONALS, TrainConfig, model_config
+from translation.data import load_parallel
 from translation.decoding import Strategy
 from translation.inference import load_translator, translate
-from translation.train import train
+from translation.metrics import translation_scores
+from translation.training import train
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 STRATEGIES = {"greedy": Strategy("greedy"), "beam 4": Strategy("beam", beam_size=4),

@@ -17,12 +17,13 @@ import sys
 from pathlib import Path
 
 from shared_utils.cli import Parser, data_source, output_file, user_path, write_output
-from shared_utils.data import load_parallel, read_text_lines
+from shared_utils.data import read_text_lines
 from shared_utils.errors import UserError, cli_main
-from shared_utils.metrics import translation_scores
 from shared_utils.runtime import pick_device
+from translation.data import load_parallel
 from translation.decoding import add_strategy_args, strategy_from_args
 from translation.inference import hypotheses, load_translator
+from translation.metrics import translation_scores
 from translation.tokenizer import decode
 
 FORMATS = ("auto", "tsv", "text")

@@ -10,10 +10,9 @@ import torch
 
 from shared_utils.batching import collate, token_batches
 from shared_utils.checkpoint import load_best
-from shared_utils.data import Pair
 from shared_utils.errors import UserError
 from translation.config import ModelConfig
-from translation.data import encode_pairs
+from translation.data import Pair, encode_pairs
 from translation.decoding import Hypothesis, Strategy
 from translation.model import restore_model
 from translation.tokenizer import decode, load_tokenizer

@@ -18,6 +18,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from shared_utils.kv_cache import cache_rows
+
 from .config import ModelConfig
 from .tokenizer import BOS, EOS, PAD  # the tokenizer's special ids, as our model uses them
 
@@ -33,16 +35,6 @@ def marian_config(cfg: ModelConfig):
                         pad_token_id=PAD, eos_token_id=EOS, forced_eos_token_id=EOS, decoder_start_token_id=BOS,
                         bos_token_id=BOS,
                         share_encoder_decoder_embeddings=True, tie_word_embeddings=True, scale_embedding=True)
-
-
-def _rows(cache, index: torch.Tensor):
-    """A new ``DynamicCache`` holding rows ``index`` of every layer of ``cache`` (the old one is untouched)."""
-    from transformers import DynamicCache
-
-    new = DynamicCache()
-    for i, layer in enumerate(cache.layers):
-        new.update(layer.keys.index_select(0, index), layer.values.index_select(0, index), i)
-    return new
 
 
 @dataclass
@@ -63,8 +55,8 @@ class MarianState:
             return x if same_source else x.index_select(0, index)
 
         cache = None if self.cache is None else EncoderDecoderCache(
-            _rows(self.cache.self_attention_cache, index),
-            self.cache.cross_attention_cache if same_source else _rows(self.cache.cross_attention_cache, index))
+            cache_rows(self.cache.self_attention_cache, index),
+            self.cache.cross_attention_cache if same_source else cache_rows(self.cache.cross_attention_cache, index))
         return replace(self, memory=source(self.memory), src_keep=source(self.src_keep),
                        tokens=self.tokens.index_select(0, index), cache=cache)
 

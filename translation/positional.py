@@ -42,9 +42,7 @@ class Rotary(nn.Module):
     """Rotary embedding of q and k: pairs (x_2i, x_2i+1) rotated by angle pos * theta_i."""
 
     def __init__(self, head_dim: int, max_len: int, base: float = 10000.0):
-        super().__init__()
-        if head_dim % 2:
-            raise ValueError(f"RoPE needs an even head dim, got {head_dim}")
+        super().__init__()  # head_dim is even: ModelConfig checks it, with the flag's name
         inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)  # (Dh/2,)
         angles = torch.arange(max_len, dtype=torch.float32).unsqueeze(1) * inv_freq  # (max_len, Dh/2)
         self.register_buffer("cos", angles.cos(), persistent=False)
@@ -84,7 +82,8 @@ def relative_buckets(relative: torch.Tensor, *, bidirectional: bool, num_buckets
 class RelativeBias(nn.Module):
     """Learned bias per (bucket, head), returned as an (H, S, L) tensor to add to the attention logits."""
 
-    def __init__(self, num_heads: int, *, bidirectional: bool, num_buckets: int = 32, max_distance: int = 128):
+    def __init__(self, num_heads: int, *, bidirectional: bool, num_buckets: int, max_distance: int):
+        """``num_buckets`` and ``max_distance``: ModelConfig's ``relative_buckets`` and ``relative_max_distance``."""
         super().__init__()
         self.bidirectional, self.num_buckets, self.max_distance = bidirectional, num_buckets, max_distance
         self.bias = nn.Embedding(num_buckets, num_heads)

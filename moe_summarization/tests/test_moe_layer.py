@@ -183,7 +183,7 @@ def test_config_validation():
 def test_balance_experiment_records_load_history(tmp_path):
     import json
 
-    from moe_summarization.experiment import ExperimentConfig, late_summary, run
+    from moe_summarization.balance import ExperimentConfig, late_summary, run
 
     rows = [{"document": f"news item {i} about markets and sports and weather today", "summary": "x"}
             for i in range(40)]

@@ -9,16 +9,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from moe_summarization.baselines import BASELINES, Baseline, generate, load, run_baselines, tiny_baseline
 from moe_summarization.config import VARIANTS, MoEConfig, SummarizerConfig, SumTrainConfig, summarizer_config
+from moe_summarization.data import Doc
 from moe_summarization.decoding import beam_search
 from moe_summarization.inference import lead1, load_summarizer, summarize
+from moe_summarization.metrics import rouge_scores
 from moe_summarization.model import active_ffn_parameters, build_model, label_smoothed_loss
+from moe_summarization.pretrained import BASELINES, Baseline, generate, load, run_baselines, tiny_baseline
 from moe_summarization.tokenizer import BOS, EOS, PAD
-from moe_summarization.train import train
-from shared_utils.data import Doc
+from moe_summarization.training import train
 from shared_utils.errors import UserError
-from shared_utils.metrics import rouge_scores
+from shared_utils.testing import ddp_replicas_identical
 
 ROOT = Path(__file__).resolve().parents[2]
 PAIRS = [
@@ -93,7 +94,7 @@ def test_every_moe_field_is_a_training_flag():
     assert mcfg.moe == MoEConfig(d_model=128, d_ff=512, num_experts=4, k=1, capacity_factor=None,
                                  eval_capacity_factor=2.0, dispatch="padded", bias=False, activation="swiglu",
                                  jitter=0.01, bias_update_rate=1e-2)
-    assert mcfg.variant == "moe_top1"  # router and k decide the name
+    assert mcfg.variant == "custom"  # the default preset, moe_top2, with its k changed: no preset's name fits
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -228,7 +229,7 @@ def test_each_baseline_class_runs_end_to_end_on_a_tiny_random_model(name, tmp_pa
 
 
 def test_llama_without_a_token_says_what_it_needs(monkeypatch):
-    import moe_summarization.baselines as baselines
+    import moe_summarization.pretrained as baselines
 
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
@@ -256,7 +257,7 @@ def test_scripts_have_help_and_fail_clearly(tmp_path):
         assert "usage:" in run_script(sys.executable, f"moe_summarization/{script}", "--help").stdout
     proc = run_script(sys.executable, "moe_summarization/train.py", "--out", str(tmp_path / "r"))
     lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and len(lines) == 1 and "--train ../shared/data/summarization/train.jsonl" in lines[0]
+    assert proc.returncode == 2 and len(lines) == 1 and "--train ../shared/data/xsum-style/train.jsonl" in lines[0]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"document": "a", "summary": "b"}\n{"document": "c"}\n', encoding="utf-8")
     with pytest.raises(UserError, match=r"bad.jsonl:2"):
@@ -266,76 +267,84 @@ def test_scripts_have_help_and_fail_clearly(tmp_path):
 
 
 def test_ddp_on_two_cpu_processes_keeps_replicas_identical(corpus, tmp_path):
-    script = tmp_path / "ddp_check.py"
-    script.write_text(
-        "import os, pathlib, torch\n"
-        "from moe_summarization.config import SumTrainConfig, summarizer_config\n"
-        "from moe_summarization import train as t\n"
-        "captured = {}\n"
-        "original = t.build_model\n"
-        "def build(cfg):\n"
-        "    captured['m'] = original(cfg)\n"
-        "    return captured['m']\n"
-        "t.build_model = build\n"
-        f"cfg = SumTrainConfig(train={str(corpus)!r}, dev={str(corpus)!r}, batch_tokens=200, steps=3, "
-        "eval_every=100, dev_limit=2, warmup=1, select_size=0)\n"
-        f"t.train(summarizer_config('tiny', 'moe_top2'), cfg, pathlib.Path({str(tmp_path / 'run')!r}), 'cpu')\n"
-        "flat = torch.cat([p.detach().flatten() for p in captured['m'].parameters()])\n"
-        f"torch.save(flat, {str(tmp_path)!r} + f\"/rank{{os.environ['RANK']}}.pt\")\n"
-    )
-    torchrun = Path(sys.executable).parent / "torchrun"
-    proc = run_script(str(torchrun), "--standalone", "--nproc_per_node=2", str(script))
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert torch.equal(torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt"))
+    """torchrun with 2 gloo processes, an MoE model (unused experts allowed): both ranks end identical."""
+    assert ddp_replicas_identical(
+        "from moe_summarization.config import SumTrainConfig, summarizer_config", f"cfg = SumTrainConfig(train="
+        f"{str(corpus)!r}, dev={str(corpus)!r}, batch_tokens=200, steps=3, eval_every=100, dev_limit=2, warmup=1, "
+        f"select_size=0)\nt.train(summarizer_config('tiny', 'moe_top2'), cfg, pathlib.Path({str(tmp_path / 'run')!r}), "
+        "'cpu')", "moe_summarization.training", tmp_path, ROOT)
 
 
-def test_benchmark_writes_the_results_file_with_every_model_and_baseline(corpus, tmp_path, monkeypatch):
+def test_benchmark_writes_the_results_file_with_every_model_peer_and_baseline(corpus, tmp_path, monkeypatch,
+                                                                            capsys):
     import moe_summarization.bench_summarization as bench
     from moe_summarization.bench_summarization import main
-    from shared_utils.stats import verdict
+    from shared_utils.stats import seed_test, verdict
 
     for name in ("dev", "test"):
         (tmp_path / f"{name}.jsonl").write_text("".join(corpus.read_text().splitlines(True)[:3]), encoding="utf-8")
     out = tmp_path / "results"
     argv = ["--data", "local", "--train", str(corpus), "--dev", str(tmp_path / "dev.jsonl"), "--test",
-            str(tmp_path / "test.jsonl"), "--size", "tiny", "--steps", "2", "--batch-tokens", "300", "--select-size",
-            "1", "--seeds", "0", "1", "--runs", str(tmp_path / "runs"), "--out", str(out), "--device", "cpu"]
+            str(tmp_path / "test.jsonl"), "--size", "tiny", "--max-source-len", "64", "--steps", "2", "--batch-tokens",
+            "300", "--select-size", "2", "--seeds", "0", "--runs", str(tmp_path / "runs"), "--out", str(out),
+            "--device", "cpu"]
+    # two processes share a sweep: each trains its part; the tables cover what is finished, and say what is not
+    main([*argv, "--only", "dense_seed0", "t5_seed0"])
+    part = json.loads((out / "summarization.json").read_text())
+    assert set(part["runs"]) == {"dense_seed0", "t5_seed0"} and not part["complete"]
+    assert "moe_top2_seed0" in part["pending"] and "Sweep in progress" in (out / "summarization.md").read_text()
     main(argv)
     result = json.loads((out / "summarization.json").read_text())
-    # a restart reads every finished run's scores back from its folder: nothing is decoded again
+    assert result["complete"] and result["pending"] == []
+    # a restart reads every finished run back from its record: nothing is trained or decoded again
     monkeypatch.setattr(bench, "summarize", lambda *a, **k: pytest.fail("a scored run was decoded again"))
+    monkeypatch.setattr(bench, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
     main(argv)
     again = json.loads((out / "summarization.json").read_text())
     assert again["models"] == result["models"] and again["comparisons"] == result["comparisons"]
-    assert again["per_source"] == result["per_source"]
     assert result["budget"]["steps"] == 2 and result["bertscore_model"]
-    for model in ("moe_top2", "moe_top1", "moe_hash", "dense", "lead1"):
+    models = ("moe_top2", "dense", "moe_top1", "moe_hash", "bart", "t5", "llama", "lead1")
+    assert tuple(result["models"]) == models
+    for model in models:
         for split in ("dev", "test"):
             assert set(result["models"][model][split]) >= {"rouge1", "rouge2", "rougeL", "bertscore_f1"}
-    assert set(result["models"]["dense"]["runs"]) == {"dense_seed0", "dense_seed1"}
+    assert set(result["models"]["dense"]["runs"]) == {"dense_seed0"}
+    assert result["runs"]["t5_seed0"]["d_ff"] == result["budget"]["peer_ffn"]["t5"]
+    for peer in ("bart", "t5", "llama"):  # the peers match our dense model's parameters
+        assert abs(result["runs"][f"{peer}_seed0"]["parameters"] / result["runs"]["dense_seed0"]["parameters"] - 1) \
+            <= 0.03
     assert all("not_run" in result["baselines"][b] for b in ("bart", "t5", "llama3"))  # no GPU here
-    entry = result["comparisons"]["moe_top2_vs_dense"]["dev"]["rougeL"]
-    runs = result["models"]["moe_top2"]["runs"]
-    assert entry["per_seed"]["moe_top2"] == [runs[f"moe_top2_seed{s}"]["dev"]["rougeL"] for s in (0, 1)]
-    assert entry["mean"]["diff"] == pytest.approx(result["models"]["moe_top2"]["dev"]["rougeL"]
-                                                  - result["models"]["dense"]["dev"]["rougeL"])
-    assert entry["ci95"][0] <= entry["ci95"][1]
-    assert entry["verdict"] == verdict(entry["mean"]["diff"], entry["ci95"], list(entry["std"].values()))
-    assert result["moe_vs_dense"]["dev"] == entry["verdict"]
-    lead = result["comparisons"]["moe_top2_vs_lead1"]["test"]["bertscore_f1"]
-    assert lead["per_seed"]["lead1"] == [result["models"]["lead1"]["test"]["bertscore_f1"]]
-    assert lead["std"]["lead1"] == 0
-    assert {p.name for p in out.glob("*.png")} == {"summarization_scores.png", "summarization_expert_load.png",
-                                                   "summarization_per_source.png"}
+    # "ours" against lead-1 and the peers is the model with the best selection-split score, never a test score
+    best = result["best_of_ours"]
+    ours = ("moe_top2", "dense", "moe_top1", "moe_hash")
+    assert best == max(ours, key=lambda m: result["models"][m]["select_rougeL"])
+    assert {f"{best}_vs_{peer}" for peer in ("bart", "t5", "llama")} <= set(result["comparisons"])
+    entry = result["comparisons"]["dense_vs_lead1"]["dev"]["rougeL"]
+    dense_dev = result["models"]["dense"]["runs"]["dense_seed0"]["dev"]["rougeL"]
+    assert entry["per_seed"]["dense"] == pytest.approx([dense_dev])
+    assert entry["per_seed"]["lead1"] == pytest.approx([result["models"]["lead1"]["dev"]["rougeL"]])
+    assert entry["std"]["lead1"] == 0
+    test, p = seed_test(entry["per_seed"]["dense"], entry["per_seed"]["lead1"], b_fixed=True)
+    assert (entry["seed_test"], entry["verdict"]) == (test, verdict(entry["mean"]["diff"], entry["ci95"], test, p))
+    shown = result["examples"]["indices"]
+    assert shown == bench.example_indices(3) and set(result["examples"]["rows"][0]["summaries"]) == set(models)
+    assert {p.name for p in out.glob("*.png")} == {"summarization_scores.png", "summarization_curves.png",
+                                                   "summarization_expert_load.png", "summarization_per_source.png"}
+    # a record made under other settings is never mixed into a sweep: one sentence names it
+    with pytest.raises(SystemExit):
+        main([*argv, "--lr", "0.5", "--only", "dense_seed0"])
+    assert capsys.readouterr().err.strip().endswith(
+        f"error: {out / 'summarization_runs' / 'dense_seed0.json'} was made with other settings: move it away to run "
+        "dense_seed0 again, or run the sweep with the settings it records")
 
 
 def test_the_headline_pair_gets_every_seed_and_the_others_two():
     from moe_summarization.bench_summarization import runs_to_train
 
     runs = runs_to_train([0, 1, 2], ["moe_top2", "dense"])
-    assert [r for r, _, _ in runs] == ["moe_top2_seed0", "dense_seed0", "moe_top1_seed0", "moe_hash_seed0",
-                                       "moe_top2_seed1", "dense_seed1", "moe_top1_seed1", "moe_hash_seed1",
-                                       "moe_top2_seed2", "dense_seed2"]
+    first_two = ["moe_top2", "dense", "moe_top1", "moe_hash", "bart", "t5", "llama"]
+    assert [r for r, _, _ in runs] == [f"{m}_seed{s}" for s in (0, 1) for m in first_two] + [
+        "moe_top2_seed2", "dense_seed2"]
 
 
 A, B_TOK = 4, 5  # two ordinary tokens after the specials <pad> <s> </s> <unk>
@@ -380,3 +389,14 @@ def test_beam_search_finds_the_beams_worked_out_by_hand():
     hyps = beam_search(ToyDecoder(), src, beam_size=2, nbest=2, max_len=5, no_repeat_ngram=0, length_penalty=0.0)[0]
     assert [h.tokens for h in hyps] == [[B_TOK, EOS], [A, EOS]]
     assert [h.logprob for h in hyps] == pytest.approx([math.log(0.36), math.log(0.24)], abs=1e-6)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_almost_nothing():
+    from moe_summarization.training import cosine_lr
+
+    peak, warm, total = 2e-3, 10, 110
+    cos = [cosine_lr(s, peak, warm, total) for s in range(total)]
+    assert cos[warm - 1] == pytest.approx(peak) and cos[0] == pytest.approx(peak / warm)
+    assert all(a >= b for a, b in zip(cos[warm - 1:], cos[warm:]))  # monotone after the warmup
+    assert cos[warm - 1 + 50] == pytest.approx(peak / 2, rel=0.02)  # half-way through the decay
+    assert 0 < cos[-1] < 1e-3 * peak  # the last step is tiny, and still a step

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from quantization import bench, int8_kernels
+from quantization import bench, int8_kernels, probes, reports
 from quantization.config import make_config
-from quantization.train import train
+from quantization.quantize import default_methods
+from quantization.training import train
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
@@ -70,7 +71,7 @@ def test_bench_writes_the_evidence_and_the_device_reaches_every_process(checkpoi
     t = {k: np.asarray(v["samples_ms"]) for k, v in phases["timings"].items()}
     rest = np.median(t["w8a8"] - t["quantize"] - t["int8_matmul"] - t["dequantize"])  # round by round
     assert (f"| the rest (Python, reshapes, allocation), round by round | {rest:.1f} [" in (tmp_path / "bench.md")
-            .read_text()) and bench.phases_rest(phases["timings"])["median"] == pytest.approx(float(rest))
+            .read_text()) and reports.phases_rest(phases["timings"])["median"] == pytest.approx(float(rest))
     # the whole model's profile: its linear layers timed alone, the rest by difference, the ceiling they leave
     mp = result["model_profile_b32"]
     assert mp["linear_layers"] == 4 and mp["rounds"] == 3  # one GPT-2 block: c_attn, c_proj, c_fc, c_proj
@@ -105,33 +106,34 @@ def test_linear_calls_returns_each_layer_with_the_input_it_received():
             return self.net(x)
 
     x = torch.randn(5, 3)
-    layers, inputs = bench.linear_calls(Kwargs(), ["net.2", "net.0"], {"x": x})
+    layers, inputs = probes.linear_calls(Kwargs(), ["net.2", "net.0"], {"x": x})
     assert layers == [model[0], model[2]]  # call order, not the order of the names
     assert torch.equal(inputs[0], x) and torch.equal(inputs[1], torch.relu(model[0](x)))
     assert not model[0]._forward_hooks and not model[2]._forward_hooks  # the hooks are gone
 
 
 def test_default_methods_follow_the_device(monkeypatch):
-    monkeypatch.setattr(bench.int8_kernels, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_vnni"})
-    assert "torch_dynamic_int8" in bench.default_methods(torch.device("cpu"))
-    assert "fp16" not in bench.default_methods(torch.device("cpu"))
+    def names(device: str) -> set[str]:
+        return {m.name for m in default_methods(torch.device(device))}
+
+    monkeypatch.setattr(int8_kernels, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_vnni"})
+    assert "torch_dynamic_int8" in names("cpu") and "fp16" not in names("cpu")
     torchao = {"torchao_int8_dynamic", "torchao_int8_dynamic_compiled"}  # eager, and its compiled CPU recipe
-    assert torchao <= set(bench.default_methods(torch.device("cpu")))
-    monkeypatch.setattr(bench.int8_kernels, "cpu_flags", lambda: {"avx2", "fma"})  # torch._int_mm: a scalar loop
-    assert not torchao & set(bench.default_methods(torch.device("cpu")))
-    assert "w8a8" in bench.default_methods(torch.device("cpu"))
-    cuda = bench.default_methods(torch.device("cuda"))
+    assert torchao <= names("cpu")
+    monkeypatch.setattr(int8_kernels, "cpu_flags", lambda: {"avx2", "fma"})  # torch._int_mm: a scalar loop
+    assert not torchao & names("cpu") and "w8a8" in names("cpu")
+    cuda = names("cuda")
     assert "torch_dynamic_int8" not in cuda and "fp16" in cuda
 
 
 @pytest.mark.skipif(not int8_kernels.has_avx2(), reason="the probes are AVX2 code")
 def test_the_instruction_ceiling_is_the_ratio_of_the_probes_rates_round_by_round():
-    ic = bench.instruction_ceiling(repeats=3)
+    ic = probes.instruction_ceiling(repeats=3)
     ms = {k: np.asarray(v["samples_ms"]) for k, v in ic["timings"].items()}
-    rate = {k: int8_kernels.PROBE_PRODUCTS[k] * bench.PROBE_ITERS / ms[k] / 1e6 for k in ms}  # products per ns
+    rate = {k: int8_kernels.PROBE_PRODUCTS[k] * probes.PROBE_ITERS / ms[k] / 1e6 for k in ms}  # products per ns
     assert ic["products_per_ns"]["int16_madd"]["median"] == pytest.approx(float(np.median(rate["int16_madd"])))
     assert ic["int8_over_fp32"]["median"] == pytest.approx(float(np.median(rate["int16_madd"] / rate["fp32_fma"])))
     assert ic["int8_over_fp32"]["repeats"] == 3 and int8_kernels.PROBE_PRODUCTS == {"fp32_fma": 96, "int16_madd": 192}
-    line = bench.instruction_ceiling_lines(ic)[0]
+    line = reports.instruction_ceiling_lines(ic)[0]
     assert line.endswith(f"ratio {ic['int8_over_fp32']['median']:.2f}x [{ic['int8_over_fp32']['iqr'][0]:.2f}, "
                          f"{ic['int8_over_fp32']['iqr'][1]:.2f}].")

@@ -1,7 +1,15 @@
 import pytest
 import torch
 
-from quantization.quantize import METHODS, load_quantized, quantize_model, save_quantized, state_bytes, target_layers
+from quantization.quantize import (
+    METHODS,
+    get_method,
+    load_quantized,
+    quantize_model,
+    save_quantized,
+    state_bytes,
+    target_layers,
+)
 from shared_utils.errors import UserError
 
 
@@ -11,7 +19,7 @@ def test_quantized_tiny_gpt2_logits_stay_close_to_fp32(tiny_gpt2, batch, method)
     with torch.no_grad():
         ref = tiny_gpt2(**batch).logits
         names = list(target_layers(tiny_gpt2))
-        model = quantize_model(tiny_gpt2, method, calibration=[batch])
+        model = quantize_model(tiny_gpt2, METHODS[method], calibration=[batch])
         out = model(**batch).logits
     assert type(model.get_submodule(names[0])).__name__ != "Conv1D"  # really replaced
     assert model.score.__class__.__name__ == "Linear"  # the head stays fp32
@@ -23,7 +31,7 @@ def test_bnb_modules_run_on_cpu_and_store_quantized_weights(tiny_gpt2, batch):
     import bitsandbytes as bnb
 
     fp32_bytes = state_bytes(tiny_gpt2)
-    model = quantize_model(tiny_gpt2, "bnb_nf4")
+    model = quantize_model(tiny_gpt2, METHODS["bnb_nf4"])
     layer = model.transformer.h[0].attn.c_attn
     assert isinstance(layer, bnb.nn.Linear4bit) and layer.weight.dtype == torch.uint8
     assert model(**batch).logits.shape == (4, 4)
@@ -36,8 +44,8 @@ def test_save_and_load_round_trip(tiny_gpt2, batch, tmp_path):
     for method in ("int8_weight_per_channel", "w8a8"):
         fresh = GPT2ForSequenceClassification(tiny_gpt2.config).eval()
         fresh.load_state_dict(tiny_gpt2.state_dict())
-        quantized = quantize_model(fresh, method, calibration=[batch])
-        save_quantized(quantized, method, tmp_path / method)
+        quantized = quantize_model(fresh, METHODS[method], calibration=[batch])
+        save_quantized(quantized, METHODS[method], tmp_path / method)
         other = GPT2ForSequenceClassification(tiny_gpt2.config).eval()  # different random weights
         loaded = load_quantized(other, tmp_path / method)
         with torch.no_grad():
@@ -46,9 +54,9 @@ def test_save_and_load_round_trip(tiny_gpt2, batch, tmp_path):
 
 def test_errors_are_clear(tiny_gpt2, tmp_path):
     with pytest.raises(UserError, match="unknown method 'int3'"):
-        quantize_model(tiny_gpt2, "int3")
+        get_method("int3")
     with pytest.raises(UserError, match="w8a8 needs calibration"):
-        quantize_model(tiny_gpt2, "w8a8")
+        quantize_model(tiny_gpt2, METHODS["w8a8"])
     with pytest.raises(UserError, match="not a quantized checkpoint"):
         load_quantized(tiny_gpt2, tmp_path)
     assert {"fp32", "int8_weight_per_tensor", "int8_weight_per_channel", "w8a8", "bnb_int8", "bnb_nf4",
@@ -67,7 +75,7 @@ def test_real_pretrained_minilm_quantizes_with_small_error():
                      return_tensors="pt"))
     with torch.no_grad():
         ref = model.bert(**batch).last_hidden_state
-        quantize_model(model, "int8_weight_per_channel")
+        quantize_model(model, METHODS["int8_weight_per_channel"])
         out = model.bert(**batch).last_hidden_state
     assert len(target_layers(model)) == 0  # every backbone linear was replaced
     assert (out - ref).norm() / ref.norm() < 0.05  # ~3% after six layers of int8 weights
@@ -78,8 +86,8 @@ def test_torchao_is_also_measured_on_its_recommended_compiled_path(tiny_gpt2):
     tree and the state dict stay as the byte accounting reads them), the eager one does not."""
     import copy
 
-    eager = quantize_model(copy.deepcopy(tiny_gpt2), "torchao_int8_dynamic")
-    compiled = quantize_model(tiny_gpt2, "torchao_int8_dynamic_compiled")
+    eager = quantize_model(copy.deepcopy(tiny_gpt2), METHODS["torchao_int8_dynamic"])
+    compiled = quantize_model(tiny_gpt2, METHODS["torchao_int8_dynamic_compiled"])
     assert eager._compiled_call_impl is None and compiled._compiled_call_impl is not None
     assert list(compiled.state_dict()) == list(eager.state_dict())
     assert METHODS["torchao_int8_dynamic_compiled"].kind == "torchao"
@@ -96,8 +104,8 @@ def test_onnxruntime_runs_the_exported_model_with_the_torch_logits(tiny_gpt2):
     ids = ids.masked_fill(mask == 0, 0)
     with torch.no_grad():
         ref = tiny_gpt2(input_ids=ids, attention_mask=mask).logits
-    fp32 = quantize_model(copy.deepcopy(tiny_gpt2), "onnxruntime_fp32")
-    int8 = quantize_model(copy.deepcopy(tiny_gpt2), "onnxruntime_int8")
+    fp32 = quantize_model(copy.deepcopy(tiny_gpt2), METHODS["onnxruntime_fp32"])
+    int8 = quantize_model(copy.deepcopy(tiny_gpt2), METHODS["onnxruntime_int8"])
     assert torch.allclose(fp32(input_ids=ids, attention_mask=mask).logits, ref, atol=1e-5)
     assert (int8(input_ids=ids, attention_mask=mask).logits - ref).norm() / ref.norm() < 0.1
     assert int8.layer_bytes < 0.3 * fp32.layer_bytes and fp32.layer_bytes == state_bytes_of_matrices(tiny_gpt2)

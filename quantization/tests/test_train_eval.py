@@ -9,7 +9,8 @@ import torch
 
 from quantization.config import make_config
 from quantization.measure import run_method
-from quantization.train import get_lr, train
+from quantization.quantize import METHODS
+from quantization.training import get_lr, train
 from shared_utils.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,24 +73,24 @@ def test_the_best_checkpoint_is_chosen_on_a_selection_split(agnews_csv, tmp_path
 def test_eval_rebuilds_from_the_checkpoint_and_quantizes(agnews_csv, tmp_path):
     run = tmp_path / "run"
     train(small_cfg(agnews_csv), run, torch.device("cpu"))
-    fp32 = run_method(str(run), "fp32", agnews_csv, None, latency_blocks=1)
-    int8 = run_method(str(run), "int8_weight_per_channel", agnews_csv, None, latency_blocks=1)
+    fp32 = run_method(str(run), METHODS["fp32"], agnews_csv, None, latency_blocks=1)
+    int8 = run_method(str(run), METHODS["int8_weight_per_channel"], agnews_csv, None, latency_blocks=1)
     labels = [int(line.split(",")[0]) for line in Path(agnews_csv).read_text().splitlines()[1:]]
     assert fp32["accuracy"] == sum(p == y for p, y in zip(fp32["predictions"], labels)) / 64
     assert sum(a == b for a, b in zip(fp32["predictions"], int8["predictions"])) >= 60  # int8 barely moves them
     assert fp32["latency_ms_b32"]["repeats"] == 1 and fp32["memory_kind"] == "cpu_peak_rss"
     assert int8["quantized_layer_bytes_ratio"] < 0.31 and int8["model_bytes"] < fp32["model_bytes"]
     with pytest.raises(UserError, match="w8a8 needs --train"):
-        run_method(str(run), "w8a8", agnews_csv, None)
+        run_method(str(run), METHODS["w8a8"], agnews_csv, None)
 
 
 def test_onnxruntime_int8_agrees_with_fp32_on_the_sample_set(agnews_csv, tmp_path):
     run = tmp_path / "run"
     train(small_cfg(agnews_csv), run, torch.device("cpu"))
     dev = str(ROOT / "quantization" / "samples" / "dev.csv")
-    fp32 = run_method(str(run), "fp32", dev, None, device="cpu", latency=False)
-    ort = run_method(str(run), "onnxruntime_fp32", dev, None, device="cpu", latency=False)
-    int8 = run_method(str(run), "onnxruntime_int8", dev, None, device="cpu", latency=False)
+    fp32 = run_method(str(run), METHODS["fp32"], dev, None, device="cpu", latency=False)
+    ort = run_method(str(run), METHODS["onnxruntime_fp32"], dev, None, device="cpu", latency=False)
+    int8 = run_method(str(run), METHODS["onnxruntime_int8"], dev, None, device="cpu", latency=False)
     assert ort["predictions"] == fp32["predictions"]
     agree = sum(a == b for a, b in zip(int8["predictions"], fp32["predictions"])) / len(fp32["predictions"])
     assert agree >= 0.98 and int8["model_bytes"] < ort["model_bytes"] and ort["peak_memory_mb"] > 0
@@ -184,5 +185,5 @@ def test_the_gpt2_large_preset_path_runs_on_a_local_folder(tiny_gpt2_folder, agn
     run = tmp_path / "run"
     best = train(cfg, run, torch.device("cpu"))
     assert best["step"] >= 2
-    result = run_method(str(run), "w8a8", agnews_csv, agnews_csv, latency_blocks=1, calib_batches=1)
+    result = run_method(str(run), METHODS["w8a8"], agnews_csv, agnews_csv, latency_blocks=1, calib_batches=1)
     assert result["quantized_layer_bytes_ratio"] < 0.35 and len(result["predictions"]) == 64

@@ -381,17 +381,8 @@ def open_metrics(run_dir: Path, step: int):
 
 
 def checkpoint_project(config: dict) -> str:
-    """Which project wrote a checkpoint: its ``project`` key, or for older checkpoints the keys only it writes."""
-    if "project" in config:
-        return str(config["project"])
-    model = config.get("model")
-    if "hf_config" in config:
-        return "quantization"
-    if isinstance(model, dict) and "positional" in model:
-        return "translation"
-    if isinstance(model, dict) and "variant" in model:
-        return "moe_summarization"
-    return "unknown"
+    """Which project wrote a checkpoint: the ``project`` its config names (every project writes one)."""
+    return str(config.get("project", "unknown"))
 
 
 def check_project(ckpt: Checkpoint, project: str, hint: str) -> None:
@@ -434,7 +425,7 @@ def check_resume_config(run_dir: str | Path, saved: dict, now: dict, *, may_chan
     """Stop a resume whose flags change the model or the data; allow (and print) a changed schedule.
 
     ``saved`` is the config stored in the checkpoint, ``now`` the one this run's flags resolve to, in the same
-    layout. Resuming keeps the saved model and data, so a changed ``--positional`` or ``--train`` would be
+    layout. Resuming keeps the saved model and data, so a changed model field or ``--train`` would be
     silently ignored; a changed ``--lr`` or ``--steps`` is a deliberate change of schedule. Fields missing on
     either side (written by older code) are not compared.
     """

@@ -8,7 +8,7 @@ from a preset's value. Numbers are checked where argparse reads them: ``--lr nan
 argparse's own one-line error (exit status 2), never a traceback from deep inside the run.
 
 ``transformers.HfArgumentParser`` does the same from a dataclass, but it fills every flag with the field's
-default, which would silently override the presets (``--preset``, ``--size``, ``--variant``) that sit between
+default, which would silently override the presets (``--preset`` and the like) that sit between
 the dataclass defaults and the command line.
 """
 

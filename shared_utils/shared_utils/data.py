@@ -1,20 +1,12 @@
-"""Readers for the three record kinds the projects use, from local files or the Hugging Face hub.
-
-| kind      | local format                           | record           | loader           |
-|-----------|----------------------------------------|------------------|------------------|
-| parallel  | TSV ``src<TAB>tgt``, no header         | :class:`Pair`    | :func:`load_parallel` |
-| labelled  | CSV with header ``label,text``         | :class:`Example` | :func:`load_labelled` |
-| documents | JSONL objects with ``document``, ``summary`` | :class:`Doc` | :func:`load_documents` |
-
-``source`` is a path or ``hf:<name>[:<config>[:<split>]]``. Every bad row raises :class:`DataError` naming
-``file:line`` and the reason, unless ``skip_bad=True``, in which case it is counted per reason in
-:attr:`Loaded.skipped`. Blank lines are never errors: they are skipped and counted as ``"empty line"``.
+"""What every project's reader is built from: a source is a path or ``hf:<name>[:<config>[:<split>]]``; lines
+are read with their numbers (:func:`file_lines`); a :class:`Collector` routes each bad row to a
+:class:`DataError` naming ``file:line`` and the reason, or, with ``skip_bad=True``, to a count per reason in
+:attr:`Loaded.skipped`. Blank lines are never errors: they are skipped and counted as ``"empty line"``. Each
+project reads its own record kind with these; the selection split carved from training data is here too.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import random
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
@@ -28,32 +20,6 @@ from .hub import load_hub_dataset
 R = TypeVar("R")
 
 HUB_PREFIX = "hf:"
-
-
-@dataclass(frozen=True)
-class Pair:
-    """One sentence pair: source (e.g. Finnish) and target (e.g. English)."""
-
-    src: str
-    tgt: str
-
-
-@dataclass(frozen=True)
-class Example:
-    """One labelled text (class id in ``range(num_labels)``)."""
-
-    label: int
-    text: str
-
-
-@dataclass(frozen=True)
-class Doc:
-    """One document/summary pair; ``source`` is the sub-corpus name when the file has one."""
-
-    document: str
-    summary: str
-    source: str = ""
-    id: str = ""
 
 
 @dataclass
@@ -123,7 +89,7 @@ def decode_lines(raw: Iterable[bytes], name: str) -> Iterator[tuple[int, str]]:
             raise DataError(name, number, f"invalid UTF-8 at byte {exc.start}") from None
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
+def file_lines(path: Path) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, text)`` of a file with 1-based numbers; undecodable bytes raise with the line."""
     if not path.is_file():
         raise DataError(str(path), None, "file not found" if not path.exists() else "not a regular file")
@@ -134,11 +100,11 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
 def read_text_lines(path: Path | None, stream=None) -> list[str]:
     """Every line of ``path`` (or of the binary ``stream``, e.g. ``sys.stdin.buffer``, named ``<stdin>``)."""
     if path is not None:
-        return [text for _, text in _lines(Path(path))]
+        return [text for _, text in file_lines(Path(path))]
     return [text for _, text in decode_lines(stream, "<stdin>")]
 
 
-class _Collector(Generic[R]):
+class Collector(Generic[R]):
     """Accumulates records; routes each bad row to an exception or to the skip counter."""
 
     def __init__(self, source: str, skip_bad: bool):
@@ -154,7 +120,7 @@ class _Collector(Generic[R]):
         self.loaded.skipped["empty line"] += 1
 
 
-def _check_text(col: _Collector, line: int, name: str, value: object) -> str | None:
+def check_text(col: Collector, line: int, name: str, value: object) -> str | None:
     if not isinstance(value, str):
         col.bad(line, f"field '{name}' must be a string, got {type(value).__name__}", kind=f"bad {name}")
         return None
@@ -170,163 +136,7 @@ def _check_text(col: _Collector, line: int, name: str, value: object) -> str | N
     return value
 
 
-# ---------------------------------------------------------------------------------------------- parallel
-def load_parallel(
-    source: str | Path,
-    *,
-    skip_bad: bool = False,
-    src_key: str = "fi",
-    tgt_key: str = "en",
-    local_hint: str = "pass a local TSV file (source<TAB>target) instead",
-) -> Loaded[Pair]:
-    """Read sentence pairs from a TSV file or ``hf:...`` dataset.
-
-    Hub rows are read as ``row["translation"][src_key]`` (OPUS-style) or ``row[src_key]`` (flat columns).
-    """
-    source = str(source)
-    col: _Collector[Pair] = _Collector(source, skip_bad)
-    if source.startswith(HUB_PREFIX):
-        for i, row in enumerate(_hub_rows(source, local_hint), start=1):
-            fields = _pair_fields(row)
-            src = _check_text(col, i, src_key, fields.get(src_key))
-            tgt = _check_text(col, i, tgt_key, fields.get(tgt_key))
-            if src is not None and tgt is not None:
-                col.loaded.records.append(Pair(src, tgt))
-        return col.loaded
-    for number, text in _lines(Path(source)):
-        if not text.strip():
-            col.empty()
-            continue
-        cells = text.split("\t")
-        if len(cells) != 2:
-            col.bad(number, f"expected 2 tab-separated columns, found {len(cells)}", kind="wrong column count")
-            continue
-        src = _check_text(col, number, "source", cells[0])
-        tgt = _check_text(col, number, "target", cells[1])
-        if src is not None and tgt is not None:
-            col.loaded.records.append(Pair(src, tgt))
-    return col.loaded
-
-
-_TATOEBA_LANGS = {"eng": "en", "fin": "fi"}  # Tatoeba's ISO 639-3 codes, for the languages we default to
-
-
-def _pair_fields(row: dict) -> dict:
-    """A hub row's texts by language: OPUS/WMT rows nest them (``{"translation": {"en": .., "fi": ..}}``),
-    Tatoeba-MT rows name each side's language (``sourceLang``/``sourceString``, ``targetlang``/``targetString``),
-    other datasets have flat columns."""
-    if "translation" in row:
-        return row["translation"]
-    if "sourceString" in row:
-        lang = {side: str(row.get(key, "")) for side, key in (("src", "sourceLang"), ("tgt", "targetlang"))}
-        return {_TATOEBA_LANGS.get(lang["src"], lang["src"]): row["sourceString"],
-                _TATOEBA_LANGS.get(lang["tgt"], lang["tgt"]): row["targetString"]}
-    return row
-
-
-# ---------------------------------------------------------------------------------------------- labelled
-def load_labelled(
-    source: str | Path,
-    *,
-    num_labels: int,
-    skip_bad: bool = False,
-    local_hint: str = "pass a local CSV file (header label,text) instead",
-) -> Loaded[Example]:
-    """Read labelled texts from a ``label,text`` CSV (header required) or ``hf:...`` dataset."""
-    source = str(source)
-    col: _Collector[Example] = _Collector(source, skip_bad)
-
-    def add(line: int, label: object, text: object) -> None:
-        try:
-            value = int(str(label).strip())
-        except ValueError:
-            value = None
-        if value is None or not 0 <= value < num_labels:
-            col.bad(line, f"bad label {label!r}: expected an integer in 0..{num_labels - 1}", kind="bad label")
-            return
-        clean = _check_text(col, line, "text", text)
-        if clean is not None:
-            col.loaded.records.append(Example(value, clean))
-
-    if source.startswith(HUB_PREFIX):
-        for i, row in enumerate(_hub_rows(source, local_hint), start=1):
-            add(i, row.get("label"), row.get("text"))
-        return col.loaded
-
-    numbered = list(_lines(Path(source)))
-    if not numbered:
-        raise DataError(source, 1, "empty file (expected the header 'label,text')")
-    try:
-        header = [c.strip() for c in next(csv.reader([numbered[0][1]]), [])]
-    except csv.Error:
-        header = []
-    if header != ["label", "text"]:
-        raise DataError(source, 1, "expected the header 'label,text'")
-    reader = csv.reader(text + "\n" for _, text in numbered[1:])
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:  # a NUL byte, a field past the size limit, a quote left open at the end
-            col.bad(reader.line_num + 1, f"unreadable CSV ({exc})", kind="unreadable CSV")
-            continue
-        line = reader.line_num + 1  # +1 for the header; line_num counts the physical lines consumed
-        if not cells or all(not c.strip() for c in cells):
-            col.empty()
-            continue
-        if len(cells) != 2:
-            col.bad(line, f"expected 2 columns (label,text), found {len(cells)}", kind="wrong column count")
-            continue
-        add(line, cells[0], cells[1])
-    return col.loaded
-
-
-# --------------------------------------------------------------------------------------------- documents
-def load_documents(
-    source: str | Path,
-    *,
-    skip_bad: bool = False,
-    document_key: str = "document",
-    summary_key: str = "summary",
-    local_hint: str = "pass a local JSONL file (keys document, summary) instead",
-) -> Loaded[Doc]:
-    """Read document/summary pairs from JSONL or ``hf:...``; optional ``source`` and ``id`` keys are kept."""
-    source = str(source)
-    col: _Collector[Doc] = _Collector(source, skip_bad)
-
-    def add(line: int, row: dict) -> None:
-        doc = _check_text(col, line, document_key, row.get(document_key))
-        if doc is None:
-            return
-        summ = _check_text(col, line, summary_key, row.get(summary_key))
-        if summ is not None:
-            col.loaded.records.append(Doc(doc, summ, str(row.get("source", "")), str(row.get("id", ""))))
-
-    if source.startswith(HUB_PREFIX):
-        for i, row in enumerate(_hub_rows(source, local_hint), start=1):
-            add(i, row)
-        return col.loaded
-    for number, text in _lines(Path(source)):
-        if not text.strip():
-            col.empty()
-            continue
-        try:
-            row = json.loads(text)
-        except json.JSONDecodeError as exc:
-            col.bad(number, f"invalid JSON ({exc.msg} at column {exc.colno})", kind="invalid JSON")
-            continue
-        except RecursionError:
-            col.bad(number, "invalid JSON (nested too deeply)", kind="invalid JSON")
-            continue
-        if not isinstance(row, dict):
-            col.bad(number, f"expected a JSON object, got {type(row).__name__}", kind="not an object")
-            continue
-        add(number, row)
-    return col.loaded
-
-
-def _hub_rows(source: str, local_hint: str) -> Iterable[dict]:
+def hub_rows(source: str, local_hint: str) -> Iterable[dict]:
     name, config, split = parse_hub_source(source)
     return load_hub_dataset(name, config, split, local_hint=local_hint)
 

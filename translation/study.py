@@ -1,0 +1,70 @@
+"""What the translation studies share (``bench_training.py``, ``bench_recipe.py``): the systems they compare,
+the weights a run is scored by, and scoring on the selection split."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from shared_utils.checkpoint import save_average
+from shared_utils.data import shared_data
+from shared_utils.timing import Timing
+from translation.config import TrainConfig
+from translation.decoding import Strategy
+from translation.inference import load_translator, translate
+from translation.metrics import translation_scores
+
+LOCAL = shared_data("translation")
+SYSTEMS: dict[str, dict] = {  # name -> the ModelConfig fields it sets over the preset
+    "rope": dict(positional="rope"),
+    "relative_bias": dict(positional="relative_bias"),
+    "sinusoidal": dict(positional="sinusoidal"),
+    "marian_peer": dict(arch="marian"),
+}
+RECIPE_SYSTEMS = ("rope", "marian_peer")  # the recipe grid trains each recipe on these two
+
+
+def parameters(model: torch.nn.Module) -> int:
+    """Distinct trainable parameters (a tied matrix counts once; Marian's fixed sinusoidal table not at all)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
+
+
+def scored_model(run: Path, average: int, device) -> tuple:
+    """The weights a run is scored by, and their checkpoint folder: its best checkpoint (chosen on the selection
+    split while training) or, under an averaging recipe, the mean of its last ``average`` checkpoints, published as
+    the run's ``average_last<n>`` checkpoint so that bench_decoding, eval.py and translate.py load the same weights."""
+    model, tok, mcfg = load_translator(run, device)
+    checkpoint = run if average == 1 else save_average(run, average, model)
+    return model, tok, mcfg, checkpoint
+
+
+def greedy_select(model, tok, mcfg, select: list, device) -> tuple[dict, list[str]]:
+    """Greedy BLEU / chrF++ on the selection split, and the translations (for a paired bootstrap)."""
+    hyps = translate(model, tok, mcfg, [p.src for p in select], device, Strategy("greedy"))
+    return score(hyps, [p.tgt for p in select]), hyps
+
+
+def stale_run(run: Path) -> str:
+    """The error for a run scored under other settings: train.py would resume it (a changed schedule is
+    accepted), so its old weights would be reported under the new settings."""
+    return (f"{run} was trained and scored with other settings than this command's; pass a new --runs folder "
+            "(or move that run away) to train it afresh")
+
+
+def settings(cfg: TrainConfig) -> dict:
+    """What a run's scores depend on: every training field but the data paths (the same for every run)."""
+    return {k: v for k, v in asdict(cfg).items() if k not in ("train", "dev")}
+
+
+def score(hyps: list[str], refs: list[str]) -> dict[str, float]:
+    s = translation_scores(hyps, refs)
+    return {"bleu": s["bleu"].score, "chrf": s["chrf"].score}
+
+
+def matmul_ceiling(reference: Timing, profiled: dict) -> float:
+    """How fast a candidate could at most become against ``reference``: the reference's median time over the
+    candidate's own matmul + attention time (:func:`time_by_op_family`). Where both sides do the same products,
+    that is what remains when every other cost (element-wise ops, copies, Python) is cut to nothing."""
+    return reference.median_ms / (profiled["matmul"]["ms"] + profiled["attention"]["ms"])
