@@ -46,7 +46,7 @@ MT_TEST ?= $(if $(filter local,$(MT_DATA)),$(MT_DEV),hf:Helsinki-NLP/opus-100:en
 MT_RUN ?= runs/mt-$(MT_POSITIONAL)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint gpu-smoke demo demo-translation demo-quant demo-moe translation translation-bench translation-recipe translation-decoding quant-bench quant-scale moe-bench moe-xsum
+.PHONY: help install test lint gpu-smoke demo demo-translation demo-quant demo-moe translation translation-bench translation-recipe translation-decoding translation-deploy quant-bench quant-scale moe-bench moe-xsum
 
 help: ## List every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -110,3 +110,6 @@ translation-recipe: install ## Issue #20's sweep on the selection split: shared 
 
 translation-decoding: install ## The decoding study on the benchmark's best checkpoint (after translation-bench)
 	$(PY) -m translation.bench_decoding --publish
+
+translation-deploy: install ## CTranslate2 fp32/int8 vs our decoder and HF generate() on the benchmark's checkpoints (after translation-bench)
+	$(PY) -m translation.bench_deploy --publish

@@ -69,7 +69,11 @@ def max_new_tokens(src: torch.Tensor, cap: int, ratio: float = 2.0, extra: int =
     Translations rarely run past twice their source; an untrained model that never says EOS stops early.
     src (B, L) -> (B,) long.
     """
-    lengths = (src != PAD).sum(1)
+    return length_limits((src != PAD).sum(1), cap, ratio, extra)
+
+
+def length_limits(lengths: torch.Tensor, cap: int, ratio: float = 2.0, extra: int = 10) -> torch.Tensor:
+    """:func:`max_new_tokens` from the source lengths (B,) themselves (another engine's batch has no ``src``)."""
     return (ratio * lengths + extra).long().clamp(1, cap)
 
 

@@ -22,7 +22,7 @@ from shared_utils.errors import UserError, cli_main
 from shared_utils.runtime import pick_device
 from translation.data import load_parallel
 from translation.decoding import add_strategy_args, strategy_from_args
-from translation.inference import hypotheses, load_translator
+from translation.inference import add_engine_args, open_translator
 from translation.metrics import translation_scores
 from translation.tokenizer import decode
 
@@ -69,16 +69,18 @@ def main(argv: list[str] | None = None) -> None:
                    help="write hypotheses here, one per line, its folders made as needed (default for plain text: "
                         "stdout)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_engine_args(p)
     add_strategy_args(p)
     args = p.parse_args(argv)
     strategy = strategy_from_args(args)
     device = pick_device(args.device)
-    model, tok, cfg = load_translator(args.checkpoint, device)
+    translator = open_translator(args.checkpoint, args.engine, device, args.compute_type)
     sources, refs = read_input(args.input, args.format)
-    found, truncated = hypotheses(model, tok, cfg, sources, device, strategy)
+    found, truncated = translator.hypotheses(sources, strategy)
     if truncated:
-        print(f"warning: {truncated} line(s) longer than {cfg.max_len} tokens were truncated", file=sys.stderr)
-    hyps = [decode(tok, h[0].tokens) if h else "" for h in found]
+        print(f"warning: {truncated} line(s) longer than {translator.cfg.max_len} tokens were truncated",
+              file=sys.stderr)
+    hyps = [decode(translator.tok, h[0].tokens) if h else "" for h in found]
     if args.output:
         write_output(args.output, "\n".join(hyps) + "\n")
     elif refs is None:

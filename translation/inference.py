@@ -14,6 +14,7 @@ from shared_utils.errors import UserError
 from translation.config import ModelConfig
 from translation.data import Pair, encode_pairs
 from translation.decoding import Hypothesis, Strategy
+from translation.deploy import COMPUTE_TYPES, EXPORT_FILE, Engine
 from translation.model import restore_model
 from translation.tokenizer import decode, load_tokenizer
 
@@ -45,6 +46,41 @@ def hypotheses(model, tok, cfg: ModelConfig, sources: list[str], device, strateg
         for i, hyps in zip(idx, strategy.run(model, src, cfg.max_len, generator)):
             out[live[i]] = hyps
     return out, data.truncated
+
+
+class TorchTranslator:
+    """Our PyTorch model (or the Marian peer) behind the interface a CTranslate2 ``deploy.Engine`` offers too, so
+    eval.py and translate.py serve either engine by one code path."""
+
+    def __init__(self, path: str | Path, device: torch.device):
+        self.model, self.tok, self.cfg = load_translator(path, device)
+        self.device = device
+
+    def hypotheses(self, sources: list[str], strategy: Strategy | None = None, batch_tokens: int = 4000
+                   ) -> tuple[list[list[Hypothesis]], int]:
+        return hypotheses(self.model, self.tok, self.cfg, sources, self.device, strategy, batch_tokens)
+
+
+ENGINES = ("torch", "ctranslate2")
+
+
+def add_engine_args(parser) -> None:
+    parser.add_argument("--engine", default="torch", choices=ENGINES, help=(
+        "torch: a run or checkpoint folder; ctranslate2: a folder written by translation/export_ctranslate2.py"))
+    parser.add_argument("--compute-type", default=None, choices=COMPUTE_TYPES, help=(
+        "--engine ctranslate2 only: compute as the export stores its weights (default), or convert at load"))
+
+
+def open_translator(path: Path, engine: str, device: torch.device, compute_type: str | None = None):
+    """The translator of a run or checkpoint folder (``torch``) or of a CTranslate2 export (``ctranslate2``);
+    a folder of the other kind is named as such, with the flag that reads it."""
+    if engine == "ctranslate2":
+        return Engine(path, compute_type or "default", device=device.type)
+    if compute_type is not None:
+        raise UserError("--compute-type applies to --engine ctranslate2 only")
+    if (path / EXPORT_FILE).is_file():
+        raise UserError(f"{path} is a CTranslate2 export: pass --engine ctranslate2")
+    return TorchTranslator(path, device)
 
 
 def translate(model, tok, cfg: ModelConfig, sources: list[str], device, strategy: Strategy | None = None,

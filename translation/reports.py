@@ -227,3 +227,87 @@ def curve_lines(result: dict) -> list[str]:
         at = {p["step"]: p["bleu"] for p in curve}
         lines.append(f"| {label} | " + " | ".join(f"{at[s]:.2f}" if s in at else "–" for s in steps) + " |")
     return lines
+
+
+DEPLOY_ROWS = {  # deploy.json's engines: (what runs, which model, precision)
+    "ours": ("our decoder (PyTorch)", "ours", "fp32"),
+    "ours_int8_dynamic": ("our decoder, `quantize_dynamic` linears", "ours", "int8 (linears)"),
+    "peer_torch": ("HF `MarianMTModel` (PyTorch)", "Marian peer", "fp32"),
+    "ct2_ours_float32": ("CTranslate2", "ours", "fp32"),
+    "ct2_ours_int8": ("CTranslate2", "ours", "int8"),
+    "ct2_peer_float32": ("CTranslate2", "Marian peer", "fp32"),
+    "ct2_peer_int8": ("CTranslate2", "Marian peer", "int8"),
+}
+
+
+def write_deploy_report(result: dict, out: Path) -> None:
+    """deploy.md and deploy.png from a deploy.json result (``bench_deploy.py``)."""
+    devs, speed = list(result["dev_sets"]), result["speed"]
+    lines = [f"# Deployment: CTranslate2 beside our decoder and HF `generate()` ({result['device_info']['label']}; "
+             f"CTranslate2 with {result['device_info']['ctranslate2_threads']} threads)", "",
+             f"Reproduce: `{result['command']}` (checkpoints: ours {result['checkpoints']['ours']}, peer "
+             f"{result['checkpoints']['peer']}).", "",
+             "Proof before timing: greedy outputs of each fp32 export against its PyTorch model on "
+             f"{devs[0]} ({result['proof']['ours']['sentences']} sentences):", "",
+             "| model | token-identical | BLEU PyTorch | BLEU CTranslate2 | diff |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for name, p in result["proof"].items():
+        lines.append(f"| {name} | {p['identical_share']:.2%} | {p['bleu_torch']:.2f} | {p['bleu_ctranslate2']:.2f} | "
+                     f"{p['bleu_diff']:+.2f} |")
+    lines += ["", "Quality, greedy (" + ", ".join(f"{d}: {n} sentences" for d, n in result["dev_sets"].items()) + "):",
+              "",
+              "| engine | model | precision | " + " | ".join(f"{d} BLEU | {d} chrF++" for d in devs) + " |",
+              "| --- | --- | --- |" + " ---: |" * (2 * len(devs))]
+    for name, s in result["quality"].items():
+        engine, model, precision = DEPLOY_ROWS[name]
+        lines.append(f"| {engine} | {model} | {precision} | "
+                     + " | ".join(f"{s[d]['bleu']:.2f} | {s[d]['chrf']:.2f}" for d in devs) + " |")
+    lines += ["", f"int8 against fp32 (one checkpoint decoded two ways; {VERDICT_RULE}):", "",
+              "| change | dev set | BLEU diff [95% CI] | verdict | chrF++ diff [95% CI] | verdict |",
+              "| --- | --- | ---: | --- | ---: | --- |"]
+    for key, per_set in result["int8_changes"].items():
+        for d, c in per_set.items():
+            lines.append(f"| {key} | {d} | {diff_cell(c['bleu'])} | {verdict_cell(c['bleu'])} | {diff_cell(c['chrf'])} "
+                         f"| {verdict_cell(c['chrf'])} |")
+    lines += ["", f"Speed: batch {speed['batch']}, exactly {speed['new_tokens']} new tokens per sentence, "
+              f"{len(next(iter(speed['timings'].values()))['samples_ms'])} interleaved rounds; batch 1: "
+              f"{result['latency']['sentences']} real sentences one at a time, greedy, natural length.", "",
+              "| ratio | median | IQR | 95% CI of the median | verdict |", "| --- | ---: | --- | --- | --- |"]
+    for key, r in result["ratios"].items():
+        lines.append(f"| {key} | {r['median']:.2f} | {r['iqr'][0]:.2f}–{r['iqr'][1]:.2f} | "
+                     f"{r['ci95'][0]:.2f}–{r['ci95'][1]:.2f} | {r['verdict']} |")
+    lines += ["", "| candidate | median ms | IQR ms | ms per sentence |", "| --- | ---: | --- | ---: |"]
+    for table in (speed["timings"], result["latency"]["timings"]):
+        for name, t in table.items():
+            label = name if table is speed["timings"] else f"{name} (batch 1)"
+            lines.append(f"| {label} | {t['median_ms']:.0f} | {t['iqr_ms'][0]:.0f}–{t['iqr_ms'][1]:.0f} | "
+                         f"{t['ms_per_sentence']:.1f} |")
+    profile = result["ours_profile_greedy"]
+    ct2_ms = speed["timings"]["ct2_ours_float32_greedy"]["median_ms"]
+    lines += ["", "Where our greedy time goes (`torch.profiler`, batch 32, forced length), beside CTranslate2's whole "
+              f"time on the same model ({ct2_ms:.0f} ms; it exposes no profile to Python):",
+              *op_family_lines({"ours_greedy": profile}),
+              "", f"Our matmuls alone take {profile['matmul']['ms']:.0f} ms, "
+              f"{profile['matmul']['ms'] / ct2_ms:.2f}x CTranslate2's whole greedy decode."]
+    (out / "deploy.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    deploy_plot(result, out / "deploy.png")
+
+
+def deploy_plot(result: dict, path: Path) -> None:
+    """Sentences per second at batch 32 (greedy and beam) against dev BLEU, one point per engine and precision."""
+    plt = pyplot()
+    speed, first = result["speed"], next(iter(result["dev_sets"]))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, mode in zip(axes, ("greedy", f"beam{speed['beam']}")):
+        for name, s in result["quality"].items():
+            key = "hf_generate" if name == "peer_torch" else name
+            t = speed["timings"].get(f"{key}_{mode}")
+            if t is None:
+                continue
+            ax.scatter(speed["batch"] / (t["median_ms"] / 1e3), s[first]["bleu"], s=40)
+            ax.annotate(name, (speed["batch"] / (t["median_ms"] / 1e3), s[first]["bleu"]), fontsize=7)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"sentences per second, {mode} (batch {speed['batch']}, log)")
+        ax.set_title(mode)
+    axes[0].set_ylabel(f"{first} BLEU (greedy)")
+    save_figure(fig, path)

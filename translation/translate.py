@@ -20,7 +20,7 @@ from shared_utils.data import read_text_lines
 from shared_utils.errors import UserError, cli_main
 from shared_utils.runtime import pick_device
 from translation.decoding import add_strategy_args, strategy_from_args
-from translation.inference import hypotheses, load_translator
+from translation.inference import add_engine_args, open_translator
 from translation.tokenizer import decode
 
 
@@ -57,19 +57,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--interactive", action="store_true", help="prompt for one sentence at a time")
     p.add_argument("--batch-tokens", type=int, default=4000, help="source tokens per batch")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_engine_args(p)
     add_strategy_args(p)
     args = p.parse_args(argv)
     strategy = strategy_from_args(args)
     if args.batch_tokens <= 0:
         raise UserError(f"--batch-tokens must be positive, got {args.batch_tokens}")
     device = pick_device(args.device)
-    model, tok, cfg = load_translator(args.checkpoint, device)
+    translator = open_translator(args.checkpoint, args.engine, device, args.compute_type)
 
     def run(lines: list[str]) -> list[str]:
-        hyps, truncated = hypotheses(model, tok, cfg, lines, device, strategy, args.batch_tokens)
+        hyps, truncated = translator.hypotheses(lines, strategy, args.batch_tokens)
         if truncated:
-            print(f"warning: {truncated} line(s) longer than {cfg.max_len} tokens were truncated", file=sys.stderr)
-        return format_output(tok, hyps, strategy.nbest)
+            print(f"warning: {truncated} line(s) longer than {translator.cfg.max_len} tokens were truncated",
+                  file=sys.stderr)
+        return format_output(translator.tok, hyps, strategy.nbest)
 
     if args.interactive or (args.input is None and sys.stdin.isatty()):
         print(f"Finnish -> English ({strategy.strategy}); Ctrl-D quits.", file=sys.stderr)
