@@ -32,6 +32,7 @@ import json
 import platform
 import random
 import statistics
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -115,6 +116,20 @@ def per_source(docs, preds: list[str]) -> dict[str, float]:
     return {s: rouge_scores([p for p, _ in g], [r for _, r in g])["rougeL"] for s, g in sorted(groups.items())}
 
 
+def backfill_wall_time(path: Path, key: dict, record: dict, folder: Path) -> dict:
+    """A record made before runs timed themselves gets its wall time from its files, once: train.py rewrites the
+    run's config.json at every start, and the record is written when scoring ends, so the minutes between them
+    are the run's whole time (training, validation, scoring) where it ran in one sitting, and its last sitting
+    where it resumed. Without the run folder (a fresh clone) the record is left as it is."""
+    config = folder / "config.json"
+    if not config.is_file() or config.stat().st_mtime > path.stat().st_mtime:
+        return record
+    record = {**record, "wall_minutes": (path.stat().st_mtime - config.stat().st_mtime) / 60,
+              "wall_measured": "file times: config.json (written at each start) to this record"}
+    atomic_write(path, json.dumps({"key": key, "entry": record}))
+    return record
+
+
 def run_once(name: str, model_name: str, mcfg: SummarizerConfig, cfg: SumTrainConfig, runs: Path, eval_sets: dict,
              bert: str, device, record_dir: Path) -> dict:
     """One run's record, made once: train (resuming from ``runs/name``), decode every evaluation set with beam 4,
@@ -124,9 +139,10 @@ def run_once(name: str, model_name: str, mcfg: SummarizerConfig, cfg: SumTrainCo
     path = record_dir / f"{name}.json"
     stored = stored_result(path, key, stale=f"{path} was made with other settings: move it away to run {name} "
                                             "again, or run the sweep with the settings it records")
-    if stored is not None:
-        return stored
     folder = runs / name
+    if stored is not None:
+        return stored if "wall_minutes" in stored else backfill_wall_time(path, key, stored, folder)
+    start, resumed = time.time(), (folder / "checkpoints").is_dir()
     info = train(mcfg, cfg, folder, str(device))
     rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     model, tok, model_cfg = load_summarizer(folder, device)
@@ -146,6 +162,8 @@ def run_once(name: str, model_name: str, mcfg: SummarizerConfig, cfg: SumTrainCo
             record["preds"][set_name] = preds
         else:
             record["per_source"] = per_source(docs, preds)
+    record["wall_minutes"] = (time.time() - start) / 60
+    record["wall_measured"] = "this process: the last sitting only (resumed)" if resumed else "this process"
     record_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(path, json.dumps({"key": key, "entry": record}))
     return record
@@ -205,8 +223,9 @@ def aggregate(records: dict[str, dict], lead: dict, plan: list[tuple[str, str, i
         "pending": [name for name, _, _ in plan if name not in records],
         "eval_sets": sets, "documents": {s: len(d) for s, d in eval_sets.items()}, "bertscore_model": bert,
         "models": models, "best_of_ours": best,
-        "runs": {name: {k: r[k] for k in ("model", "seed", "steps", "chosen_step", "select_rougeL", "step_seconds",
-                                          "parameters", "d_ff")} for name, r in records.items()},
+        "runs": {name: {k: r.get(k) for k in ("model", "seed", "steps", "chosen_step", "select_rougeL", "step_seconds",
+                                              "parameters", "d_ff", "wall_minutes", "wall_measured")}
+                 for name, r in records.items()},
         "curves": {m: r["curve"] for m, r in first.items()},
         "expert_load": {m: r["expert_load"] for m, r in first.items() if r["expert_load"]},
         "per_source": {**{m: r["per_source"] for m, r in first.items() if "per_source" in r},

@@ -55,12 +55,16 @@ def write_summarization_report(result: dict, out: Path) -> None:
             lines.append(f"| {name} (pretrained: {r['model']}) | - | " + " | ".join(
                 f"{r[s]['rouge1']:.2f} | {r[s]['rouge2']:.2f} | {r[s]['rougeL']:.2f} | {r[s]['bertscore_f1']:.2f}"
                 for s in sets if s in r) + " |")
-    lines += ["", "Runs (time: optimizer steps only, validation excluded; chosen: the checkpoint the selection split "
-              "chose):", "", "| run | parameters | steps | chosen step | selection R-L | minutes |",
-              "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines += ["", "Runs (chosen: the checkpoint the selection split chose; step minutes: optimizer steps alone; wall "
+              "minutes: the whole run, training, validation and scoring, on one CPU core, how each was measured in "
+              "`wall_measured`):", "",
+              "| run | parameters | steps | chosen step | selection R-L | step minutes | wall minutes |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, r in result["runs"].items():
+        wall = "–" if r.get("wall_minutes") is None else f"{r['wall_minutes']:.1f}"
+        resumed = " (last sitting)" if "resumed" in (r.get("wall_measured") or "") else ""
         lines.append(f"| {name} | {r['parameters']:,} | {r['steps']} | {r['chosen_step']} | {r['select_rougeL']:.2f} "
-                     f"| {r['step_seconds'] / 60:.1f} |")
+                     f"| {r['step_seconds'] / 60:.1f} | {wall}{resumed} |")
     lines += ["", f"Comparisons (difference of the seed means; {VERDICT_RULE}):", "",
               "| comparison | set | metric | per seed (A; B) | A - B | 95% CI | verdict |",
               "| --- | --- | --- | --- | ---: | ---: | --- |"]

@@ -303,6 +303,17 @@ def test_benchmark_writes_the_results_file_with_every_model_peer_and_baseline(co
     again = json.loads((out / "summarization.json").read_text())
     assert again["models"] == result["models"] and again["comparisons"] == result["comparisons"]
     assert result["budget"]["steps"] == 2 and result["bertscore_model"]
+    # every run times itself whole (training, validation, scoring); a record made before that gets its file times
+    assert all(r["wall_minutes"] > 0 and r["wall_measured"] == "this process" for r in result["runs"].values())
+    record = out / "summarization_runs" / "dense_seed0.json"
+    stored = json.loads(record.read_text())
+    for field in ("wall_minutes", "wall_measured"):
+        del stored["entry"][field]
+    record.write_text(json.dumps(stored))
+    os.utime(tmp_path / "runs" / "dense_seed0" / "config.json", (record.stat().st_mtime - 90,) * 2)
+    main(argv)
+    backfilled = json.loads((out / "summarization.json").read_text())["runs"]["dense_seed0"]
+    assert backfilled["wall_minutes"] == pytest.approx(1.5) and backfilled["wall_measured"].startswith("file times")
     models = ("moe_top2", "dense", "moe_top1", "moe_hash", "bart", "t5", "llama", "lead1")
     assert tuple(result["models"]) == models
     for model in models:
