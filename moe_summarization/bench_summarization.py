@@ -130,6 +130,16 @@ def backfill_wall_time(path: Path, key: dict, record: dict, folder: Path) -> dic
     return record
 
 
+RUN_FIELDS = ("model", "seed", "steps", "chosen_step", "select_rougeL", "step_seconds", "parameters", "d_ff",
+              "wall_minutes", "wall_measured")  # what summarization.json's ``runs`` keeps of each record
+
+
+def finished_record(path: Path, key: dict, folder: Path, stale: str | None = None) -> dict | None:
+    """A run's record, if it was made under ``key`` (None while the run is to come), with its wall time."""
+    stored = stored_result(path, key, stale=stale)
+    return stored if stored is None or "wall_minutes" in stored else backfill_wall_time(path, key, stored, folder)
+
+
 def run_once(name: str, model_name: str, mcfg: SummarizerConfig, cfg: SumTrainConfig, runs: Path, eval_sets: dict,
              bert: str, device, record_dir: Path) -> dict:
     """One run's record, made once: train (resuming from ``runs/name``), decode every evaluation set with beam 4,
@@ -137,11 +147,11 @@ def run_once(name: str, model_name: str, mcfg: SummarizerConfig, cfg: SumTrainCo
     summaries are kept (the report shows some); the dev set's are reduced to ROUGE-L per source."""
     key = run_key(mcfg, cfg, bert, eval_sets)
     path = record_dir / f"{name}.json"
-    stored = stored_result(path, key, stale=f"{path} was made with other settings: move it away to run {name} "
-                                            "again, or run the sweep with the settings it records")
     folder = runs / name
+    stored = finished_record(path, key, folder, stale=f"{path} was made with other settings: move it away to run "
+                                                      f"{name} again, or run the sweep with the settings it records")
     if stored is not None:
-        return stored if "wall_minutes" in stored else backfill_wall_time(path, key, stored, folder)
+        return stored
     start, resumed = time.time(), (folder / "checkpoints").is_dir()
     info = train(mcfg, cfg, folder, str(device))
     rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
@@ -223,8 +233,7 @@ def aggregate(records: dict[str, dict], lead: dict, plan: list[tuple[str, str, i
         "pending": [name for name, _, _ in plan if name not in records],
         "eval_sets": sets, "documents": {s: len(d) for s, d in eval_sets.items()}, "bertscore_model": bert,
         "models": models, "best_of_ours": best,
-        "runs": {name: {k: r.get(k) for k in ("model", "seed", "steps", "chosen_step", "select_rougeL", "step_seconds",
-                                              "parameters", "d_ff", "wall_minutes", "wall_measured")}
+        "runs": {name: {**{k: r.get(k) for k in RUN_FIELDS}, "step_minutes": r["step_seconds"] / 60}
                  for name, r in records.items()},
         "curves": {m: r["curve"] for m, r in first.items()},
         "expert_load": {m: r["expert_load"] for m, r in first.items() if r["expert_load"]},
@@ -295,7 +304,8 @@ def main(argv: list[str] | None = None) -> None:
                                      device, record_dir)
             print(name, json.dumps({s: round(v["rougeL"], 2) for s, v in records[name]["scores"].items()}), flush=True)
         else:  # finished by another process (--only), or still to come
-            stored = stored_result(record_dir / f"{name}.json", run_key(configs[model_name], run_cfg, bert, eval_sets))
+            key = run_key(configs[model_name], run_cfg, bert, eval_sets)
+            stored = finished_record(record_dir / f"{name}.json", key, args.runs / name)
             if stored is not None:
                 records[name] = stored
     dense = configs["dense"]
