@@ -42,9 +42,9 @@ from translation.data import load_parallel
 from translation.decoding import Strategy, beam_search, greedy
 from translation.inference import hypotheses, load_translator
 from translation.metrics import translation_scores
-from translation.model import BOS, EOS, PAD, build_model
+from translation.model import EOS, PAD, build_model
 from translation.reports import write_decoding_report, write_speed_report
-from translation.study import matmul_ceiling
+from translation.study import hf_generate_forced, matmul_ceiling, source_batch
 from translation.tokenizer import decode
 from translation.training import select_pairs_from
 
@@ -88,14 +88,6 @@ def diversity(model, tok, cfg, strategy: Strategy, sources: list[str], device, s
     return {f"distinct{n}": statistics.mean(distinct_n(g, n) for g in groups) for n in (1, 2)}
 
 
-def batch_of(tok, sources: list[str], size: int, device) -> torch.Tensor:
-    rows = [e.ids[:60] + [EOS] for e in tok.encode_batch(sources[:size])]
-    src = torch.full((len(rows), max(map(len, rows))), PAD, dtype=torch.long)
-    for i, r in enumerate(rows):
-        src[i, : len(r)] = torch.tensor(r)
-    return src.to(device)
-
-
 def random_batch(vocab_size: int, size: int, device, seed: int = 0) -> torch.Tensor:
     """(size, L) random source ids, 8-30 tokens each with EOS last, PAD after: for timing, where the weights
     (and so the words) do not matter."""
@@ -120,22 +112,13 @@ def side_by_side(model, cfg, src: torch.Tensor, beam: int, new_tokens: int, repe
     peer = build_model(peer_config(cfg)).to(src.device).eval().hf
     limits = torch.full((src.shape[0],), new_tokens, device=src.device)
 
-    def hf(num_beams: int):
-        def run():
-            with torch.no_grad():
-                out = peer.generate(input_ids=src, attention_mask=src != PAD, num_beams=num_beams, do_sample=False,
-                                    max_new_tokens=new_tokens, min_new_tokens=new_tokens, length_penalty=1.0,
-                                    early_stopping=True, forced_eos_token_id=EOS, decoder_start_token_id=BOS)
-            assert out.shape[1] == new_tokens + 1, out.shape  # BOS + the forced length: the same work as ours
-        return run
-
     candidates = {
         "greedy": lambda: greedy(model, src, limits, min_len=new_tokens - 1, cache=True),
         "greedy_no_cache": lambda: greedy(model, src, limits, min_len=new_tokens - 1, cache=False),
-        "hf_greedy": hf(1),
+        "hf_greedy": hf_generate_forced(peer, src, 1, new_tokens),
         f"beam{beam}": lambda: beam_search(model, src, limits, beam_size=beam, min_len=new_tokens - 1,
                                            length_penalty=1.0, early_stopping=True),
-        f"hf_beam{beam}": hf(beam),
+        f"hf_beam{beam}": hf_generate_forced(peer, src, beam, new_tokens),
     }
     timings = interleaved(candidates, repeats=repeats)
     profiled = {name: time_by_op_family(candidates[name]) for name in ("greedy", "hf_greedy", f"beam{beam}",
@@ -267,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
     result["best_strategy"] = max(deterministic, key=lambda n: result["strategies"][n][chooser]["bleu"])
     result["best_strategy_chosen_on"] = chooser
     result["beam4_vs_greedy"] = beam_vs_greedy(result["strategies"], {d: sets[d] for d in dev_names}, train["seed"])
-    src = batch_of(tok, [q.src for q in sets[dev_names[0]]], 32, device)
+    src = source_batch(tok, [q.src for q in sets[dev_names[0]]][:32], cfg.max_len, device)
     side = side_by_side(model, cfg, src, 4, 32, args.repeats)
     result["side_by_side"] = side
     for key in SPEED_KEYS:

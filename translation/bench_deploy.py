@@ -41,8 +41,9 @@ from translation.decoding import Strategy, beam_search, greedy
 from translation.deploy import Engine, export
 from translation.inference import TorchTranslator
 from translation.metrics import translation_scores
-from translation.model import BOS, EOS, PAD
+from translation.model import BOS, EOS
 from translation.reports import write_deploy_report
+from translation.study import hf_generate_forced, source_batch
 from translation.tokenizer import decode
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -111,19 +112,11 @@ def change(a: str, b: str, scores: dict, hyps: dict, dev_sets: dict) -> dict:
     return out
 
 
-def source_batch(translator: TorchTranslator, sources: list[str]) -> torch.Tensor:
-    rows = [e.ids[: translator.cfg.max_len - 1] + [EOS] for e in translator.tok.encode_batch(sources)]
-    src = torch.full((len(rows), max(map(len, rows))), PAD, dtype=torch.long)
-    for i, r in enumerate(rows):
-        src[i, : len(r)] = torch.tensor(r)
-    return src
-
-
 def forced_candidates(torch_models: dict, hf_peer, engines: dict, sources: list[str]) -> tuple[dict, int]:
     """Batch-32 candidates, every one emitting exactly the same number of tokens per sentence (EOS banned until
     then): NEW_TOKENS, or fewer where the models' position tables are shorter. Returns them and that number."""
     any_model = next(iter(torch_models.values()))
-    src = source_batch(any_model, sources)
+    src = source_batch(any_model.tok, sources, any_model.cfg.max_len)
     new_tokens = min(NEW_TOKENS, any_model.cfg.max_len)
     limits = torch.full((src.shape[0],), new_tokens)
 
@@ -131,15 +124,6 @@ def forced_candidates(torch_models: dict, hf_peer, engines: dict, sources: list[
         if beam == 1:
             return lambda: greedy(model, src, limits, min_len=new_tokens - 1)
         return lambda: beam_search(model, src, limits, beam_size=beam, min_len=new_tokens - 1, length_penalty=1.0)
-
-    def hf(beam: int):
-        def run():
-            with torch.no_grad():
-                out = hf_peer.generate(input_ids=src, attention_mask=src != PAD, num_beams=beam, do_sample=False,
-                                       max_new_tokens=new_tokens, min_new_tokens=new_tokens, length_penalty=1.0,
-                                       early_stopping=True, forced_eos_token_id=EOS, decoder_start_token_id=BOS)
-            assert out.shape[1] == new_tokens + 1, out.shape  # BOS + the forced length: the same work as ours
-        return run
 
     def ct2(engine: Engine, beam: int):
         tokens = engine.sources(sources)[0]
@@ -153,7 +137,7 @@ def forced_candidates(torch_models: dict, hf_peer, engines: dict, sources: list[
     out = {}
     for beam, mode in ((1, "greedy"), (BEAM, f"beam{BEAM}")):
         out.update({f"{name}_{mode}": ours(t.model, beam) for name, t in torch_models.items()})
-        out[f"hf_generate_{mode}"] = hf(beam)
+        out[f"hf_generate_{mode}"] = hf_generate_forced(hf_peer, src, beam, new_tokens)
         out.update({f"{name}_{mode}": ct2(engine, beam) for name, engine in engines.items()})
     return out, new_tokens
 
@@ -161,7 +145,7 @@ def forced_candidates(torch_models: dict, hf_peer, engines: dict, sources: list[
 def latency_candidates(torch_models: dict, hf_peer, engines: dict, sources: list[str]) -> dict:
     """Batch 1, one real sentence after another at its natural length, greedy: the interactive case."""
     any_model = next(iter(torch_models.values()))
-    singles = [source_batch(any_model, [s]) for s in sources]
+    singles = [source_batch(any_model.tok, [s], any_model.cfg.max_len) for s in sources]
 
     def hf():
         with torch.no_grad():

@@ -1,5 +1,6 @@
-"""What the translation studies share (``bench_training.py``, ``bench_recipe.py``): the systems they compare,
-the weights a run is scored by, and scoring on the selection split."""
+"""What the translation studies share (``bench_training.py``, ``bench_recipe.py``, ``bench_decoding.py``,
+``bench_deploy.py``): the systems they compare, the weights a run is scored by, scoring on the selection split,
+and the side-by-side timing's source batch and forced-length ``generate()``."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from translation.config import TrainConfig
 from translation.decoding import Strategy
 from translation.inference import load_translator, translate
 from translation.metrics import translation_scores
+from translation.model import BOS, EOS, PAD
 
 LOCAL = shared_data("translation")
 SYSTEMS: dict[str, dict] = {  # name -> the ModelConfig fields it sets over the preset
@@ -68,3 +70,24 @@ def matmul_ceiling(reference: Timing, profiled: dict) -> float:
     candidate's own matmul + attention time (:func:`time_by_op_family`). Where both sides do the same products,
     that is what remains when every other cost (element-wise ops, copies, Python) is cut to nothing."""
     return reference.median_ms / (profiled["matmul"]["ms"] + profiled["attention"]["ms"])
+
+
+def source_batch(tok, sources: list[str], max_len: int, device=None) -> torch.Tensor:
+    """(B, L) source ids of ``sources`` as the model reads them: at most ``max_len`` - 1 tokens, EOS, PAD after."""
+    rows = [e.ids[: max_len - 1] + [EOS] for e in tok.encode_batch(sources)]
+    src = torch.full((len(rows), max(map(len, rows))), PAD, dtype=torch.long)
+    for i, r in enumerate(rows):
+        src[i, : len(r)] = torch.tensor(r)
+    return src if device is None else src.to(device)
+
+
+def hf_generate_forced(hf, src: torch.Tensor, num_beams: int, new_tokens: int):
+    """A call of ``MarianMTModel.generate`` that emits exactly ``new_tokens`` tokens per sentence (greedy or beam
+    search, length penalty 1, early stopping), for timing beside a decoder forced to the same length."""
+    def run():
+        with torch.no_grad():
+            out = hf.generate(input_ids=src, attention_mask=src != PAD, num_beams=num_beams, do_sample=False,
+                              max_new_tokens=new_tokens, min_new_tokens=new_tokens, length_penalty=1.0,
+                              early_stopping=True, forced_eos_token_id=EOS, decoder_start_token_id=BOS)
+        assert out.shape[1] == new_tokens + 1, out.shape  # BOS + the forced length: the same work as ours
+    return run
