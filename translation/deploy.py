@@ -211,15 +211,20 @@ class Engine:
         import ctranslate2
 
         path = Path(path)
+        if not path.exists():
+            raise UserError(f"{path} does not exist")
         if not (path / EXPORT_FILE).is_file():
             hint = (f"; export it first: python translation/export_ctranslate2.py --checkpoint {path} --out DIR"
                     if (path / "config.json").is_file() or (path / "checkpoints").is_dir() else "")
             raise UserError(f"{path} is not a CTranslate2 export (no {EXPORT_FILE}){hint}")
         if compute_type not in COMPUTE_TYPES:
             raise UserError(f"--compute-type must be one of {', '.join(COMPUTE_TYPES)}, got '{compute_type}'")
-        info = json.loads((path / EXPORT_FILE).read_text(encoding="utf-8"))
-        self.cfg = ModelConfig(**info["model"])
-        self.tok = load_tokenizer((path / "tokenizer.json").read_text(encoding="utf-8"))
+        try:
+            self.cfg = ModelConfig(**json.loads((path / EXPORT_FILE).read_text(encoding="utf-8"))["model"])
+            self.tok = load_tokenizer((path / "tokenizer.json").read_text(encoding="utf-8"))
+        except Exception as exc:  # a missing or unreadable file, bad JSON, a config or a tokenizer that will not load
+            raise UserError(f"{path}: the export is damaged or incomplete ({type(exc).__name__}: {exc}); export "
+                            "the checkpoint again") from None
         self.vocab = vocabulary(self.tok, self.cfg.vocab_size)
         self.ids = {t: i for i, t in enumerate(self.vocab)}
         try:

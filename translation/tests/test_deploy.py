@@ -5,6 +5,7 @@ ctranslate2`` must serve it with the same input handling and one-sentence errors
 
 import io
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -109,6 +110,16 @@ def test_engines_and_folders_that_do_not_match_get_one_sentence(runs, exports, t
                           "is a CTranslate2 export: pass --engine ctranslate2")
     assert_one_line_error(run_cli(translate_cli.main, ["--checkpoint", run, "--compute-type", "int8"], capsys),
                           "--compute-type applies to --engine ctranslate2 only")
+    assert_one_line_error(run_cli(translate_cli.main, ["--checkpoint", str(tmp_path / "nowhere"), "--engine",
+                                                      "ctranslate2"], capsys), "does not exist")
+    damaged = tmp_path / "damaged"
+    shutil.copytree(exported, damaged)
+    (damaged / "model.bin").write_bytes((damaged / "model.bin").read_bytes()[:1000])
+    assert_one_line_error(run_cli(translate_cli.main, ["--checkpoint", str(damaged), "--engine", "ctranslate2"],
+                                  capsys), "CTranslate2 cannot load this export")
+    (damaged / "tokenizer.json").unlink()
+    assert_one_line_error(run_cli(translate_cli.main, ["--checkpoint", str(damaged), "--engine", "ctranslate2"],
+                                  capsys), "the export is damaged or incomplete", "export the checkpoint again")
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "keep.txt").write_text("mine")
     assert_one_line_error(run_cli(export_cli.main, ["--checkpoint", run, "--out", str(tmp_path / "notes")], capsys),
