@@ -33,12 +33,12 @@ def test_no_project_module_shadows_an_installed_or_standard_module():
     import pkgutil
     import sys
 
-    ours = {p.stem: p for p in ROOT.glob("*/*.py")} | {p.stem: p for p in ROOT.glob("*/tests/*.py")}
-    ours_dirs = {ROOT, *(p.parent for p in ours.values())}
+    ours = [*ROOT.glob("*/*.py"), *ROOT.glob("*/tests/*.py")]  # several projects may hold a module of one name
+    ours_dirs = {ROOT, *(p.parent.resolve() for p in ours)}  # (a test may have put any of them on sys.path)
     elsewhere = {m.name for m in pkgutil.iter_modules()
                  if Path(getattr(m.module_finder, "path", "")).resolve() not in ours_dirs}
-    clashes = sorted(ours[name].relative_to(ROOT).as_posix() for name in ours
-                     if name in elsewhere | set(sys.stdlib_module_names) and name != "__init__")
+    clashes = sorted(p.relative_to(ROOT).as_posix() for p in ours
+                     if p.stem in elsewhere | set(sys.stdlib_module_names) and p.stem != "__init__")
     assert not clashes, f"named like an importable module: {clashes}"
 
 
