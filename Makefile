@@ -61,7 +61,7 @@ $(STAMP): constraints-cpu.txt requirements-dev.txt pyproject.toml shared_utils/p
 	touch $(STAMP)
 
 test: install ## Run every test (shared_utils and all projects) on the CPU
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder $(TEST_DIRS) $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope $(TEST_DIRS) $(PYTEST_ARGS)
 
 gpu-smoke: install ## Every project's default path at tiny scale on one GPU (<10 min) -> results/gpu_smoke.json
 	$(PY) gpu_smoke.py --device $(DEVICE)

@@ -15,15 +15,6 @@ if _workers > 1 and "OMP_NUM_THREADS" not in os.environ:
     os.environ["OMP_NUM_THREADS"] = str(max(1, _cores // _workers))
 
 
-def pytest_collection_modifyitems(config, items):
-    """Modules (and classes) holding a ``slow`` test go first, in their order, the rest after them in theirs.
-    Under xdist's loadscope a module runs whole on one worker; one of these minute-long ones left for last keeps
-    one core busy while the others wait (``make test`` passes ``--no-loadscope-reorder``, which otherwise puts
-    the modules with the most tests first)."""
-    slow = {item.nodeid.rsplit("::", 1)[0] for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.nodeid.rsplit("::", 1)[0] not in slow)
-
-
 SHARED_DATA = Path(__file__).resolve().parent.parent / "shared" / "data"
 
 

@@ -3,7 +3,6 @@ passing every step and writing the results file a GPU run writes."""
 
 import json
 
-import pytest
 import torch
 
 import gpu_smoke
@@ -17,7 +16,6 @@ def test_without_a_gpu_it_stops_at_once_with_one_sentence(capsys, tmp_path):
     assert line and not (tmp_path / "x.json").exists()
 
 
-@pytest.mark.slow
 def test_the_cpu_dry_run_passes_every_step(tmp_path, capsys):
     out = tmp_path / "gpu_smoke.json"
     code, stdout, err = run_cli(gpu_smoke.main, ["--device", "cpu", "--dry-run", "--out", str(out)], capsys)

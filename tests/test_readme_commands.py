@@ -129,25 +129,21 @@ def run_readme(readme: Path, tmp_path: Path) -> list[str]:
     return failures
 
 
-@pytest.mark.slow
 class TestRootReadme:
     def test_every_command_works_as_written(self, tmp_path):
         assert not (failures := run_readme(ROOT / "README.md", tmp_path)), "\n".join(failures)
 
 
-@pytest.mark.slow
 class TestTranslationReadme:
     def test_every_command_works_as_written(self, tmp_path):
         assert not (failures := run_readme(ROOT / "translation/README.md", tmp_path)), "\n".join(failures)
 
 
-@pytest.mark.slow
 class TestQuantizationReadme:
     def test_every_command_works_as_written(self, tmp_path):
         assert not (failures := run_readme(ROOT / "quantization/README.md", tmp_path)), "\n".join(failures)
 
 
-@pytest.mark.slow
 class TestMoEReadme:
     def test_every_command_works_as_written(self, tmp_path):
         assert not (failures := run_readme(ROOT / "moe_summarization/README.md", tmp_path)), "\n".join(failures)

@@ -141,7 +141,6 @@ def corpus(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.mark.slow
 def test_training_with_sharded_experts_matches_ddp_and_resumes_exactly(corpus, tmp_path):
     from moe_summarization.inference import load_summarizer
 

@@ -201,7 +201,6 @@ def test_balance_experiment_records_load_history(tmp_path):
     assert summary["dropped_fraction"] == pytest.approx(worst["dropped_fraction"])
 
 
-@pytest.mark.slow
 def test_the_layer_benchmark_writes_its_ratios_report_and_plots(tmp_path):
     import json
 

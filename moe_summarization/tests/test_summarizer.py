@@ -275,7 +275,6 @@ def test_ddp_on_two_cpu_processes_keeps_replicas_identical(corpus, tmp_path):
         "'cpu')", "moe_summarization.training", tmp_path, ROOT)
 
 
-@pytest.mark.slow
 def test_benchmark_writes_the_results_file_with_every_model_peer_and_baseline(corpus, tmp_path, monkeypatch,
                                                                             capsys):
     import moe_summarization.bench_summarization as bench

@@ -27,7 +27,6 @@ def checkpoint(tmp_path_factory) -> Path:
     return run
 
 
-@pytest.mark.slow
 def test_bench_writes_the_evidence_and_the_device_reaches_every_process(checkpoint, tmp_path, monkeypatch):
     commands, real_run = [], subprocess.run
 

@@ -9,7 +9,6 @@ import pytest
 from quantization import bench_scale
 
 
-@pytest.mark.slow
 def test_the_scale_sweep_measures_each_precision_in_its_own_process(tmp_path, monkeypatch):
     calls = []
     real = bench_scale.run_worker

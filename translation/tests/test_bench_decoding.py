@@ -2,7 +2,6 @@
 
 import json
 
-import pytest
 import torch
 
 
@@ -35,7 +34,6 @@ def test_the_decoding_peer_has_our_sizes_and_its_own_architecture():
     assert type(build_model(peer).hf).__name__ == "MarianMTModel"
 
 
-@pytest.mark.slow
 def test_the_decoding_speed_alone_needs_no_checkpoint(tmp_path):
     from translation.bench_decoding import main as decoding_main
     from translation.bench_decoding import random_batch

@@ -28,7 +28,6 @@ def test_the_best_system_is_chosen_on_the_selection_split_among_the_systems_with
     assert best_system(summaries) == "relative_bias"
 
 
-@pytest.mark.slow
 def test_the_benchmark_writes_seeds_comparisons_and_a_timed_ratio(tmp_path):
     dev = tmp_path / "dev.tatoeba.fi-en.tsv"
     dev.write_text("".join((SAMPLES / "dev.fi-en.tsv").read_text(encoding="utf-8").splitlines(True)[:30]),

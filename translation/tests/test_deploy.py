@@ -132,7 +132,6 @@ def test_engines_and_folders_that_do_not_match_get_one_sentence(runs, exports, t
     assert sorted(p.name for p in Path(exported).parent.iterdir()) == sorted(SYSTEMS)  # no staging left behind
 
 
-@pytest.mark.slow
 def test_the_deploy_benchmark_proves_before_it_times_and_writes_every_table(runs, tmp_path, capsys):
     from translation import bench_deploy
 
