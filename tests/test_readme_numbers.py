@@ -5,6 +5,7 @@ percentages, bytes as MB)."""
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,35 @@ def test_the_prose_checker_finds_a_number_with_no_file(tmp_path):
                       "- an earlier run had 2.94x, `lr 0.1` and 3 seeds.\n", encoding="utf-8")
     problems = prose_problems(readme, tmp_path)
     assert [p.split(": ", 1)[1] for p in problems] == ["2.94 is in no results file the paragraph names (none)"]
+
+
+# A block copied from a results file: a <details> block introduced by "copied from `results/x.md`" holds text of
+# that file, word for word, so a rerun that writes new summaries cannot leave old ones in the README.
+COPIED = re.compile(r"copied from `((?:[\w-]+/)*results/[\w./-]+?\.md)`[^\n]*\n+<details>\n<summary>[^\n]*</summary>\n"
+                    r"(.*?)\n</details>", re.S)
+
+
+def copy_problems(readme: Path) -> list[str]:
+    problems = []
+    for cited, body in COPIED.findall(readme.read_text(encoding="utf-8")):
+        path = ROOT / cited if (ROOT / cited).is_file() else readme.parent / cited
+        source = path.read_text(encoding="utf-8") if path.is_file() else ""
+        if body.strip() not in source:
+            problems.append(f"{readme.relative_to(ROOT)}: the block copied from {cited} is not in that file")
+    return problems
+
+
+def test_every_block_copied_from_a_results_file_is_in_that_file():
+    blocks = [m for r in READMES for m in COPIED.findall(r.read_text(encoding="utf-8"))]
+    assert blocks, "no copied block found: the pattern no longer matches the READMEs"
+    assert not [p for r in READMES for p in copy_problems(r)]
+
+
+def test_a_copied_block_that_drifted_is_found(tmp_path, monkeypatch):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "s.md").write_text("- model: the old summary\n", encoding="utf-8")
+    readme = tmp_path / "README.md"
+    readme.write_text("Examples (copied from `results/s.md`):\n\n<details>\n<summary>Show</summary>\n\n"
+                      "- model: a new summary\n\n</details>\n", encoding="utf-8")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert copy_problems(readme) == ["README.md: the block copied from results/s.md is not in that file"]
