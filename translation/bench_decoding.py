@@ -104,10 +104,12 @@ def peer_config(cfg: ModelConfig) -> ModelConfig:
     return replace(cfg, arch="marian", ffn="gelu", norm="layernorm", bias=True)
 
 
-def side_by_side(model, cfg, src: torch.Tensor, beam: int, new_tokens: int, repeats: int) -> dict:
+def side_by_side(model, cfg, src: torch.Tensor, beam: int, new_tokens: int, repeats: int,
+                 profile_calls: int) -> dict:
     """Interleaved timings of: our greedy with and without the KV cache; our greedy and beam search against
     ``MarianMTModel.generate`` (same sizes, beams, length penalty, early stopping). Every candidate emits
-    exactly ``new_tokens`` tokens per sentence (EOS banned until then), so all do the same work."""
+    exactly ``new_tokens`` tokens per sentence (EOS banned until then), so all do the same work. The time split
+    averages ``profile_calls`` profiled calls of each decoder, after a warm-up."""
     seed_everything(0)
     peer = build_model(peer_config(cfg)).to(src.device).eval().hf
     limits = torch.full((src.shape[0],), new_tokens, device=src.device)
@@ -121,10 +123,10 @@ def side_by_side(model, cfg, src: torch.Tensor, beam: int, new_tokens: int, repe
         f"hf_beam{beam}": hf_generate_forced(peer, src, beam, new_tokens),
     }
     timings = interleaved(candidates, repeats=repeats)
-    profiled = {name: time_by_op_family(candidates[name]) for name in ("greedy", "hf_greedy", f"beam{beam}",
-                                                                         f"hf_beam{beam}")}
+    profiled = {name: time_by_op_family(candidates[name], runs=profile_calls)
+                for name in ("greedy", "hf_greedy", f"beam{beam}", f"hf_beam{beam}")}
     n = src.shape[0]
-    return {"batch": n, "beam": beam, "new_tokens": new_tokens,
+    return {"batch": n, "beam": beam, "new_tokens": new_tokens, "profile_calls": profile_calls,
             "timings": {name: {**t.as_dict(), "sentences_per_s": n / (t.median_ms / 1e3)}
                         for name, t in timings.items()},
             "time_by_op_family": profiled,
@@ -163,13 +165,11 @@ def write_speed(side: dict, command: str, model: dict, device, out: Path) -> dic
     return result
 
 
-
-
-def speed_only(preset: str, repeats: int, out: Path, device) -> None:
+def speed_only(preset: str, repeats: int, profile_calls: int, out: Path, device) -> None:
     seed_everything(0)
     cfg = model_config(preset)
     model = build_model(cfg).to(device).eval()
-    side = side_by_side(model, cfg, random_batch(cfg.vocab_size, 32, device), 4, 32, repeats)
+    side = side_by_side(model, cfg, random_batch(cfg.vocab_size, 32, device), 4, 32, repeats, profile_calls)
     result = write_speed(side, f"python translation/bench_decoding.py --speed-only --preset {preset}",
                          {"preset": preset, "weights": "untrained (lengths are forced)",
                           "sources": "a seeded batch of 32 random sources of 8-30 tokens"}, device, out)
@@ -201,6 +201,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--limit", type=nonnegative_int, default=0, help="sentences per set (0 = all)")
     p.add_argument("--diversity-limit", type=positive_int, default=200, help="sentences sampled 5 times each")
     p.add_argument("--repeats", type=positive_int, default=7, help="interleaved timing rounds (>= 5 for a verdict)")
+    p.add_argument("--profile-calls", type=positive_int, default=3,
+                   help="profiled calls of each decoder averaged in the time split (torch.profiler)")
     add_results_flags(p, RESULTS, "mt-decoding-results")
     p.add_argument("--device", default="auto")
     p.add_argument("--speed-only", action="store_true",
@@ -210,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out = results_folder(args, RESULTS, "mt-decoding-results")
     device = pick_device(args.device)
     if args.speed_only:
-        return speed_only(args.preset, args.repeats, args.out, device)
+        return speed_only(args.preset, args.repeats, args.profile_calls, args.out, device)
     checkpoint = args.checkpoint
     if checkpoint is None:
         training = RESULTS / "training.json"
@@ -251,7 +253,7 @@ def main(argv: list[str] | None = None) -> None:
     result["best_strategy_chosen_on"] = chooser
     result["beam4_vs_greedy"] = beam_vs_greedy(result["strategies"], {d: sets[d] for d in dev_names}, train["seed"])
     src = source_batch(tok, [q.src for q in sets[dev_names[0]]][:32], cfg.max_len, device)
-    side = side_by_side(model, cfg, src, 4, 32, args.repeats)
+    side = side_by_side(model, cfg, src, 4, 32, args.repeats, args.profile_calls)
     result["side_by_side"] = side
     for key in SPEED_KEYS:
         result[key] = side[key]

@@ -42,9 +42,11 @@ def test_the_decoding_speed_alone_needs_no_checkpoint(tmp_path):
     src = random_batch(1000, 32, "cpu")
     lengths = (src != PAD).sum(1)
     assert lengths.min() >= 8 and lengths.max() <= 30 and bool((src[torch.arange(32), lengths - 1] == EOS).all())
-    decoding_main(["--speed-only", "--preset", "tiny", "--repeats", "2", "--out", str(tmp_path), "--device", "cpu"])
+    decoding_main(["--speed-only", "--preset", "tiny", "--repeats", "2", "--profile-calls", "1", "--out", str(tmp_path),
+                   "--device", "cpu"])
     speed = json.loads((tmp_path / "decoding_speed.json").read_text())
     assert speed["model"]["preset"] == "tiny" and speed["side_by_side"]["batch"] == 32
+    assert speed["side_by_side"]["profile_calls"] == 1
     for key in ("kv_cache_speedup", "greedy_throughput_ratio_vs_hf_generate", "beam_throughput_ratio_vs_hf_generate"):
         assert speed[key] == speed["side_by_side"][key] and speed[key]["repeats"] == 2
     assert {p.name for p in tmp_path.iterdir()} == {"decoding_speed.json", "decoding_speed.md", "decoding_speed.png"}

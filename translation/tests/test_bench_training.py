@@ -82,9 +82,8 @@ def test_the_benchmark_writes_seeds_comparisons_and_a_timed_ratio(tmp_path):
     # the weights the best system's first seed was scored by: under an averaging recipe, its averaged checkpoint
     assert result["best_checkpoint"] == str(tmp_path / "runs" / f"{result['best_scheme']}_seed0" / "average_last3")
     seed1 = str(tmp_path / "runs" / f"{result['best_scheme']}_seed1" / "average_last3")  # any run of it decodes
-    decoding_main(["--checkpoint", seed1, "--dev", str(dev),
-                   "--limit", "12", "--diversity-limit", "3", "--repeats", "2", "--out", str(tmp_path / "dec"),
-                   "--device", "cpu"])
+    decoding_main(["--checkpoint", seed1, "--dev", str(dev), "--limit", "12", "--diversity-limit", "3",
+                   "--repeats", "2", "--profile-calls", "1", "--out", str(tmp_path / "dec"), "--device", "cpu"])
     dec = json.loads((tmp_path / "dec" / "decoding.json").read_text())
     assert dec["eval_sets"] == {"select": 12, "dev.tatoeba": 12}  # the run's own selection split, carved again
     assert dec["best_strategy_chosen_on"] == "select" and dec["best_strategy"] == max(
