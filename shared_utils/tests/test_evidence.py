@@ -13,7 +13,7 @@ from sacrebleu.significance import PairedTest
 
 from shared_utils import stats
 from shared_utils.stats import bootstrap_corpus, bootstrap_items, comparison, interval, mcnemar_p, seed_test, verdict
-from shared_utils.timing import Timing, interleaved, median_interval, ratio
+from shared_utils.timing import Timing, interleaved, median_interval, ratio, time_once
 
 REFS = ["the cat sat on the mat", "a dog barked at the moon", "it is raining again today", "we went home early",
         "the market fell sharply", "she reads a long book", "birds sing in the morning", "the train was late"]
@@ -195,6 +195,23 @@ def test_interleaved_timer_finds_identical_work_a_tie_and_four_times_the_work_sl
     record = timings["a"].as_dict()
     assert set(record) == {"median_ms", "iqr_ms", "repeats", "samples_ms"} and record["repeats"] == 5
     assert 2.0 <= record["median_ms"] < 3.0 and record["iqr_ms"][0] <= record["median_ms"] <= record["iqr_ms"][1]
+
+
+def test_a_call_longer_than_a_block_is_timed_once_and_a_short_one_in_a_block():
+    calls = []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.06)
+
+    assert time_once(slow, min_run_time=0.05) == pytest.approx(60, abs=30) and len(calls) == 1
+    calls.clear()
+
+    def fast():
+        calls.append(1)
+        time.sleep(0.001)
+
+    assert time_once(fast, min_run_time=0.05) == pytest.approx(1, abs=2) and len(calls) > 10
 
 
 def test_time_by_op_family_puts_each_operator_in_its_family():
