@@ -135,14 +135,17 @@ def sweep(sizes: list[str], methods: list[str], sweeps: int, large_sweeps: int, 
         order = usable(size, methods)
         rng.shuffle(order)
         for method in order:
+            began = time.perf_counter()
             result = run_worker(size, method, profile=method == "fp32" and s == 0)
+            seconds = time.perf_counter() - began  # the whole process: imports, build, quantize, timing
             key = (size, method)
             if key not in runs:
-                runs[key] = result
+                runs[key] = {**result, "worker_seconds": []}
             elif "error" not in result and "error" not in runs[key]:
                 for b in BATCHES:
                     kept = runs[key][f"latency_ms_b{b}"]
                     kept["samples_ms"] = [*kept["samples_ms"], *result[f"latency_ms_b{b}"]["samples_ms"]]
+            runs[key]["worker_seconds"].append(seconds)
             bar.update(1)
     bar.close()
     for r in runs.values():
@@ -221,6 +224,11 @@ def write_report(result: dict, out: Path) -> None:
         if e:
             lines.append(f"| {method} | {e['model_bytes']:.2f} | {e['peak_memory_mb']:.2f} | "
                          f"{e['latency_ms_b1']:.2f} | {e['latency_ms_b8']:.2f} |")
+    seconds = {s: [x for m in methods for x in result["table"][m]["sizes"].get(s, {}).get("worker_seconds", [])]
+               for s in sizes}
+    lines += ["", f"Time: {result['wall_minutes']:.1f} minutes in all; median seconds per worker process (imports, "
+              "build, quantization, timing): " + ", ".join(f"{s} {np.median(v):.0f}" for s, v in seconds.items() if v)
+              + "."]
     shares = {s: result["table"]["fp32"]["sizes"][s] for s in sizes if s in result["table"].get("fp32", {})
               .get("sizes", {}) and "matmul_share_b1" in result["table"]["fp32"]["sizes"][s]}
     if shares:

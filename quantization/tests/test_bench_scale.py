@@ -26,6 +26,9 @@ def test_the_scale_sweep_measures_each_precision_in_its_own_process(tmp_path, mo
     assert rows["fp32"]["speedup_vs_fp32_b1"]["median"] == pytest.approx(1.0)
     assert 0 < rows["fp32"]["matmul_share_b8"] <= 1
     assert (tmp_path / "scale.md").is_file() and (tmp_path / "scale.png").is_file()
+    assert len(rows["fp32"]["worker_seconds"]) == 1 and result["wall_minutes"] * 60 >= sum(
+        r["worker_seconds"][0] for r in rows.values())
+    assert f"Time: {result['wall_minutes']:.1f} minutes in all" in (tmp_path / "scale.md").read_text()
 
 
 def test_exponents_are_the_log_log_slopes():
@@ -56,6 +59,7 @@ def test_sweeps_add_latency_rounds_and_speedups_pair_them(monkeypatch):
     assert seen[("gpt2", "fp32")] == 3 and seen[("gpt2-large", "w8a8")] == 1
     assert ("gpt2-large", "onnxruntime_int8") not in runs  # 3.1 GB of fp32 weights: more than one ONNX file holds
     assert runs[("gpt2", "w8a8")]["latency_ms_b8"]["samples_ms"] == [50.0, 40.0, 55.0]
+    assert [len(runs[(s, "w8a8")]["worker_seconds"]) for s in ("gpt2", "gpt2-large")] == [3, 1]
     table = bench_scale.summarise(runs, ["gpt2"], ["fp32", "w8a8"])
     speedup = table["w8a8"]["sizes"]["gpt2"]["speedup_vs_fp32_b1"]
     assert speedup["per_round"] == pytest.approx([2.0, 3.0, 2.0]) and speedup["median"] == pytest.approx(2.0)
