@@ -1,7 +1,7 @@
 """Translation against the engine people deploy with: CTranslate2 at fp32 and int8, beside our decoder and Hugging
 Face ``generate()``, on the training benchmark's checkpoints (our best system and the Marian peer, same seed).
 
-    python translation/bench_deploy.py --publish           # after bench_training.py; ~30 min on 2 CPU cores
+    python translation/bench_deploy.py --publish           # after bench_training.py; ~10 min on 2 CPU cores
     python translation/bench_deploy.py --limit 200         # a quick look, into runs/mt-deploy-results
 
 1. Both checkpoints are exported (``translation/deploy.py``: ours through CTranslate2's spec API, the peer
