@@ -37,13 +37,13 @@ def test_bench_writes_the_evidence_and_the_device_reaches_every_process(checkpoi
 
     monkeypatch.setattr(bench.subprocess, "run", recording_run)
     bench.main(["--checkpoint", str(checkpoint), "--dev", str(SAMPLES / "dev.csv"), "--train",
-                str(SAMPLES / "train.csv"), "--methods", "fp32,int8_weight_per_channel,w8a8,torchao_int8_dynamic",
+                str(SAMPLES / "train.csv"), "--methods", "fp32,w8a8,torchao_int8_dynamic",
                 "--calib-seeds", "0", "1", "--sweeps", "2", "--latency-blocks", "1", "--linear-repeats", "3",
                 "--device", "cpu", "--limit", "40", "--out", str(tmp_path)])
-    # 4 methods + a second w8a8 calibration subset, then one latency-only sweep of the 4
-    assert len(commands) == 5 + 4
+    # 3 methods + a second w8a8 calibration subset, then one latency-only sweep of the 3
+    assert len(commands) == 4 + 3
     assert all(cmd[cmd.index("--device") + 1] == "cpu" for cmd in commands)
-    assert sum("--latency-only" in cmd for cmd in commands) == 4
+    assert sum("--latency-only" in cmd for cmd in commands) == 3
     result = json.loads((tmp_path / "bench.json").read_text())
     assert result["device"]["device"] == "cpu" and result["device"]["label"].startswith("CPU (")
     methods = result["methods"]
