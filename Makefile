@@ -86,7 +86,7 @@ quant-bench: install ## Train the fp32 classifier, then benchmark every precisio
 	$(PY) -m quantization.bench --checkpoint $(QUANT_RUN) --train $(QUANT_TRAIN) --dev $(QUANT_DEV) --name $(QUANT_NAME) \
 		--device $(DEVICE) --publish
 
-quant-scale: install ## GPT-2 small, medium and large (random weights): memory and latency per CPU precision (~50 min, 2 cores)
+quant-scale: install ## GPT-2 small, medium and large (random weights): memory and latency per CPU precision (~40 min, 2 cores)
 	$(PY) -m quantization.bench_scale --publish
 
 moe-bench: install ## Benchmark the MoE layer (speed vs dense/HF, balance under each balancer) -> moe_summarization/results

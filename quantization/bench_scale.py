@@ -10,7 +10,7 @@ trained model of ``bench.py``. For every precision that runs on this CPU and eve
 process's RSS after quantizing and its peak RSS (Linux's high-water mark: memory that bitsandbytes or
 onnxruntime hold outside torch's view is in it), and the latency of the whole model at batch 1 and batch 8 x
 128 tokens (``torch.utils.benchmark``). As in ``bench.py``, the sweep over the precisions is repeated in a
-shuffled order (``--sweeps``, 2: each of GPT-2 Large's processes takes about a minute; ``--large-sweeps`` sets
+shuffled order (``--sweeps``, 2: each of GPT-2 Large's processes takes about 40 s; ``--large-sweeps`` sets
 GPT-2 Large's apart) and speed-ups are paired by sweep. The fp32 worker also profiles one call at
 each batch size: the share of the forward spent in matrix products, which bounds what int8 matmuls can gain.
 
