@@ -32,8 +32,7 @@ import torch
 
 from shared_utils.checkpoint import load_best
 from shared_utils.cli import Parser, add_results_flags, nonnegative_int, positive_int, results_folder
-from shared_utils.data import shared_data
-from shared_utils.errors import UserError, cli_main
+from shared_utils.errors import cli_main
 from shared_utils.runtime import device_info, pick_device, seed_everything
 from shared_utils.stats import bootstrap_corpus, comparison
 from shared_utils.timing import interleaved, ratio, time_by_op_family
@@ -44,12 +43,11 @@ from translation.inference import hypotheses, load_translator
 from translation.metrics import translation_scores
 from translation.model import EOS, PAD, build_model
 from translation.reports import write_decoding_report, write_speed_report
-from translation.study import hf_generate_forced, matmul_ceiling, source_batch
+from translation.study import LOCAL_DEV, best_checkpoint, hf_generate_forced, matmul_ceiling, source_batch
 from translation.tokenizer import decode
 from translation.training import select_pairs_from
 
 RESULTS = Path(__file__).resolve().parent / "results"
-LOCAL = shared_data("translation")
 STRATEGIES = {
     "greedy": Strategy("greedy"),
     "beam2": Strategy("beam", beam_size=2),
@@ -196,8 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default=None,
                    help="default: the best system's checkpoint that results/training.json names")
-    p.add_argument("--dev", nargs="+",
-                   default=[f"{LOCAL}/dev.tatoeba.fi-en.tsv", f"{LOCAL}/dev.newstest2018.fi-en.tsv"])
+    p.add_argument("--dev", nargs="+", default=LOCAL_DEV)
     p.add_argument("--limit", type=nonnegative_int, default=0, help="sentences per set (0 = all)")
     p.add_argument("--diversity-limit", type=positive_int, default=200, help="sentences sampled 5 times each")
     p.add_argument("--repeats", type=positive_int, default=7, help="interleaved timing rounds (>= 5 for a verdict)")
@@ -213,21 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     device = pick_device(args.device)
     if args.speed_only:
         return speed_only(args.preset, args.repeats, args.profile_calls, args.out, device)
-    checkpoint = args.checkpoint
-    if checkpoint is None:
-        training = RESULTS / "training.json"
-        if not training.is_file():
-            raise UserError(f"{training} not found: run translation/bench_training.py first, or pass --checkpoint")
-        written = json.loads(training.read_text())
-        checkpoint = written.get("best_checkpoint")
-        if checkpoint is None and "seeds" not in written:
-            raise UserError(f"{training} names no checkpoint (an older bench_training wrote it): rerun "
-                            "translation/bench_training.py, or pass --checkpoint")
-        if checkpoint is None:  # its runs were scored in earlier sittings, and their folders are gone
-            best, seed = written["best_scheme"], written["seeds"][0]
-            raise UserError(f"{training} names no checkpoint: no run of its best system ({best}) was on the machine "
-                            f"that wrote it; delete {RESULTS / 'training_runs'}/{best}_seed{seed}.json and rerun "
-                            "translation/bench_training.py to train one here, or pass --checkpoint")
+    checkpoint = args.checkpoint if args.checkpoint is not None else best_checkpoint(RESULTS)
     model, tok, cfg = load_translator(checkpoint, device)
     train = load_best(checkpoint).config["train"]
     sets = {"select": selection_split(train)}

@@ -31,7 +31,6 @@ from pathlib import Path
 import torch
 
 from shared_utils.cli import Parser, add_results_flags, nonnegative_int, positive_int, results_folder, user_path
-from shared_utils.data import shared_data
 from shared_utils.errors import UserError, cli_main
 from shared_utils.runtime import device_info, seed_everything
 from shared_utils.stats import bootstrap_corpus, comparison
@@ -43,19 +42,17 @@ from translation.inference import TorchTranslator
 from translation.metrics import translation_scores
 from translation.model import BOS, EOS
 from translation.reports import write_deploy_report
-from translation.study import hf_generate_forced, source_batch
+from translation.study import LOCAL_DEV, best_checkpoint, hf_generate_forced, source_batch
 from translation.tokenizer import decode
 
 RESULTS = Path(__file__).resolve().parent / "results"
-LOCAL = shared_data("translation")
 BATCH, NEW_TOKENS, BEAM = 32, 32, 4
 PROOF_SHARE, PROOF_BLEU = 0.99, 0.1  # the issue's bar: identical greedy outputs on 99% of sentences, BLEU within 0.1
 
 
 def default_checkpoints() -> tuple[Path, Path]:
     """Our best system's checkpoint as results/training.json names it, and the Marian peer of the same seed."""
-    training = json.loads((RESULTS / "training.json").read_text(encoding="utf-8"))
-    ours = Path(training["best_checkpoint"])
+    ours = Path(best_checkpoint(RESULTS))
     return ours, ours.with_name("marian_peer_" + ours.name.rsplit("_", 1)[1])
 
 
@@ -170,8 +167,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="ours (default: the best checkpoint results/training.json names)")
     p.add_argument("--peer", type=user_path, default=None,
                    help="the Marian peer (default: marian_peer_seed<N> beside --checkpoint's default)")
-    p.add_argument("--dev", nargs="+",
-                   default=[f"{LOCAL}/dev.tatoeba.fi-en.tsv", f"{LOCAL}/dev.newstest2018.fi-en.tsv"])
+    p.add_argument("--dev", nargs="+", default=LOCAL_DEV)
     p.add_argument("--limit", type=nonnegative_int, default=0, help="sentences per dev set (0 = all)")
     p.add_argument("--latency-sentences", type=positive_int, default=20, help="real sentences timed at batch 1")
     p.add_argument("--repeats", type=positive_int, default=7, help="interleaved timing rounds (>= 5 for a verdict)")

@@ -63,6 +63,7 @@ from translation.model import build_model
 from translation.reports import write_training_report
 from translation.study import (
     LOCAL,
+    LOCAL_DEV,
     SYSTEMS,
     greedy_select,
     matmul_ceiling,
@@ -288,8 +289,7 @@ def peak_memory_summary(tp: dict) -> dict:
 def main(argv: list[str] | None = None) -> None:
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train", default=f"{LOCAL}/train.fi-en.tsv")
-    p.add_argument("--dev", nargs="+",
-                   default=[f"{LOCAL}/dev.tatoeba.fi-en.tsv", f"{LOCAL}/dev.newstest2018.fi-en.tsv"])
+    p.add_argument("--dev", nargs="+", default=LOCAL_DEV)
     p.add_argument("--preset", default="small", choices=tuple(PRESETS))
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3],
                    help="not 0: seed 0's runs made the recipe sweep's decisions, so the final comparison uses seeds "

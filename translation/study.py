@@ -4,6 +4,7 @@ and the side-by-side timing's source batch and forced-length ``generate()``."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import torch
 
 from shared_utils.checkpoint import save_average
 from shared_utils.data import shared_data
+from shared_utils.errors import UserError
 from shared_utils.timing import Timing
 from translation.config import TrainConfig
 from translation.decoding import Strategy
@@ -19,6 +21,8 @@ from translation.metrics import translation_scores
 from translation.model import BOS, EOS, PAD
 
 LOCAL = shared_data("translation")
+# the dev sets every study reports (never selects on): Tatoeba and newstest 2018, as OPUS-MT is compared
+LOCAL_DEV = [f"{LOCAL}/dev.tatoeba.fi-en.tsv", f"{LOCAL}/dev.newstest2018.fi-en.tsv"]
 SYSTEMS: dict[str, dict] = {  # name -> the ModelConfig fields it sets over the preset
     "rope": dict(positional="rope"),
     "relative_bias": dict(positional="relative_bias"),
@@ -26,6 +30,25 @@ SYSTEMS: dict[str, dict] = {  # name -> the ModelConfig fields it sets over the 
     "marian_peer": dict(arch="marian"),
 }
 RECIPE_SYSTEMS = ("rope", "marian_peer")  # the recipe grid trains each recipe on these two
+
+
+def best_checkpoint(results: Path) -> str:
+    """The checkpoint of the best system's first seed, as ``results/training.json`` names it (the decoding and
+    deployment studies' default), or one sentence saying why there is none."""
+    training = results / "training.json"
+    if not training.is_file():
+        raise UserError(f"{training} not found: run translation/bench_training.py first, or pass --checkpoint")
+    written = json.loads(training.read_text(encoding="utf-8"))
+    checkpoint = written.get("best_checkpoint")
+    if checkpoint is None and "seeds" not in written:
+        raise UserError(f"{training} names no checkpoint (an older bench_training wrote it): rerun "
+                        "translation/bench_training.py, or pass --checkpoint")
+    if checkpoint is None:  # its runs were scored in earlier sittings, and their folders are gone
+        best, seed = written["best_scheme"], written["seeds"][0]
+        raise UserError(f"{training} names no checkpoint: no run of its best system ({best}) was on the machine "
+                        f"that wrote it; delete {results / 'training_runs'}/{best}_seed{seed}.json and rerun "
+                        "translation/bench_training.py to train one here, or pass --checkpoint")
+    return checkpoint
 
 
 def parameters(model: torch.nn.Module) -> int:

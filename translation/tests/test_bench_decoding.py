@@ -1,4 +1,5 @@
-"""The decoding study's CLI at toy size: the speed comparison alone, the peer it times, its errors."""
+"""The decoding study's CLI at toy size: the speed comparison alone, the peer it times, its errors (and the
+deployment study's, which finds its default checkpoint the same way)."""
 
 import json
 
@@ -50,3 +51,20 @@ def test_the_decoding_speed_alone_needs_no_checkpoint(tmp_path):
     for key in ("kv_cache_speedup", "greedy_throughput_ratio_vs_hf_generate", "beam_throughput_ratio_vs_hf_generate"):
         assert speed[key] == speed["side_by_side"][key] and speed[key]["repeats"] == 2
     assert {p.name for p in tmp_path.iterdir()} == {"decoding_speed.json", "decoding_speed.md", "decoding_speed.png"}
+
+
+def test_the_deployment_study_names_a_training_file_without_a_checkpoint_as_the_decoding_study_does(
+        tmp_path, monkeypatch, capsys):
+    from shared_utils.testing import run_cli
+    from translation import bench_deploy
+
+    monkeypatch.setattr(bench_deploy, "RESULTS", tmp_path)
+    argv = ["--out", str(tmp_path / "out")]
+    assert run_cli(bench_deploy.main, argv, capsys) == (
+        2, "", f"error: {tmp_path / 'training.json'} not found: run translation/bench_training.py first, or pass "
+               "--checkpoint\n")
+    (tmp_path / "training.json").write_text(json.dumps({"best_scheme": "rope", "steps": 2000}))  # the old format
+    assert run_cli(bench_deploy.main, argv, capsys) == (
+        2, "", f"error: {tmp_path / 'training.json'} names no checkpoint (an older bench_training wrote it): rerun "
+               "translation/bench_training.py, or pass --checkpoint\n")
+    assert not (tmp_path / "out").exists()
